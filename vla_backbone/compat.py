@@ -1,0 +1,80 @@
+"""Every difference between the transformers versions we support, in one place.
+
+Supported: transformers 4.57 to 5.x. Each helper below names the version that changed the behaviour, so the rest
+of the package (and the notebooks) can stay version-free.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import transformers
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel
+
+TRANSFORMERS_VERSION: str = transformers.__version__
+IS_V5: bool = int(TRANSFORMERS_VERSION.split(".")[0]) >= 5
+
+# 5.x renamed gradient checkpointing to activation checkpointing, made it non-reentrant by default, and has it
+# register the input-grad hook by itself; 4.57 does neither.
+CHECKPOINTING_REGISTERS_INPUT_HOOK: bool = IS_V5
+
+
+def pretrained_kwargs(*, dtype: "torch.dtype", attn_implementation: str | None, token: str | None) -> dict:
+    """Keyword arguments for ``*ForCausalLM.from_pretrained`` that mean the same on 4.57 and 5.x.
+
+    5.x loads a checkpoint in its stored dtype (``dtype="auto"``); 4.57 loaded fp32. An explicit dtype gives the
+    same model on both. ``use_flash_attention_2=`` was removed in 4.53: ``attn_implementation`` replaces it.
+    ``do_sample``/``temperature``/``top_p`` are rejected by 5.x: see :func:`set_greedy_generation`.
+    """
+    kwargs: dict = {"dtype": dtype, "token": token}
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
+    return kwargs
+
+
+def set_greedy_generation(model: "PreTrainedModel") -> None:
+    """Greedy decoding set on the generation config after loading (4.40 took these as ``from_pretrained`` kwargs)."""
+    model.generation_config.do_sample = False
+    model.generation_config.temperature = 1.0
+    model.generation_config.top_p = 1.0
+
+
+def enable_checkpointing(model: "PreTrainedModel", use_reentrant: bool = False) -> None:
+    """Turn on activation (gradient) checkpointing without the 5.x deprecation warning."""
+    kwargs = {"use_reentrant": use_reentrant}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def disable_checkpointing(model: "PreTrainedModel") -> None:
+    """Turn activation (gradient) checkpointing off again."""
+    if hasattr(model, "activation_checkpointing_disable"):
+        model.activation_checkpointing_disable()
+    else:
+        model.gradient_checkpointing_disable()
+
+
+def is_checkpointing(model: "PreTrainedModel") -> bool:
+    """Whether activation (gradient) checkpointing is on."""
+    if hasattr(model, "is_activation_checkpointing"):
+        return bool(model.is_activation_checkpointing)
+    return bool(model.is_gradient_checkpointing)
+
+
+def input_grad_hooks(model: "PreTrainedModel") -> list:
+    """The handles ``enable_input_require_grads`` registered (5.x keeps a list, 4.57 a single handle)."""
+    if hasattr(model, "_require_grads_hooks"):
+        return list(model._require_grads_hooks)
+    handle = getattr(model, "_require_grads_hook", None)
+    return [handle] if handle is not None else []
+
+
+def has_input_grad_hook(model: "PreTrainedModel") -> bool:
+    """Whether the model's *current* input-embedding module still carries the input-grad hook."""
+    embeddings = model.get_input_embeddings()
+    live = {handle.id for handle in input_grad_hooks(model)}
+    return any(hook_id in live for hook_id in embeddings._forward_hooks)
