@@ -5,6 +5,8 @@ of the package (and the notebooks) can stay version-free.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import TYPE_CHECKING
 
 import transformers
@@ -78,3 +80,27 @@ def has_input_grad_hook(model: "PreTrainedModel") -> bool:
     embeddings = model.get_input_embeddings()
     live = {handle.id for handle in input_grad_hooks(model)}
     return any(hook_id in live for hook_id in embeddings._forward_hooks)
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_argument(model_cls: type) -> str:
+    # Recent 5.x releases renamed the forward argument `past_key_values` to `cache` (the old name warns).
+    return "cache" if "cache" in inspect.signature(model_cls.forward).parameters else "past_key_values"
+
+
+def forward_kwargs(model: "PreTrainedModel", **kwargs) -> dict:
+    """The upstream forward arguments, renamed for this version, with unset (None) ones left to the model.
+
+    Left-out arguments take the model's own defaults, which is what passing None meant on 4.40; passing them
+    explicitly makes recent 5.x warn about deprecated names.
+    """
+    kwargs = {name: value for name, value in kwargs.items() if value is not None}
+    if "past_key_values" in kwargs:
+        kwargs[_cache_argument(type(model))] = kwargs.pop("past_key_values")
+    return kwargs
+
+
+def output_cache(output):
+    """The KV cache of a model output (``.cache`` on recent 5.x, ``.past_key_values`` before)."""
+    fields = getattr(type(output), "__dataclass_fields__", {})
+    return output.cache if "cache" in fields else output.past_key_values

@@ -67,6 +67,10 @@ class TinySpec:
     config: dict = field(default_factory=dict)
 
 
+QWEN2_SPLIT_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
 _LAYERS = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 2048}
 
 TINY_SPECS = {
@@ -113,7 +117,7 @@ def tiny_dir(family: str) -> Path:
 
 
 def _train_tokenizer(spec: TinySpec):
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
     if spec.style == "metaspace":
         tokenizer = Tokenizer(models.BPE(unk_token=spec.token_roles["unk_token"]))
@@ -123,6 +127,15 @@ def _train_tokenizer(spec: TinySpec):
     else:
         tokenizer = Tokenizer(models.BPE())
         tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        if spec.family == "qwen25":
+            # Qwen2's own split (digits one by one); transformers 5 re-applies it when loading a Qwen2 tokenizer,
+            # so training with it keeps the trained merges and the loaded tokenizer in agreement.
+            tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+                [
+                    pre_tokenizers.Split(Regex(QWEN2_SPLIT_PATTERN), behavior="isolated"),
+                    pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+                ]
+            )
         tokenizer.decoder = decoders.ByteLevel()
         alphabet = pre_tokenizers.ByteLevel.alphabet()
     trainer = trainers.BpeTrainer(
