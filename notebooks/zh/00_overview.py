@@ -1,0 +1,141 @@
+# %% [markdown]
+# # 00 · Overview and set-up check
+#
+# A vision-language-action model (VLA) such as OpenVLA is a language model with eyes and hands: a vision encoder
+# turns the camera image into patch features, a projector maps them to the language model's width, and the
+# language model predicts the next tokens — some of which are robot actions. The language model sits behind one
+# small interface, `LLMBackbone`, and one HuggingFace implementation of it, `HFCausalLLMBackbone`. These notebooks
+# take that interface apart member by member, on transformers as it is today.
+#
+# **What you will learn here**
+# - what the suite covers and in which order;
+# - that your environment runs everything offline, on a CPU, in seconds;
+# - how to switch from the tiny offline replicas to the real weights.
+
+# %%
+# Set-up, the same in every notebook: on Colab install the package; everywhere print versions and seed.
+import subprocess, sys
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/vla-backbone/vla-backbone-notebooks"], check=True)
+from vla_backbone.notebook import setup
+setup()
+
+# %%
+LANG = "zh"  # the language of this notebook's prose and plot labels
+from vla_backbone.notebook import use_language
+use_language(LANG)
+
+# %% [markdown]
+# ## The registry: every backbone id the package knows
+#
+# OpenVLA names each language model by a short id such as `llama2-7b-pure`. The id decides three things: the
+# family class, the real weights on the HuggingFace hub, and the prompt format. `list_backbones()` lists them all.
+
+# %%
+import vla_backbone
+from vla_backbone.registry import backbone_class, hub_path
+
+ids = vla_backbone.list_backbones()
+for backbone_id in ids:
+    print(f"{backbone_id:26s} {backbone_class(backbone_id).__name__:20s} {hub_path(backbone_id)}")
+
+# %% [markdown]
+# Five families, and every id from OpenVLA (Llama-2, Vicuna, Mistral, Phi-2), from MiniVLA (Qwen-2.5) and OPT.
+
+# %%
+families = {backbone_class(i).family for i in ids}
+assert families == {"llama2", "mistral", "phi", "qwen25", "opt"}
+assert {"llama2-7b-pure", "vicuna-v15-7b", "mistral-v0.1-7b-instruct", "phi-2-3b", "qwen25-0_5b-pure", "opt-125m"} <= set(ids)
+
+# %% [markdown]
+# ## Tiny replicas: the real classes, at toy size, offline
+#
+# Real checkpoints weigh gigabytes and some are gated. By default the package builds a *tiny replica* of each
+# family instead: the same `*ForCausalLM` class and decoder-layer class, the same special tokens and BOS behaviour,
+# but hidden size 64, two layers and a 1024-token vocabulary. It is built once into a cache directory, in about a
+# tenth of a second, and needs no network. Loading one takes the same call OpenVLA uses.
+
+# %%
+import time
+
+start = time.perf_counter()
+backbone, tokenizer = vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure")
+elapsed = time.perf_counter() - start
+print(type(backbone).__name__, type(backbone.llm).__name__, f"loaded in {elapsed:.2f} s")
+print("parameters:", sum(p.numel() for p in backbone.parameters()))
+print("loaded from:", backbone.hf_hub_path)
+
+# %% [markdown]
+# The replica is small enough to run anywhere, yet it is the real architecture: the class names match the
+# 7-billion-parameter model, only the sizes differ.
+
+# %%
+from transformers import LlamaForCausalLM
+from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+assert isinstance(backbone.llm, LlamaForCausalLM)
+assert backbone.transformer_layer_cls is LlamaDecoderLayer
+assert backbone.embed_dim == 64 and backbone.llm.config.num_hidden_layers == 2
+assert elapsed < 5, "loading a tiny replica should take well under a second once built"
+
+# %% [markdown]
+# ## A first forward pass
+#
+# A sentence goes in as token ids; logits over the vocabulary come out, one row per position.
+
+# %%
+import torch
+
+batch = tokenizer(["What action should the robot take to pick up the cup?"], return_tensors="pt")
+with torch.no_grad():
+    output = backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+print("input ids:", batch.input_ids.tolist())
+print("logits shape:", tuple(output.logits.shape))
+assert output.logits.shape == (1, batch.input_ids.shape[1], backbone.llm.config.vocab_size)
+
+# %% [markdown]
+# ## Switching to real weights
+#
+# Every call takes `source=`: `"tiny"` (the default), `"hub"` for the real weights, or a local checkpoint directory.
+# Setting the environment variable `VLA_BACKBONE_SOURCE=hub` switches every notebook at once. OPT-125m and
+# Qwen2.5-0.5B fit a free Colab GPU; Llama-2 is gated and needs `hf_token=`. Offline, asking for the hub fails
+# within seconds with an error that says what to do:
+
+# %%
+from vla_backbone.errors import BackboneLoadError
+from vla_backbone.notebook import expect_error
+from vla_backbone.registry import resolve_source
+
+if resolve_source() == "tiny" and not vla_backbone.hf_causal.hub_reachable():
+    with expect_error(BackboneLoadError, match="source='tiny'"):
+        vla_backbone.get_llm_backbone_and_tokenizer("opt-125m", source="hub")
+else:
+    print("the hub is reachable or the source is not tiny: skipping the offline demonstration")
+
+# %% [markdown]
+# ## The arc
+#
+# | # | notebook | what it teaches |
+# |---|---|---|
+# | 01 | the abstract class | `LLMBackbone`: ABC + `nn.Module`, abstract methods and properties, `embed_dim`, `pad_token_id` |
+# | 02 | loading | training vs inference mode, dtype, greedy generation config, `use_cache`, `hf_token`, tokenizer settings |
+# | 03 | the BOS assertion | both halves of the check, on every family |
+# | 04 | special cases | phi-2 BOS = EOS, Qwen without BOS, PAD tokens, the multiple-of-64 resize |
+# | 05 | prompt builders | every template side by side, the OpenVLA action prompt, tokens and labels |
+# | 06 | `embed_input_ids` and `forward` | every argument, labels and -100, the KV cache |
+# | 07 | `enable_input_require_grads` | the failure, the hook, the fixes |
+# | 08 | gradient checkpointing | memory and time, measured |
+# | 09 | precision and freezing | `half_precision_dtype`, `last_layer_finetune_modules`, freeze stages |
+# | 10 | FSDP | wrapping policy, wrap plan, a real 2-process run |
+# | 11 | inside a VLA | patches after BOS, labels, action tokens |
+# | 12 | your own backbone | a new family end to end |
+#
+# ## Summary
+# - `list_backbones()` gives every id; `get_llm_backbone_and_tokenizer(id)` builds a backbone and its tokenizer.
+# - Tiny replicas keep the real classes and tokenizer behaviour and run offline in milliseconds.
+# - `source="hub"` (or `VLA_BACKBONE_SOURCE=hub`) switches to the real weights.
+#
+# ## Exercises
+# 1. Load `qwen25-0_5b-pure` and `opt-125m`. Which model class does each use? Check with `isinstance`.
+# 2. Count the parameters of every family's replica. Which is largest, and why (hint: tied embeddings)?
+# 3. Find the cache directory of the replicas (`vla_backbone.tiny.tiny_dir("llama2")`) and list its files.
