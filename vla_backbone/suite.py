@@ -53,9 +53,14 @@ def language_cell(lang: str) -> str:
 
 
 def names() -> list[str]:
-    """Notebook names (``NN_slug``) found in either language."""
-    return sorted({p.stem for lang in LANGS for p in (NOTEBOOKS / lang).glob("[0-9][0-9]_*.ipynb")} |
-                  {p.stem for lang in LANGS for p in (NOTEBOOKS / lang).glob("[0-9][0-9]_*.py")})
+    """Notebook names found in either language: ``NN_slug`` and ``assignments/AN_slug``."""
+    found = set()
+    for lang in LANGS:
+        base = NOTEBOOKS / lang
+        for pattern in ("[0-9][0-9]_*", "assignments/A[0-9]_*"):
+            found |= {str(p.relative_to(base).with_suffix("")) for p in base.glob(pattern + ".ipynb")}
+            found |= {str(p.relative_to(base).with_suffix("")) for p in base.glob(pattern + ".py")}
+    return sorted(found)
 
 
 def _jupytext():
@@ -135,6 +140,7 @@ def _newest(name: str, lang: str):
 
 def _write(name: str, lang: str, nb) -> None:
     base = NOTEBOOKS / lang / name
+    base.parent.mkdir(parents=True, exist_ok=True)
     for path, text in ((base.with_suffix(".ipynb"), ipynb_text(nb)), (base.with_suffix(".py"), py_text(nb))):
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             path.write_text(text, encoding="utf-8")

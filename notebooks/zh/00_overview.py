@@ -1,16 +1,12 @@
 # %% [markdown]
-# # 00 · Overview and set-up check
+# # 00 · 概览与环境检查
 #
-# A vision-language-action model (VLA) such as OpenVLA is a language model with eyes and hands: a vision encoder
-# turns the camera image into patch features, a projector maps them to the language model's width, and the
-# language model predicts the next tokens — some of which are robot actions. The language model sits behind one
-# small interface, `LLMBackbone`, and one HuggingFace implementation of it, `HFCausalLLMBackbone`. These notebooks
-# take that interface apart member by member, on transformers as it is today.
+# 像 OpenVLA 这样的视觉-语言-动作模型（VLA），说白了就是一个长了眼睛和手的语言模型：视觉编码器把相机拍到的图像变成 patch（图像块）特征，投影器把这些特征映射到语言模型的宽度，再由语言模型预测接下来的 token——其中一部分 token 就是机器人的动作。语言模型隐藏在一个很小的接口 `LLMBackbone` 后面，它的 HuggingFace 实现是 `HFCausalLLMBackbone`。这套 notebook 会基于当下版本的 transformers，把这个接口按成员逐个拆开来讲。
 #
-# **What you will learn here**
-# - what the suite covers and in which order;
-# - that your environment runs everything offline, on a CPU, in seconds;
-# - how to switch from the tiny offline replicas to the real weights.
+# **本节你将学到**
+# - 整套 notebook 覆盖哪些内容，按什么顺序展开；
+# - 确认你的环境可以离线、只用 CPU、在几秒内跑完所有内容；
+# - 如何从离线的微型副本切换到真实权重。
 
 # %%
 # Set-up, the same in every notebook: on Colab install the package; everywhere print versions and seed.
@@ -26,10 +22,9 @@ from vla_backbone.notebook import use_language
 use_language(LANG)
 
 # %% [markdown]
-# ## The registry: every backbone id the package knows
+# ## 注册表：包里登记的所有骨干网络 id
 #
-# OpenVLA names each language model by a short id such as `llama2-7b-pure`. The id decides three things: the
-# family class, the real weights on the HuggingFace hub, and the prompt format. `list_backbones()` lists them all.
+# OpenVLA 用一个简短的 id 来指代每个语言模型，比如 `llama2-7b-pure`。这个 id 决定了三件事：对应哪个模型家族的类、HuggingFace Hub 上的哪份真实权重，以及用哪种提示词格式。`list_backbones()` 会把所有 id 列出来。
 
 # %%
 import vla_backbone
@@ -40,7 +35,7 @@ for backbone_id in ids:
     print(f"{backbone_id:26s} {backbone_class(backbone_id).__name__:20s} {hub_path(backbone_id)}")
 
 # %% [markdown]
-# Five families, and every id from OpenVLA (Llama-2, Vicuna, Mistral, Phi-2), from MiniVLA (Qwen-2.5) and OPT.
+# 一共五个模型家族，涵盖 OpenVLA 的全部 id（Llama-2、Vicuna、Mistral、Phi-2）、MiniVLA 的 Qwen-2.5，以及 OPT。
 
 # %%
 families = {backbone_class(i).family for i in ids}
@@ -48,12 +43,9 @@ assert families == {"llama2", "mistral", "phi", "qwen25", "opt"}
 assert {"llama2-7b-pure", "vicuna-v15-7b", "mistral-v0.1-7b-instruct", "phi-2-3b", "qwen25-0_5b-pure", "opt-125m"} <= set(ids)
 
 # %% [markdown]
-# ## Tiny replicas: the real classes, at toy size, offline
+# ## 微型副本：真实的类，玩具级的尺寸，完全离线
 #
-# Real checkpoints weigh gigabytes and some are gated. By default the package builds a *tiny replica* of each
-# family instead: the same `*ForCausalLM` class and decoder-layer class, the same special tokens and BOS behaviour,
-# but hidden size 64, two layers and a 1024-token vocabulary. It is built once into a cache directory, in about a
-# tenth of a second, and needs no network. Loading one takes the same call OpenVLA uses.
+# 真实的 checkpoint 动辄几个 GB，有些还需要申请访问权限（gated）。所以这个包默认不下载它们，而是为每个家族构建一个*微型副本*：`*ForCausalLM` 类和解码器层类与原模型完全相同，特殊 token 和 BOS 行为也一样，只是隐藏维度缩到 64、只有两层、词表只有 1024 个 token。微型副本只在第一次用到时构建一次，存进缓存目录，耗时大约十分之一秒，全程不需要联网。加载它用的就是 OpenVLA 里的同一个调用。
 
 # %%
 import time
@@ -66,8 +58,7 @@ print("parameters:", sum(p.numel() for p in backbone.parameters()))
 print("loaded from:", backbone.hf_hub_path)
 
 # %% [markdown]
-# The replica is small enough to run anywhere, yet it is the real architecture: the class names match the
-# 7-billion-parameter model, only the sizes differ.
+# 微型副本小到在哪儿都能跑，但架构是货真价实的：类名和 70 亿参数的原模型一模一样，不同的只是各项尺寸。
 
 # %%
 from transformers import LlamaForCausalLM
@@ -79,9 +70,9 @@ assert backbone.embed_dim == 64 and backbone.llm.config.num_hidden_layers == 2
 assert elapsed < 5, "loading a tiny replica should take well under a second once built"
 
 # %% [markdown]
-# ## A first forward pass
+# ## 第一次前向传播
 #
-# A sentence goes in as token ids; logits over the vocabulary come out, one row per position.
+# 一句话以 token id 的形式送进去，出来的是整个词表上的 logits，每个位置一行。
 
 # %%
 import torch
@@ -94,12 +85,9 @@ print("logits shape:", tuple(output.logits.shape))
 assert output.logits.shape == (1, batch.input_ids.shape[1], backbone.llm.config.vocab_size)
 
 # %% [markdown]
-# ## Switching to real weights
+# ## 切换到真实权重
 #
-# Every call takes `source=`: `"tiny"` (the default), `"hub"` for the real weights, or a local checkpoint directory.
-# Setting the environment variable `VLA_BACKBONE_SOURCE=hub` switches every notebook at once. OPT-125m and
-# Qwen2.5-0.5B fit a free Colab GPU; Llama-2 is gated and needs `hf_token=`. Offline, asking for the hub fails
-# within seconds with an error that says what to do:
+# 每个加载调用都接受 `source=` 参数：`"tiny"`（默认值）、`"hub"`（真实权重），或者一个本地 checkpoint 目录。设置环境变量 `VLA_BACKBONE_SOURCE=hub`，所有 notebook 就会一起切换过去。OPT-125m 和 Qwen2.5-0.5B 在 Colab 的免费 GPU 上就放得下；Llama-2 需要申请访问权限（gated），加载时要传 `hf_token=`。离线状态下请求 Hub 会在几秒内失败，报错信息会直接告诉你该怎么做：
 
 # %%
 from vla_backbone.errors import BackboneLoadError
@@ -113,29 +101,29 @@ else:
     print("the hub is reachable or the source is not tiny: skipping the offline demonstration")
 
 # %% [markdown]
-# ## The arc
+# ## 整体路线
 #
-# | # | notebook | what it teaches |
+# | # | notebook | 讲什么 |
 # |---|---|---|
-# | 01 | the abstract class | `LLMBackbone`: ABC + `nn.Module`, abstract methods and properties, `embed_dim`, `pad_token_id` |
-# | 02 | loading | training vs inference mode, dtype, greedy generation config, `use_cache`, `hf_token`, tokenizer settings |
-# | 03 | the BOS assertion | both halves of the check, on every family |
-# | 04 | special cases | phi-2 BOS = EOS, Qwen without BOS, PAD tokens, the multiple-of-64 resize |
-# | 05 | prompt builders | every template side by side, the OpenVLA action prompt, tokens and labels |
-# | 06 | `embed_input_ids` and `forward` | every argument, labels and -100, the KV cache |
-# | 07 | `enable_input_require_grads` | the failure, the hook, the fixes |
-# | 08 | gradient checkpointing | memory and time, measured |
-# | 09 | precision and freezing | `half_precision_dtype`, `last_layer_finetune_modules`, freeze stages |
-# | 10 | FSDP | wrapping policy, wrap plan, a real 2-process run |
-# | 11 | inside a VLA | patches after BOS, labels, action tokens |
-# | 12 | your own backbone | a new family end to end |
+# | 01 | 抽象类 | `LLMBackbone`：ABC + `nn.Module`，抽象方法与抽象属性，`embed_dim`，`pad_token_id` |
+# | 02 | 加载 | 训练模式与推理模式，dtype，贪心解码的生成配置，`use_cache`，`hf_token`，分词器设置 |
+# | 03 | BOS 断言 | 检查的两个部分，在每个家族上逐一验证 |
+# | 04 | 特殊情况 | phi-2 的 BOS = EOS，没有 BOS 的 Qwen，PAD token，嵌入矩阵扩到 64 的倍数 |
+# | 05 | 提示词构造器 | 所有模板并排对比，OpenVLA 的动作提示词，token 与标签 |
+# | 06 | `embed_input_ids` 与 `forward` | 每一个参数，标签与 -100，KV 缓存 |
+# | 07 | `enable_input_require_grads` | 出错的场景，钩子，几种修复方法 |
+# | 08 | 梯度检查点 | 实测内存占用与耗时 |
+# | 09 | 精度与冻结 | `half_precision_dtype`，`last_layer_finetune_modules`，各训练阶段的冻结方式 |
+# | 10 | FSDP | 包装策略，包装计划（wrap plan），真实的 2 进程运行 |
+# | 11 | VLA 内部 | 紧跟在 BOS 之后的 patch，标签，动作 token |
+# | 12 | 你自己的骨干网络 | 端到端接入一个新的模型家族 |
 #
-# ## Summary
-# - `list_backbones()` gives every id; `get_llm_backbone_and_tokenizer(id)` builds a backbone and its tokenizer.
-# - Tiny replicas keep the real classes and tokenizer behaviour and run offline in milliseconds.
-# - `source="hub"` (or `VLA_BACKBONE_SOURCE=hub`) switches to the real weights.
+# ## 小结
+# - `list_backbones()` 给出所有 id；`get_llm_backbone_and_tokenizer(id)` 构建骨干网络及其分词器。
+# - 微型副本保留了真实的模型类和分词器行为，离线运行，几毫秒就能完成。
+# - `source="hub"`（或 `VLA_BACKBONE_SOURCE=hub`）即可切换到真实权重。
 #
-# ## Exercises
-# 1. Load `qwen25-0_5b-pure` and `opt-125m`. Which model class does each use? Check with `isinstance`.
-# 2. Count the parameters of every family's replica. Which is largest, and why (hint: tied embeddings)?
-# 3. Find the cache directory of the replicas (`vla_backbone.tiny.tiny_dir("llama2")`) and list its files.
+# ## 练习
+# 1. 加载 `qwen25-0_5b-pure` 和 `opt-125m`。它们各自用的是哪个模型类？用 `isinstance` 验证一下。
+# 2. 统计每个家族微型副本的参数量。哪个最大？为什么（提示：输入嵌入和输出层是否共享权重，即 tied embeddings）？
+# 3. 找到微型副本的缓存目录（`vla_backbone.tiny.tiny_dir("llama2")`），列出里面的文件。

@@ -1,0 +1,214 @@
+"""Every registered id, on its tiny replica: the full LLMBackbone contract."""
+import functools
+import inspect
+
+import pytest
+import torch
+
+import vla_backbone
+from vla_backbone import LLMBackbone, compat
+from vla_backbone.families import FAMILIES, QWEN25_MODELS
+from vla_backbone.fsdp import wrap_plan
+from vla_backbone.hf_causal import SPECIAL_CASES, check_bos
+from vla_backbone.prompting import (
+    LLaMa2ChatPromptBuilder,
+    MistralInstructPromptBuilder,
+    PhiPromptBuilder,
+    PurePromptBuilder,
+    QwenPromptBuilder,
+    VicunaV15ChatPromptBuilder,
+)
+from vla_backbone.registry import backbone_class, hub_path
+
+ALL_IDS = vla_backbone.list_backbones()
+# One id per family is enough for the expensive checks; every id is still loaded once below.
+ONE_PER_FAMILY = [next(iter(family.models)) for family in FAMILIES]
+
+EXPECTED_BUILDER = {
+    "llama2-7b-pure": PurePromptBuilder,
+    "llama2-13b-chat": LLaMa2ChatPromptBuilder,
+    "vicuna-v15-7b": VicunaV15ChatPromptBuilder,
+    "mistral-v0.1-7b-pure": PurePromptBuilder,
+    "mistral-v0.1-7b-instruct": MistralInstructPromptBuilder,
+    "phi-2-3b": PhiPromptBuilder,
+    "qwen25-0_5b-pure": QwenPromptBuilder,
+    "opt-125m": PurePromptBuilder,
+}
+
+REFERENCE_IDS = {
+    "llama2-7b-pure": "meta-llama/Llama-2-7b-hf",
+    "llama2-13b-pure": "meta-llama/Llama-2-13b-hf",
+    "llama2-7b-chat": "meta-llama/Llama-2-7b-chat-hf",
+    "llama2-13b-chat": "meta-llama/Llama-2-13b-chat-hf",
+    "vicuna-v15-7b": "lmsys/vicuna-7b-v1.5",
+    "vicuna-v15-13b": "lmsys/vicuna-13b-v1.5",
+    "mistral-v0.1-7b-pure": "mistralai/Mistral-7B-v0.1",
+    "mistral-v0.1-7b-instruct": "mistralai/Mistral-7B-Instruct-v0.1",
+    "phi-2-3b": "microsoft/phi-2",
+    "qwen25-0_5b-pure": "Qwen/Qwen2.5-0.5B",
+    "qwen25-0_5b-extra": "Qwen/Qwen2.5-0.5B",
+    "qwen25-1_5b-pure": "Qwen/Qwen2.5-1.5B",
+    "qwen25-3b-pure": "Qwen/Qwen2.5-3B",
+    "qwen25-7b-pure": "Qwen/Qwen2.5-7B",
+    "opt-125m": "facebook/opt-125m",
+    "opt-350m": "facebook/opt-350m",
+}
+
+
+@functools.lru_cache(maxsize=None)
+def load(backbone_id, inference_mode=False):
+    return vla_backbone.get_llm_backbone_and_tokenizer(backbone_id, inference_mode=inference_mode)
+
+
+def test_registry_has_every_reference_id():
+    for backbone_id, repo in REFERENCE_IDS.items():
+        assert hub_path(backbone_id) == repo
+    assert set(REFERENCE_IDS) <= set(ALL_IDS)
+
+
+def test_abstract_members_are_exactly_upstreams():
+    assert LLMBackbone.__abstractmethods__ == {
+        "get_fsdp_wrapping_policy",
+        "enable_gradient_checkpointing",
+        "forward",
+        "embed_input_ids",
+        "prompt_builder_fn",
+        "transformer_layer_cls",
+        "half_precision_dtype",
+        "last_layer_finetune_modules",
+    }
+    forward_args = list(inspect.signature(LLMBackbone.forward).parameters)[1:]
+    assert forward_args == [
+        "input_ids", "attention_mask", "position_ids", "past_key_values", "inputs_embeds", "labels",
+        "use_cache", "output_attentions", "output_hidden_states", "return_dict",
+    ]
+    with pytest.raises(TypeError, match="abstract"):
+        LLMBackbone("x")
+
+
+def test_hf_causal_signature_is_upstreams():
+    params = inspect.signature(vla_backbone.HFCausalLLMBackbone.__init__).parameters
+    assert list(params)[1:] == [
+        "llm_backbone_id", "llm_family", "llm_cls", "hf_hub_path", "llm_max_length", "hf_token",
+        "inference_mode", "use_flash_attention_2",
+    ]
+    assert params["llm_max_length"].default == 2048 and params["use_flash_attention_2"].default is False
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.family)
+def test_every_family_is_concrete(family):
+    assert not family.__abstractmethods__
+
+
+def test_special_cases_are_phi_and_every_qwen_id():
+    assert SPECIAL_CASES == {"phi-2-3b", *QWEN25_MODELS}
+
+
+@pytest.mark.parametrize("backbone_id", ALL_IDS)
+def test_every_id_loads_with_its_contract(backbone_id):
+    backbone, tokenizer = load(backbone_id)
+    family = backbone_class(backbone_id)
+    assert isinstance(backbone, family) and backbone.identifier == backbone_id
+    assert tokenizer is backbone.get_tokenizer()
+    assert backbone.llm_family == family.family and backbone.llm_max_length == 2048 and not backbone.inference_mode
+    assert backbone.embed_dim == backbone.llm.config.hidden_size == 64
+    assert backbone.pad_token_id is not None and backbone.pad_token_id == tokenizer.pad_token_id
+    assert backbone.llm.config.pad_token_id == tokenizer.pad_token_id
+    assert tokenizer.padding_side == "right" and tokenizer.model_max_length == 2048
+    assert backbone.llm.dtype == torch.float32 and backbone.half_precision_dtype == torch.bfloat16
+    assert backbone.llm.config.use_cache is False
+    rows = backbone.llm.get_input_embeddings().weight.shape[0]
+    assert rows % 64 == 0 and rows >= len(tokenizer)
+    # The input-grad hook survives the resize (upstream on 4.40 lost it).
+    assert compat.has_input_grad_hook(backbone.llm)
+    gen = backbone.llm.generation_config
+    assert (gen.do_sample, gen.temperature, gen.top_p) == (False, 1.0, 1.0)
+    if backbone_id in EXPECTED_BUILDER:
+        assert backbone.prompt_builder_fn is EXPECTED_BUILDER[backbone_id]
+    embeddings, last_layer, head = backbone.last_layer_finetune_modules
+    layers = [m for m in backbone.llm.modules() if isinstance(m, backbone.transformer_layer_cls)]
+    assert embeddings is backbone.llm.get_input_embeddings() and head is backbone.llm.get_output_embeddings()
+    assert last_layer is layers[-1] and len(layers) == 2
+    if backbone_id in SPECIAL_CASES:
+        assert tokenizer("Test 123").input_ids[0] != tokenizer.bos_token_id or tokenizer.bos_token_id is None
+    else:
+        check_bos(tokenizer, backbone_id)
+
+
+@pytest.mark.parametrize("backbone_id", ONE_PER_FAMILY)
+def test_forward_embed_and_loss(backbone_id):
+    backbone, tokenizer = load(backbone_id)
+    batch = tokenizer(["pick up the cup", "open the drawer now please"], return_tensors="pt", padding=True)
+    assert (batch.attention_mask[:, -1] == 0).any(), "right padding pads at the end"
+    ids = batch.input_ids
+    embeds = backbone.embed_input_ids(ids)
+    torch.testing.assert_close(embeds, backbone.llm.get_input_embeddings().weight[ids])
+    labels = ids.masked_fill(batch.attention_mask == 0, -100)
+    out = backbone(input_ids=ids, attention_mask=batch.attention_mask, labels=labels)
+    via_embeds = backbone(inputs_embeds=embeds, attention_mask=batch.attention_mask, labels=labels)
+    torch.testing.assert_close(out.logits, via_embeds.logits)
+    shifted = torch.nn.functional.cross_entropy(
+        out.logits[:, :-1].reshape(-1, out.logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
+    )
+    torch.testing.assert_close(out.loss, shifted)
+    extras = backbone(input_ids=ids, use_cache=True, output_hidden_states=True, output_attentions=False, return_dict=True)
+    assert len(extras.hidden_states) == 3 and compat.output_cache(extras) is not None
+
+
+@pytest.mark.parametrize("backbone_id", ONE_PER_FAMILY)
+def test_kv_cache_matches_full_forward(backbone_id):
+    backbone, tokenizer = load(backbone_id, inference_mode=True)
+    assert backbone.llm.config.use_cache is True and not compat.has_input_grad_hook(backbone.llm)
+    # `_from_config` leaves the model in train mode (dropout on, e.g. OPT's 0.1), as upstream; the VLM calls eval().
+    backbone.eval()
+    ids = tokenizer(["the robot will pick up the red cup"], return_tensors="pt").input_ids
+    with torch.no_grad():
+        full = backbone(input_ids=ids).logits[:, -1]
+        prefix = backbone(input_ids=ids[:, :-1], use_cache=True)
+        # With a cache, the mask covers past and new positions (OPT derives its positions from it).
+        mask = torch.ones_like(ids)
+        step = backbone(input_ids=ids[:, -1:], attention_mask=mask, past_key_values=compat.output_cache(prefix), use_cache=True)
+    torch.testing.assert_close(step.logits[:, -1], full, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("backbone_id", ONE_PER_FAMILY)
+def test_checkpointing_policy_and_plan(backbone_id, recwarn):
+    backbone, _ = vla_backbone.get_llm_backbone_and_tokenizer(backbone_id)
+    backbone.enable_gradient_checkpointing()
+    assert compat.is_checkpointing(backbone.llm)
+    assert not [w for w in recwarn if issubclass(w.category, (FutureWarning, DeprecationWarning))]
+    policy = backbone.get_fsdp_wrapping_policy()
+    plan = wrap_plan(backbone, policy)
+    layers = [n for n, m in backbone.named_modules() if isinstance(m, backbone.transformer_layer_cls)]
+    assert plan == ["", *layers]
+
+
+def test_inference_mode_has_architecture_without_pretrained_weights():
+    trained, _ = load("llama2-7b-pure")
+    fresh, _ = load("llama2-7b-pure", inference_mode=True)
+    assert type(fresh.llm) is type(trained.llm)
+    assert fresh.llm.config.hidden_size == trained.llm.config.hidden_size
+    assert not torch.equal(fresh.llm.model.layers[0].mlp.up_proj.weight, trained.llm.model.layers[0].mlp.up_proj.weight)
+
+
+def test_qwen_extra_adds_256_tokens_and_keeps_its_pad():
+    pure, pure_tok = load("qwen25-0_5b-pure")
+    extra, extra_tok = load("qwen25-0_5b-extra")
+    assert len(extra_tok) == len(pure_tok) + 256
+    assert extra_tok.convert_tokens_to_ids("<|extra_0|>") == len(pure_tok)
+    assert pure_tok.pad_token == "<|endoftext|>" and pure_tok.bos_token_id is None
+    assert extra.llm.get_input_embeddings().weight.shape[0] == 1280
+
+
+def test_llama_pad_and_resize_mirror_llama2_arithmetic():
+    backbone, tokenizer = load("llama2-7b-pure")
+    assert tokenizer.pad_token == "<PAD>" and tokenizer.pad_token_id == 1024
+    assert backbone.llm.get_input_embeddings().weight.shape[0] == 1088
+
+
+def test_loading_is_deterministic():
+    first, tokenizer = vla_backbone.get_llm_backbone_and_tokenizer("mistral-v0.1-7b-pure")
+    second, _ = vla_backbone.get_llm_backbone_and_tokenizer("mistral-v0.1-7b-pure")
+    ids = tokenizer(["pick up the cup"], return_tensors="pt").input_ids
+    with torch.no_grad():
+        torch.testing.assert_close(first(input_ids=ids).logits, second(input_ids=ids).logits, rtol=0, atol=0)
