@@ -6,6 +6,7 @@ import functools
 import importlib.util
 import os
 import socket
+import threading
 from abc import ABC
 from typing import TYPE_CHECKING, Callable, Iterator, Optional, Sequence
 from urllib.parse import urlparse
@@ -98,18 +99,27 @@ def check_local_checkpoint(path: str) -> None:
 
 
 @functools.lru_cache(maxsize=1)
-def hub_reachable(timeout_s: float = 3.0) -> bool:
-    """Whether the HuggingFace endpoint answers a TCP connection within a few seconds."""
+def hub_reachable(timeout_s: float = 2.0) -> bool:
+    """Whether the HuggingFace endpoint accepts a TCP connection within ``timeout_s`` (DNS included)."""
     from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:
         return False
     host = urlparse(constants.ENDPOINT).hostname
-    try:
-        with socket.create_connection((host, 443), timeout=timeout_s):
-            return True
-    except OSError:
-        return False
+    answers: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, 443), timeout=timeout_s).close()
+            answers.append(True)
+        except OSError:
+            answers.append(False)
+
+    # A thread with a deadline, because a slow DNS resolver ignores the socket timeout.
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return answers == [True]
 
 
 def load_error_message(exc: Exception, hf_hub_path: str, hf_token: Optional[str]) -> Optional[str]:

@@ -1,0 +1,158 @@
+"""Bad input gets a clear error that says what to do, and a token never leaks."""
+import logging
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from types import SimpleNamespace
+
+import pytest
+import torch
+from huggingface_hub.errors import GatedRepoError
+
+import vla_backbone
+from vla_backbone import hf_causal
+from vla_backbone.errors import (
+    BackboneLoadError,
+    FlashAttentionUnavailableError,
+    TokenizerBOSError,
+    UnknownBackboneError,
+)
+from vla_backbone.families import LLaMa2LLMBackbone
+from vla_backbone.tiny import tiny_checkpoint
+
+SENTINEL = "hf_SENTINELtokenNEVERshown0123456789"
+
+
+def test_unknown_id_lists_known_ids():
+    with pytest.raises(UnknownBackboneError) as info:
+        vla_backbone.get_llm_backbone_and_tokenizer("llama3-8b-pure")
+    message = str(info.value)
+    assert "llama3-8b-pure" in message and "llama2-7b-pure" in message and "opt-125m" in message
+
+
+def test_family_class_rejects_foreign_id():
+    with pytest.raises(UnknownBackboneError, match="not a llama2 backbone.*vicuna-v15-7b"):
+        LLaMa2LLMBackbone("phi-2-3b")
+
+
+def test_hub_while_offline_fails_fast_and_points_to_tiny():
+    start = time.perf_counter()
+    with pytest.raises(BackboneLoadError, match="source='tiny'"):
+        vla_backbone.get_llm_backbone_and_tokenizer("opt-125m", source="hub")
+    assert time.perf_counter() - start < 5
+
+
+def test_hub_without_offline_flag_still_fails_fast(tmp_path):
+    # No HF_HUB_OFFLINE: the reachability probe must stop the ~20 s of retries huggingface_hub would do here.
+    code = (
+        "import time, transformers, vla_backbone\n"
+        "from vla_backbone.families import OPTLLMBackbone\n"
+        "from vla_backbone.errors import BackboneLoadError\n"
+        "start = time.perf_counter()\n"
+        "try:\n"
+        "    vla_backbone.get_llm_backbone_and_tokenizer('opt-125m', source='hub')\n"
+        "except BackboneLoadError as exc:\n"
+        "    print('ERR', round(time.perf_counter() - start, 1), exc)\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "HF_HUB_OFFLINE"}
+    env["HF_HOME"] = str(tmp_path)
+    env["HF_ENDPOINT"] = "https://hub.invalid"  # guaranteed unreachable, whatever the machine's network
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert "ERR" in result.stdout, result.stderr[-2000:]
+    seconds = float(result.stdout.split()[1])
+    assert seconds < 5 and "source='tiny'" in result.stdout
+
+
+def test_gated_repo_without_token(monkeypatch):
+    from transformers import LlamaForCausalLM
+
+    def gated(*args, **kwargs):
+        response = SimpleNamespace(headers={}, request=None, status_code=401, url="https://huggingface.co")
+        raise GatedRepoError("Access to model meta-llama/Llama-2-7b-hf is restricted.", response=response)
+
+    monkeypatch.setattr(hf_causal, "hub_reachable", lambda: True)
+    monkeypatch.setattr(LlamaForCausalLM, "from_pretrained", gated)
+    with pytest.raises(BackboneLoadError, match="gated repository and no token was passed.*hf_token="):
+        LLaMa2LLMBackbone("llama2-7b-pure")
+
+
+def test_flash_attention_without_gpu_or_package():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU; the error is for machines without one")
+    with pytest.raises(FlashAttentionUnavailableError, match="use_flash_attention_2=False"):
+        LLaMa2LLMBackbone("llama2-7b-pure", use_flash_attention_2=True)
+
+
+def test_missing_local_directory(tmp_path):
+    with pytest.raises(BackboneLoadError, match="does not exist"):
+        vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure", source=str(tmp_path / "nowhere"))
+    with pytest.raises(BackboneLoadError, match="no config.json"):
+        vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure", source=str(tmp_path))
+
+
+def test_corrupt_local_directory(tmp_path):
+    copy = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint("llama2"), copy)
+    (copy / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(BackboneLoadError, match="looks corrupt"):
+        vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure", source=str(copy))
+    # ...and nothing was lost: the real replica still loads.
+    vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure")
+
+
+def test_bos_failure_names_class_ids_and_fix():
+    _, phi_tokenizer = vla_backbone.get_llm_backbone_and_tokenizer("phi-2-3b")
+    with pytest.raises(TokenizerBOSError) as info:
+        hf_causal.check_bos(phi_tokenizer, "my-new-backbone")
+    message = str(info.value)
+    assert type(phi_tokenizer).__name__ in message
+    assert str(phi_tokenizer("Test 123").input_ids) in message
+    assert "SPECIAL_CASES" in message and "post-processor" in message
+
+
+def test_bos_check_survives_python_O():
+    code = (
+        "import vla_backbone\n"
+        "from vla_backbone.hf_causal import check_bos\n"
+        "_, tok = vla_backbone.get_llm_backbone_and_tokenizer('qwen25-0_5b-pure')\n"
+        "try:\n"
+        "    check_bos(tok, 'x')\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__)\n"
+    )
+    result = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "TokenizerBOSError", result.stderr[-2000:]
+
+
+def test_token_never_appears(tmp_path, caplog, monkeypatch):
+    caplog.set_level(logging.DEBUG)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        backbone, tokenizer = vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure", hf_token=SENTINEL)
+        texts = [repr(backbone), str(backbone), repr(tokenizer), str(vars(backbone)), str(backbone.llm.config)]
+        errors = []
+        with pytest.raises(BackboneLoadError) as missing:
+            vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure", hf_token=SENTINEL, source=str(tmp_path / "x"))
+        errors.append(missing.value)
+        with pytest.raises(BackboneLoadError) as offline:
+            vla_backbone.get_llm_backbone_and_tokenizer("opt-125m", hf_token=SENTINEL, source="hub")
+        errors.append(offline.value)
+
+        # Even an error whose own text carries the token is redacted, and its cause is not chained.
+        from transformers import LlamaForCausalLM
+
+        def leaky(*args, **kwargs):
+            raise OSError(f"request failed with Authorization: Bearer {SENTINEL}")
+
+        monkeypatch.setattr(hf_causal, "hub_reachable", lambda: True)
+        monkeypatch.setattr(LlamaForCausalLM, "from_pretrained", leaky)
+        with pytest.raises(BackboneLoadError) as leaked:
+            LLaMa2LLMBackbone("llama2-7b-pure", hf_token=SENTINEL)
+        errors.append(leaked.value)
+        assert leaked.value.__cause__ is None and leaked.value.__suppress_context__
+    for error in errors:
+        texts += [str(error), repr(error), str(error.__cause__)]
+    texts += [record.getMessage() for record in caplog.records] + [str(w.message) for w in caught]
+    assert not [text for text in texts if SENTINEL in text]
