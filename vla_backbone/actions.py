@@ -39,5 +39,7 @@ class ActionTokenizer:
         return self.bin_centers[index]
 
     def __call__(self, actions: torch.Tensor) -> str:
-        """Actions -> the text the tokenizer would turn back into exactly these ids."""
+        """Actions -> their text form, for display. Build labels from :meth:`encode`, not from this text:
+        decoding and re-encoding need not give the same ids (on a tiny replica the tail of the vocabulary cannot
+        be reached from text at all)."""
         return self.tokenizer.decode(self.encode(actions).flatten().tolist())
