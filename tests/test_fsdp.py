@@ -68,7 +68,6 @@ def test_wrap_plan_matches_real_fsdp(single_process_group, backbone_id, policy_n
         assert "projector" in plan
 
 
-@pytest.mark.notebooks
 @pytest.mark.parametrize("fsdp_version", [1, 2])
 def test_torchrun_demo_on_two_cpu_processes(fsdp_version):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -4,6 +4,7 @@
     python -m vla_backbone.suite check             # list every problem (tests run the same check)
     python -m vla_backbone.suite translate NAME    # start notebooks/zh/NAME from the en notebook (prose to translate)
     python -m vla_backbone.suite stamp NAME ...    # after revisiting a zh translation, record the en prose it follows
+    python -m vla_backbone.suite readme            # regenerate the notebook tables in README.md and README.zh.md
 
 Code cells are written once, in en; `sync` copies them into the zh twin (the LANG line aside). In each pair the
 file edited last wins, so edit either the .ipynb in JupyterLab or the .py in an editor, then run `sync`.
@@ -61,6 +62,77 @@ def names() -> list[str]:
             found |= {str(p.relative_to(base).with_suffix("")) for p in base.glob(pattern + ".ipynb")}
             found |= {str(p.relative_to(base).with_suffix("")) for p in base.glob(pattern + ".py")}
     return sorted(found)
+
+
+# What each notebook teaches, for the README tables (titles come from the notebooks themselves).
+TEACHES = {
+    "00_overview": ("the registry, tiny replicas, a first forward pass, switching to real weights",
+                    "注册表、微型副本、第一次前向传播、切换到真实权重"),
+    "01_abstract_class": ("`LLMBackbone`: ABC + `nn.Module`, abstract members, `embed_dim`, `pad_token_id`",
+                          "`LLMBackbone`：ABC + `nn.Module`、抽象成员、`embed_dim`、`pad_token_id`"),
+    "02_loading": ("training vs inference mode, dtype, greedy generation, `use_cache`, `hf_token`, tokenizer settings",
+                   "训练模式与推理模式、dtype、贪心解码、`use_cache`、`hf_token`、分词器设置"),
+    "03_bos_assertion": ("both halves of the BOS check, on every family", "BOS 检查的两个条件，逐个家族验证"),
+    "04_special_cases": ("phi-2 BOS = EOS, Qwen without BOS, PAD tokens, the multiple-of-64 resize",
+                         "phi-2 的 BOS = EOS、没有 BOS 的 Qwen、PAD token、按 64 的倍数扩词表"),
+    "05_prompt_builders": ("every prompt template, the OpenVLA action prompt, tokens and labels",
+                           "所有提示词模板、OpenVLA 动作提示词、token 与标签"),
+    "06_embed_and_forward": ("`embed_input_ids` and `forward`: every argument, labels and -100, the KV cache",
+                             "`embed_input_ids` 与 `forward`：每个参数、标签与 -100、KV 缓存"),
+    "07_input_require_grads": ("`enable_input_require_grads`: the failure, the hook, the fixes",
+                               "`enable_input_require_grads`：复现失败、查看钩子、三种修复"),
+    "08_gradient_checkpointing": ("gradient checkpointing: memory and time, measured", "梯度检查点：实测显存与时间"),
+    "09_precision_and_freezing": ("`half_precision_dtype`, `last_layer_finetune_modules`, freeze stages",
+                                  "`half_precision_dtype`、`last_layer_finetune_modules`、冻结阶段"),
+    "10_fsdp": ("the wrapping policy, a wrap plan, a real 2-process FSDP run", "包装策略、包装计划、真实的双进程 FSDP 训练"),
+    "11_inside_a_vla": ("patches spliced after BOS, masks, labels, action tokens", "在 BOS 之后拼接 patch、掩码、标签、动作 token"),
+    "12_your_own_backbone": ("a new family end to end", "从头到尾接入一个新的模型家族"),
+}
+README_BEGIN, README_END = "<!-- notebooks:begin -->", "<!-- notebooks:end -->"
+COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
+
+
+def colab_url(lang: str, name: str) -> str:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["vla_backbone"]
+    return f"https://colab.research.google.com/github/{config['repository']}/blob/{config['branch']}/notebooks/{lang}/{name}.ipynb"
+
+
+def title(nb) -> str:
+    """The notebook's first heading without its number, e.g. "Overview and set-up check"."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and cell.source.startswith("# "):
+            return cell.source.splitlines()[0][2:].split("·", 1)[-1].strip()
+    return ""
+
+
+def readme_table(lang: str) -> str:
+    header = {"en": "| # | notebook | what it teaches | Colab |\n|---|---|---|---|",
+              "zh": "| # | notebook | 内容 | Colab |\n|---|---|---|---|"}[lang]
+    rows = [header]
+    for name in names():
+        if name.startswith("assignments/") or not (NOTEBOOKS / lang / f"{name}.ipynb").exists():
+            continue
+        teaches = TEACHES.get(name, ("", ""))[LANGS.index(lang)]
+        link = f"[{title(read(NOTEBOOKS / lang / f'{name}.ipynb'))}](notebooks/{lang}/{name}.ipynb)"
+        badge = f"[![Open In Colab]({COLAB_BADGE})]({colab_url(lang, name)})"
+        rows.append(f"| {name[:2]} | {link} | {teaches} | {badge} |")
+    return "\n".join(rows)
+
+
+def readme_text(lang: str) -> str:
+    """The README with its notebook table regenerated."""
+    path = ROOT / ("README.md" if lang == "en" else "README.zh.md")
+    text = path.read_text(encoding="utf-8")
+    before, rest = text.split(README_BEGIN, 1)
+    _, after = rest.split(README_END, 1)
+    return f"{before}{README_BEGIN}\n{readme_table(lang)}\n{README_END}{after}"
+
+
+def readme() -> None:
+    for lang in LANGS:
+        path = ROOT / ("README.md" if lang == "en" else "README.zh.md")
+        path.write_text(readme_text(lang), encoding="utf-8")
+    print("README.md and README.zh.md tables regenerated")
 
 
 def _jupytext():
@@ -232,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("check")
     commands.add_parser("translate").add_argument("name")
     commands.add_parser("stamp").add_argument("names", nargs="+")
+    commands.add_parser("readme")
     args = parser.parse_args(argv)
     if args.command == "sync":
         sync(args.names)
@@ -239,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         translate(args.name)
     elif args.command == "stamp":
         stamp(args.names)
+    elif args.command == "readme":
+        readme()
     else:
         problems = check()
         print("\n".join(problems) or "suite is consistent")

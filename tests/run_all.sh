@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Set up and run every test, from a fresh clone: the package, the suite checks, every notebook in both languages
+# (nbmake), the notebook scripts and the assignments on the newest transformers 5.x; then the package tests again
+# on the oldest supported transformers (4.57.6). Offline at run time; installing needs the package registry.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+# torch first, so that requirements.txt's range is already satisfied and pulls no multi-GB CUDA build.
+$PYTHON -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q torch==2.13.0
+.venv/bin/python -m pip install -q -r requirements.txt
+HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -n 2 --nbmake
+
+$PYTHON -m venv .venv-oldest
+.venv-oldest/bin/python -m pip install -q --upgrade pip
+.venv-oldest/bin/python -m pip install -q torch==2.13.0
+.venv-oldest/bin/python -m pip install -q -r requirements.txt "transformers==4.57.6"
+HF_HUB_OFFLINE=1 .venv-oldest/bin/python -m pytest -n 2 tests -m "not notebooks"
