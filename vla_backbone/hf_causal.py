@@ -242,10 +242,12 @@ class HFCausalLLMBackbone(LLMBackbone, ABC):
         if extra_tokens:
             self.tokenizer.add_tokens(list(extra_tokens))
         self.llm.config.pad_token_id = self.tokenizer.pad_token_id
-        # The new rows are initialised from the global RNG; a fixed seed makes every load give the same weights.
+        # New rows get the model's ordinary initialisation, as on the transformers 4.40 that OpenVLA and MiniVLA
+        # trained with (mean_resizing arrived in 4.46; it also costs a covariance and a Cholesky per load). The
+        # RNG is seeded so that every load gives the same weights.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            self.llm.resize_token_embeddings(len(self.tokenizer), pad_to_multiple_of=64)
+            self.llm.resize_token_embeddings(len(self.tokenizer), pad_to_multiple_of=64, mean_resizing=False)
 
     def get_fsdp_wrapping_policy(self) -> Callable:
         # Imported on use: torch.distributed.fsdp alone costs most of a second at import time.

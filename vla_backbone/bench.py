@@ -1,0 +1,186 @@
+"""Measure what the README and the issues promise, and write the figures to docs/benchmarks.md.
+
+    python -m vla_backbone.bench                     # everything (about five minutes on 2 CPU cores)
+    python -m vla_backbone.bench --skip-notebooks    # package figures only
+
+Targets: tiny build < 0.2 s per family, warm `get_llm_backbone_and_tokenizer` < 0.5 s, `import vla_backbone` < 0.2 s
+over a bare `import transformers`, backbone forward < 5 % over the raw model, each notebook < 20 s under nbmake,
+the whole suite (both languages) < 3 minutes.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+from vla_backbone.suite import NOTEBOOKS, ROOT, names
+
+OUTPUT = ROOT / "docs" / "benchmarks.md"
+
+
+def _median_subprocess_seconds(code: str, runs: int = 7) -> float:
+    timer = f"import time; _t = time.perf_counter(); {code}; print(time.perf_counter() - _t)"
+    return statistics.median(
+        float(subprocess.run([sys.executable, "-c", timer], capture_output=True, text=True, check=True).stdout)
+        for _ in range(runs)
+    )
+
+
+def import_times() -> list[tuple[str, float]]:
+    bare = _median_subprocess_seconds("import transformers")
+    package = _median_subprocess_seconds("import transformers, vla_backbone")
+    api = _median_subprocess_seconds("import transformers; from vla_backbone import get_llm_backbone_and_tokenizer, LLMBackbone")
+    baseline = _median_subprocess_seconds("import transformers, torch")
+    return [
+        ("`import transformers`", bare),
+        ("`import transformers, vla_backbone` (extra over the line above)", package - bare),
+        ("`import transformers, torch`", baseline),
+        ("`from vla_backbone import get_llm_backbone_and_tokenizer, LLMBackbone` (extra over torch + transformers)", api - baseline),
+    ]
+
+
+def tiny_builds() -> list[tuple[str, float, float]]:
+    """(family, cold build seconds, warm get_llm_backbone_and_tokenizer seconds), imports already warm."""
+    from vla_backbone import get_llm_backbone_and_tokenizer, tiny
+    from vla_backbone.families import FAMILIES
+
+    previous = os.environ.get("VLA_BACKBONE_HOME")
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory() as warmup, tempfile.TemporaryDirectory() as fresh:
+            os.environ["VLA_BACKBONE_HOME"] = warmup
+            for family in FAMILIES:  # import every model class and tokenizer path once
+                get_llm_backbone_and_tokenizer(next(iter(family.models)))
+            os.environ["VLA_BACKBONE_HOME"] = fresh
+            for family in FAMILIES:
+                start = time.perf_counter()
+                tiny.tiny_checkpoint(family.family)
+                build = time.perf_counter() - start
+                backbone_id = next(iter(family.models))
+                loads = []
+                for _ in range(5):
+                    start = time.perf_counter()
+                    get_llm_backbone_and_tokenizer(backbone_id)
+                    loads.append(time.perf_counter() - start)
+                rows.append((family.family, build, statistics.median(loads)))
+    finally:
+        if previous is None:
+            os.environ.pop("VLA_BACKBONE_HOME", None)
+        else:
+            os.environ["VLA_BACKBONE_HOME"] = previous
+    return rows
+
+
+def forward_overhead(repeats: int = 30) -> tuple[float, float]:
+    """Median seconds of backbone(...) and of the raw HF model, interleaved so drift hits both alike."""
+    from vla_backbone import get_llm_backbone_and_tokenizer
+
+    backbone, _ = get_llm_backbone_and_tokenizer("llama2-7b-pure")
+    backbone.eval()
+    ids = torch.randint(0, 1000, (4, 128))
+    mask = torch.ones_like(ids)
+    wrapped, raw = [], []
+    with torch.no_grad():
+        for _ in range(5):
+            backbone(input_ids=ids, attention_mask=mask)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            backbone(input_ids=ids, attention_mask=mask)
+            wrapped.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            backbone.llm(input_ids=ids, attention_mask=mask)
+            raw.append(time.perf_counter() - start)
+    return statistics.median(wrapped), statistics.median(raw)
+
+
+def notebook_times() -> tuple[list[tuple[str, float, float]], float]:
+    """Per-notebook nbmake seconds (en, zh), run one at a time, and the wall time of the whole suite with -n 2."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    rows = []
+    for name in names():
+        if name.startswith("assignments/"):
+            continue
+        seconds = []
+        for lang in ("en", "zh"):
+            start = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbmake", str(NOTEBOOKS / lang / f"{name}.ipynb")],
+                cwd=ROOT, env=env, check=True, capture_output=True,
+            )
+            seconds.append(time.perf_counter() - start)
+        rows.append((name, *seconds))
+    topics = [str(NOTEBOOKS / lang / f"{n}.ipynb") for n, *_ in rows for lang in ("en", "zh")]
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", "--nbmake", *topics],
+                   cwd=ROOT, env=env, check=True, capture_output=True)
+    return rows, time.perf_counter() - start
+
+
+def render(imports, builds, forward, notebooks) -> str:
+    import transformers
+
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured {date.today().isoformat()} by `python -m vla_backbone.bench` on {platform.machine()}, "
+        f"{os.cpu_count()} CPU cores, Python {platform.python_version()}, torch {torch.__version__}, "
+        f"transformers {transformers.__version__}. Re-run the command to refresh this file; keep the figures from growing.",
+        "",
+        "## Package",
+        "",
+        "| what | measured | target |",
+        "|---|---|---|",
+    ]
+    for family, build, load in builds:
+        lines.append(f"| tiny replica build, {family} | {build * 1000:.0f} ms | < 200 ms |")
+    for family, build, load in builds:
+        lines.append(f"| warm `get_llm_backbone_and_tokenizer`, {family} | {load * 1000:.0f} ms | < 500 ms |")
+    for label, seconds in imports:
+        target = "< 200 ms" if "extra" in label else "(baseline)"
+        lines.append(f"| {label} | {seconds * 1000:.0f} ms | {target} |")
+    wrapped, raw = forward
+    lines.append(
+        f"| backbone forward over the raw model (tiny llama2, batch 4 × 128) | {wrapped * 1000:.2f} ms vs "
+        f"{raw * 1000:.2f} ms ({(wrapped / raw - 1) * 100:+.1f} %) | < 5 % |"
+    )
+    if notebooks is not None:
+        rows, suite_wall = notebooks
+        lines += [
+            "",
+            "## Notebooks (nbmake, one at a time, kernel start included)",
+            "",
+            "| notebook | en | zh | target |",
+            "|---|---|---|---|",
+        ]
+        for name, en, zh in rows:
+            lines.append(f"| {name} | {en:.1f} s | {zh:.1f} s | < 20 s each |")
+        total = sum(en + zh for _, en, zh in rows)
+        lines += [
+            f"| **sum, one at a time** | | **{total:.0f} s** | |",
+            f"| **whole suite, both languages, `pytest -n 2 --nbmake`** | | **{suite_wall:.0f} s** | < 180 s |",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--skip-notebooks", action="store_true", help="measure the package only")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    text = render(import_times(), tiny_builds(), forward_overhead(), None if args.skip_notebooks else notebook_times())
+    OUTPUT.parent.mkdir(exist_ok=True)
+    OUTPUT.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
