@@ -7,9 +7,10 @@ import torch
 
 import vla_backbone
 from vla_backbone import LLMBackbone, compat
+from vla_backbone.contract import check_backbone_contract
 from vla_backbone.families import FAMILIES, QWEN25_MODELS
 from vla_backbone.fsdp import wrap_plan
-from vla_backbone.hf_causal import SPECIAL_CASES, check_bos
+from vla_backbone.hf_causal import SPECIAL_CASES
 from vla_backbone.prompting import (
     LLaMa2ChatPromptBuilder,
     MistralInstructPromptBuilder,
@@ -131,8 +132,14 @@ def test_every_id_loads_with_its_contract(backbone_id):
     assert last_layer is layers[-1] and len(layers) == 2
     if backbone_id in SPECIAL_CASES:
         assert tokenizer("Test 123").input_ids[0] != tokenizer.bos_token_id or tokenizer.bos_token_id is None
-    else:
-        check_bos(tokenizer, backbone_id)
+    check_backbone_contract(backbone)
+
+
+def test_contract_says_what_is_wrong():
+    backbone, _ = vla_backbone.get_llm_backbone_and_tokenizer("opt-125m")
+    backbone.tokenizer.padding_side = "left"
+    with pytest.raises(AssertionError, match="pads on the left, OpenVLA pads right"):
+        check_backbone_contract(backbone)
 
 
 @pytest.mark.parametrize("backbone_id", ONE_PER_FAMILY)

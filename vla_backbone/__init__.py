@@ -16,7 +16,7 @@ _EXPORTS = {
     "list_backbones": "vla_backbone.registry",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = ["HFCausalLLMBackbone", "LLMBackbone", "SPECIAL_CASES", "get_llm_backbone_and_tokenizer", "list_backbones"]
 
 if TYPE_CHECKING:
     from vla_backbone.base import LLMBackbone

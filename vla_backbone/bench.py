@@ -18,7 +18,6 @@ import sys
 import tempfile
 import time
 from datetime import date
-from pathlib import Path
 
 import torch
 
@@ -140,9 +139,9 @@ def render(imports, builds, forward, notebooks) -> str:
         "| what | measured | target |",
         "|---|---|---|",
     ]
-    for family, build, load in builds:
+    for family, build, _ in builds:
         lines.append(f"| tiny replica build, {family} | {build * 1000:.0f} ms | < 200 ms |")
-    for family, build, load in builds:
+    for family, _, load in builds:
         lines.append(f"| warm `get_llm_backbone_and_tokenizer`, {family} | {load * 1000:.0f} ms | < 500 ms |")
     for label, seconds in imports:
         target = "< 200 ms" if "extra" in label else "(baseline)"

@@ -227,7 +227,7 @@ def copy_code(en_nb, zh_nb, name: str):
             f"{name}: en has {len(en_code)} code cells, zh has {len(zh_code)}. Put a placeholder code cell where en "
             "has one (sync fills it), or delete the extra one in zh, then run sync again."
         )
-    for en_cell, zh_cell in zip(en_code, zh_code):
+    for en_cell, zh_cell in zip(en_code, zh_code, strict=True):
         lang_lines = [line for line in zh_cell.source.splitlines() if LANG_LINE.match(line)]
         lines = en_cell.source.splitlines()
         zh_cell.source = "\n".join(lang_lines.pop(0) if LANG_LINE.match(line) and lang_lines else line for line in lines)

@@ -1,0 +1,62 @@
+"""The contract every backbone keeps, as one reusable check: the package tests run it on every registered id,
+notebook 12 and the assignments run it on a backbone you write yourself."""
+from __future__ import annotations
+
+import torch
+
+from vla_backbone import compat
+from vla_backbone.hf_causal import SPECIAL_CASES, check_bos
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise AssertionError(message)
+
+
+def check_backbone_contract(backbone, special_cases=SPECIAL_CASES) -> None:
+    """Raise AssertionError, saying what is wrong, unless ``backbone`` keeps every promise of ``LLMBackbone``.
+
+    Checks: no abstract member left; tokenizer and pad token; right padding and ``model_max_length``; the BOS check
+    (skipped for ids in ``special_cases``); ``embed_dim``; embeddings padded to a multiple of 64; the input-grad hook
+    in training mode and ``use_cache``; ``half_precision_dtype``; ``last_layer_finetune_modules``; the FSDP policy
+    wraps exactly the decoder layers; ``embed_input_ids`` and a forward pass with labels.
+    """
+    from vla_backbone.fsdp import wrap_plan
+
+    name = f"{type(backbone).__name__}('{backbone.identifier}')"
+    missing = sorted(getattr(type(backbone), "__abstractmethods__", ()))
+    _require(not missing, f"{name} still has abstract members: {', '.join(missing)}")
+    tokenizer = backbone.get_tokenizer()
+    _require(tokenizer is not None and backbone.llm is not None, f"{name}: llm and tokenizer must be set in __init__")
+    _require(backbone.pad_token_id is not None, f"{name}: the tokenizer has no PAD token; add one before resizing")
+    _require(backbone.llm.config.pad_token_id == backbone.pad_token_id,
+             f"{name}: config.pad_token_id ({backbone.llm.config.pad_token_id}) != tokenizer pad id ({backbone.pad_token_id})")
+    _require(tokenizer.padding_side == "right", f"{name}: tokenizer pads on the {tokenizer.padding_side}, OpenVLA pads right")
+    _require(tokenizer.model_max_length == backbone.llm_max_length,
+             f"{name}: tokenizer.model_max_length is {tokenizer.model_max_length}, expected {backbone.llm_max_length}")
+    if backbone.identifier not in special_cases:
+        check_bos(tokenizer, backbone.identifier)
+    _require(backbone.embed_dim == backbone.llm.config.hidden_size, f"{name}: embed_dim must be config.hidden_size")
+    rows = backbone.llm.get_input_embeddings().weight.shape[0]
+    _require(rows % 64 == 0 and rows >= len(tokenizer),
+             f"{name}: {rows} embedding rows for {len(tokenizer)} tokens; resize to a multiple of 64 that fits them all")
+    _require(backbone.llm.config.use_cache == backbone.inference_mode,
+             f"{name}: use_cache must be {backbone.inference_mode} in {'inference' if backbone.inference_mode else 'training'} mode")
+    if not backbone.inference_mode:
+        _require(compat.has_input_grad_hook(backbone.llm),
+                 f"{name}: in training mode the input-grad hook must sit on the current input embeddings")
+    _require(isinstance(backbone.half_precision_dtype, torch.dtype), f"{name}: half_precision_dtype must be a torch.dtype")
+    layers = [(n, m) for n, m in backbone.named_modules() if isinstance(m, backbone.transformer_layer_cls)]
+    _require(len(layers) > 0, f"{name}: no module of transformer_layer_cls {backbone.transformer_layer_cls.__name__}")
+    embeddings, last_layer, head = backbone.last_layer_finetune_modules
+    _require(embeddings is backbone.llm.get_input_embeddings(), f"{name}: last_layer_finetune_modules[0] must be the input embeddings")
+    _require(last_layer is layers[-1][1], f"{name}: last_layer_finetune_modules[1] must be the last decoder layer")
+    _require(head is backbone.llm.get_output_embeddings(), f"{name}: last_layer_finetune_modules[2] must be the LM head")
+    plan = wrap_plan(backbone, backbone.get_fsdp_wrapping_policy())
+    _require(plan == ["", *(n for n, _ in layers)], f"{name}: the FSDP policy should wrap exactly the decoder layers, got {plan}")
+    ids = tokenizer(["pick up the cup"], return_tensors="pt").input_ids
+    _require(torch.equal(backbone.embed_input_ids(ids), backbone.llm.get_input_embeddings()(ids)),
+             f"{name}: embed_input_ids must call the input embedding module")
+    with torch.no_grad():
+        loss = backbone(input_ids=ids, labels=ids).loss
+    _require(loss is not None and torch.isfinite(loss), f"{name}: forward with labels must return a finite loss")
