@@ -25,7 +25,7 @@ class FamilyBackbone(HFCausalLLMBackbone):
     models: ClassVar[Mapping[str, str]]  # backbone id -> hub repo
     llm_cls_path: ClassVar[str]  # e.g. "transformers.LlamaForCausalLM"
     decoder_layer_path: ClassVar[str]  # the block FSDP wraps and checkpointing recomputes
-    pad_token: ClassVar[Optional[str]] = None  # added when the tokenizer has none
+    pad_token: ClassVar[Optional[str]] = None  # the PAD token to add, for families whose tokenizer ships without one
 
     def __init__(
         self,
