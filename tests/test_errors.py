@@ -156,3 +156,14 @@ def test_token_never_appears(tmp_path, caplog, monkeypatch):
         texts += [str(error), repr(error), str(error.__cause__)]
     texts += [record.getMessage() for record in caplog.records] + [str(w.message) for w in caught]
     assert not [text for text in texts if SENTINEL in text]
+
+
+def test_bos_failure_of_the_second_half_gives_the_other_fix():
+    class AlwaysBOS:
+        bos_token_id = 1
+
+        def __call__(self, text, add_special_tokens=True):
+            return SimpleNamespace(input_ids=[1, 7, 8])
+
+    with pytest.raises(TokenizerBOSError, match="starts with BOS even when add_special_tokens=False.*remove whatever"):
+        hf_causal.check_bos(AlwaysBOS(), "x")

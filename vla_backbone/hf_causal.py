@@ -48,17 +48,23 @@ def check_bos(tokenizer: "PreTrainedTokenizerBase", llm_backbone_id: str) -> Non
     plain_starts_with_bos = bos is not None and without_special[:1] == [bos]
     if adds_bos and not plain_starts_with_bos:
         return
-    problem = (
-        "it does not prepend BOS when add_special_tokens=True"
-        if not adds_bos
-        else "it starts with BOS even when add_special_tokens=False"
-    )
+    if not adds_bos:
+        problem = "it does not prepend BOS when add_special_tokens=True"
+        fix = (
+            "make its post-processor prepend BOS (e.g. a TemplateProcessing with the BOS token), or, if this family "
+            f"has no BOS by design, add '{llm_backbone_id}' to vla_backbone.hf_causal.SPECIAL_CASES and let its "
+            "prompt builder write the first token"
+        )
+    else:
+        problem = "it starts with BOS even when add_special_tokens=False"
+        fix = (
+            "BOS must come only from the special-token step, so remove whatever else writes it (a normalizer, a "
+            "pre-tokenizer, or text that already starts with the BOS string)"
+        )
     raise TokenizerBOSError(
         f"{type(tokenizer).__name__} for '{llm_backbone_id}' fails the BOS check: {problem}. "
         f"{BOS_PROBE_TEXT!r} -> {with_special} with special tokens, {without_special} without; "
-        f"bos_token_id = {bos}. The VLM inserts image patches right after BOS, so fix the tokenizer's "
-        f"post-processor to prepend BOS, or, if this family has no BOS by design, add '{llm_backbone_id}' to "
-        "vla_backbone.hf_causal.SPECIAL_CASES and let its prompt builder write the first token."
+        f"bos_token_id = {bos}. The VLM inserts image patches right after BOS. To fix it, {fix}."
     )
 
 
