@@ -1,5 +1,6 @@
 """ActionTokenizer matches OpenVLA's numpy implementation (digitize into 256 bins, vocab_size - bin)."""
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -51,9 +52,13 @@ def test_round_trip_within_one_bin_and_ids_in_the_tail():
     assert (tokenizer.decode(ids) - actions).abs().max() <= 2 / 255 + 1e-6
 
 
-def test_text_form_is_the_decoded_action_ids():
-    _, tokenizer = vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure")
+@pytest.mark.parametrize("backbone_id", ["llama2-7b-pure", "mistral-v0.1-7b-pure", "phi-2-3b", "qwen25-0_5b-pure", "opt-125m"])
+def test_action_text_round_trips_to_the_action_ids(backbone_id):
+    _, tokenizer = vla_backbone.get_llm_backbone_and_tokenizer(backbone_id)
     actions = ActionTokenizer(tokenizer)
-    ids = actions.encode(torch.tensor([0.1, -0.5, 0.9]))
-    assert ids.min() >= tokenizer.vocab_size - 256
-    assert actions(torch.tensor([0.1, -0.5, 0.9])) == tokenizer.decode(ids.tolist())
+    generator = torch.Generator().manual_seed(0)
+    for sample in torch.rand(50, 7, generator=generator) * 2 - 1:
+        ids = actions.encode(sample)
+        assert ids.min() >= tokenizer.vocab_size - 256
+        assert actions(sample) == tokenizer.decode(ids.tolist())
+        assert tokenizer(actions(sample), add_special_tokens=False).input_ids == ids.tolist()

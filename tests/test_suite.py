@@ -121,3 +121,12 @@ def test_notebook_runs_as_a_plain_script(name, tmp_path):
     script = suite.NOTEBOOKS / "en" / f"{name}.py"
     result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("readme", ["README.md", "README.zh.md"])
+def test_readme_library_example_runs(readme):
+    text = (ROOT / readme).read_text(encoding="utf-8")
+    example = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    namespace = {}
+    exec(compile(example, readme, "exec"), namespace)
+    assert namespace["output"].logits.shape[0] == 1

@@ -39,7 +39,7 @@ class ActionTokenizer:
         return self.bin_centers[index]
 
     def __call__(self, actions: torch.Tensor) -> str:
-        """Actions -> their text form, for display. Build labels from :meth:`encode`, not from this text:
-        decoding and re-encoding need not give the same ids (on a tiny replica the tail of the vocabulary cannot
-        be reached from text at all)."""
+        """Actions -> their text, as OpenVLA writes the answer turn. OpenVLA then tokenizes that text and labels
+        its last tokens, which relies on the text encoding back to exactly :meth:`encode`'s ids: true on the tiny
+        replicas (their action tail is registered as tokens), and worth checking on any new tokenizer."""
         return self.tokenizer.decode(self.encode(actions).flatten().tolist())

@@ -248,6 +248,7 @@ class HFCausalLLMBackbone(LLMBackbone, ABC):
         if extra_tokens:
             self.tokenizer.add_tokens(list(extra_tokens))
         self.llm.config.pad_token_id = self.tokenizer.pad_token_id
+        self.llm.generation_config.pad_token_id = self.tokenizer.pad_token_id
         # New rows get the model's ordinary initialisation, as on the transformers 4.40 that OpenVLA and MiniVLA
         # trained with (mean_resizing arrived in 4.46; it also costs a covariance and a Cholesky per load). The
         # RNG is seeded so that every load gives the same weights.

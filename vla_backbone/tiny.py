@@ -21,8 +21,9 @@ import torch
 
 from vla_backbone import compat
 
-FORMAT_VERSION = 1
-VOCAB_SIZE = 1024  # room for ordinary words plus 256 action bins at the end
+FORMAT_VERSION = 3
+VOCAB_SIZE = 1024
+ACTION_BINS = 256  # the tail of the vocabulary is kept free of trained merges, for OpenVLA's action bins
 MANIFEST = "tiny_manifest.json"
 SEED = 0
 
@@ -139,16 +140,21 @@ def _train_tokenizer(spec: TinySpec):
         tokenizer.decoder = decoders.ByteLevel()
         alphabet = pre_tokenizers.ByteLevel.alphabet()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE, special_tokens=list(spec.special_tokens), initial_alphabet=alphabet, show_progress=False
+        vocab_size=VOCAB_SIZE - ACTION_BINS, special_tokens=list(spec.special_tokens), initial_alphabet=alphabet, show_progress=False
     )
     tokenizer.train_from_iterator(_corpus(), trainer)
 
     # Fill the vocabulary up to VOCAB_SIZE with entries no merge ever produces: like the rarely used tail of a
-    # real vocabulary, they are what OpenVLA overwrites with its 256 action bins.
+    # real vocabulary, they are what OpenVLA overwrites with its 256 action bins. Registering them as (non-special)
+    # added tokens makes their text encode back to the same id, so action text round-trips as OpenVLA expects.
     data = json.loads(tokenizer.to_str())
     vocab = data["model"]["vocab"]
     for index in range(len(vocab), VOCAB_SIZE):
         vocab[f"<unused_{index}>"] = index
+        data["added_tokens"].append(
+            {"id": index, "content": f"<unused_{index}>", "single_word": False, "lstrip": False, "rstrip": False,
+             "normalized": False, "special": False}
+        )
     if spec.prepend is not None:
         data["post_processor"] = json.loads(
             processors.TemplateProcessing(
@@ -165,7 +171,10 @@ def _train_tokenizer(spec: TinySpec):
 def _build(spec: TinySpec, target: Path) -> None:
     import transformers
 
-    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=_train_tokenizer(spec), **spec.token_roles)
+    # Only the inputs every family's model accepts: 4.57 would otherwise also return token_type_ids.
+    tokenizer = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=_train_tokenizer(spec), model_input_names=["input_ids", "attention_mask"], **spec.token_roles
+    )
     ids = {role: tokenizer.convert_tokens_to_ids(token) for role, token in spec.token_roles.items()}
     config = getattr(transformers, spec.config_cls)(
         vocab_size=len(tokenizer),
