@@ -55,3 +55,14 @@ def test_has_input_grad_hook_sees_a_replaced_embedding():
     old = backbone.llm.get_input_embeddings()
     backbone.llm.set_input_embeddings(torch.nn.Embedding(old.num_embeddings, old.embedding_dim))
     assert not compat.has_input_grad_hook(backbone.llm)
+
+
+def test_backbone_checkpointing_keeps_exactly_one_input_hook():
+    backbone, _ = vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure")
+    embedding = backbone.llm.get_input_embeddings()
+    assert len(embedding._forward_hooks) == 1
+    backbone.enable_gradient_checkpointing()
+    assert len(embedding._forward_hooks) == 1 and compat.has_input_grad_hook(backbone.llm)
+    for handle in compat.input_grad_hooks(backbone.llm):
+        handle.remove()
+    assert not embedding._forward_hooks, "every hook must be removable through the handles"

@@ -46,6 +46,11 @@ def set_greedy_generation(model: "PreTrainedModel") -> None:
 def enable_checkpointing(model: "PreTrainedModel", use_reentrant: bool = False) -> None:
     """Turn on activation (gradient) checkpointing without the 5.x deprecation warning."""
     kwargs = {"use_reentrant": use_reentrant}
+    if CHECKPOINTING_REGISTERS_INPUT_HOOK:
+        # 5.x registers the input-grad hook again and remembers only the newest handle; removing ours first leaves
+        # exactly one hook on the embedding, whose handle the model still knows.
+        for handle in input_grad_hooks(model):
+            handle.remove()
     if hasattr(model, "activation_checkpointing_enable"):
         model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
     else:

@@ -102,9 +102,11 @@ def explore(function: Callable, **choices) -> object:
     once with the first option of each control, so the plain output is what the widget starts with. Returns that
     first result.
     """
-    from IPython import get_ipython
-
     first = {name: options[0] if isinstance(options, (list, tuple)) else options for name, options in choices.items()}
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return function(**first)
     shell = get_ipython()
     if shell is None or not hasattr(shell, "kernel"):
         return function(**first)
