@@ -11,7 +11,8 @@ $PYTHON -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q torch==2.13.0
 .venv/bin/python -m pip install -q -r requirements.txt
-HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -n 2 --nbmake
+HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -n 2 --nbmake -m "not exclusive"
+HF_HUB_OFFLINE=1 .venv/bin/python -m pytest --nbmake -m exclusive
 
 $PYTHON -m venv .venv-oldest
 .venv-oldest/bin/python -m pip install -q --upgrade pip

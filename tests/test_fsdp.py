@@ -68,11 +68,15 @@ def test_wrap_plan_matches_real_fsdp(single_process_group, backbone_id, policy_n
         assert "projector" in plan
 
 
-@pytest.mark.parametrize("fsdp_version", [1, 2])
-def test_torchrun_demo_on_two_cpu_processes(fsdp_version):
+# The FSDP2 case starts from an empty replica cache: every rank must find a complete replica (built before the
+# process group exists), not one whose model files only rank 0 wrote.
+@pytest.mark.parametrize("fsdp_version, backbone_id, cold_cache", [(1, "llama2-7b-pure", False), (2, "qwen25-0_5b-pure", True)])
+def test_torchrun_demo_on_two_cpu_processes(fsdp_version, backbone_id, cold_cache, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "vla_backbone.fsdp",
-               "--backbone", "llama2-7b-pure", "--fsdp", str(fsdp_version), "--steps", "3"]
+    if cold_cache:
+        env["VLA_BACKBONE_HOME"] = str(tmp_path)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "vla_backbone.fsdp", "--backbone", backbone_id, "--fsdp", str(fsdp_version), "--steps", "3"]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
@@ -82,3 +86,8 @@ def test_torchrun_demo_on_two_cpu_processes(fsdp_version):
     assert len(shares) == 2 and sum(shares) == total and abs(shares[0] - shares[1]) <= total * 0.02
     losses = [float(x) for x in re.findall(r"loss ([\d.]+)", out)]
     assert len(losses) == 3 and losses[-1] < losses[0]
+    if cold_cache:
+        from vla_backbone import tiny
+
+        replica = next((tmp_path / "tiny").glob("*/qwen25"))
+        assert tiny.is_valid(replica)

@@ -128,3 +128,13 @@ def test_same_logits_every_run(home):
     first = transformers.MistralForCausalLM.from_pretrained(path)(input_ids=ids).logits
     second = transformers.MistralForCausalLM.from_pretrained(path)(input_ids=ids).logits
     torch.testing.assert_close(first, second, rtol=0, atol=0)
+
+
+def test_a_replica_missing_its_weights_is_not_valid(home):
+    path = tiny.tiny_checkpoint("opt")
+    manifest = json.loads((path / tiny.MANIFEST).read_text())
+    del manifest["files"]["model.safetensors"]
+    (path / "model.safetensors").unlink()
+    (path / tiny.MANIFEST).write_text(json.dumps(manifest))
+    assert not tiny.is_valid(path)
+    assert tiny.is_valid(tiny.tiny_checkpoint("opt"))

@@ -64,8 +64,11 @@ def run_demo(backbone_id: str, fsdp_version: int, steps: int) -> None:
     """Shard a backbone across the ranks torchrun started, print the plan, each rank's share and a few losses."""
     import torch.distributed as dist
 
-    from vla_backbone.registry import get_llm_backbone_and_tokenizer
+    from vla_backbone.registry import checkpoint_path, get_llm_backbone_and_tokenizer
 
+    # Resolve (and, for a tiny replica, build) the checkpoint before the process group exists: inside one,
+    # transformers 5 writes model files from rank 0 only, and another rank's build would come out incomplete.
+    checkpoint = checkpoint_path(backbone_id)
     use_cuda = torch.cuda.is_available()
     dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -74,7 +77,7 @@ def run_demo(backbone_id: str, fsdp_version: int, steps: int) -> None:
         torch.cuda.set_device(device)
     torch.manual_seed(0)
 
-    backbone, tokenizer = get_llm_backbone_and_tokenizer(backbone_id)
+    backbone, tokenizer = get_llm_backbone_and_tokenizer(backbone_id, source=checkpoint)
     total = sum(p.numel() for p in backbone.parameters())
     if rank == 0:
         print(f"backend={dist.get_backend()} world_size={world} device={device.type} fsdp={fsdp_version}")

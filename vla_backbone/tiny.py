@@ -25,6 +25,7 @@ FORMAT_VERSION = 3
 VOCAB_SIZE = 1024
 ACTION_BINS = 256  # the tail of the vocabulary is kept free of trained merges, for OpenVLA's action bins
 MANIFEST = "tiny_manifest.json"
+REQUIRED_FILES = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"}
 SEED = 0
 
 # A small English corpus in the register the notebooks use: robot instructions, prompt templates, numbers.
@@ -202,7 +203,7 @@ def is_valid(path: Path) -> bool:
     """Whether ``path`` holds a finished replica whose files still match their recorded hashes."""
     try:
         manifest = json.loads((path / MANIFEST).read_text())
-        return manifest["format"] == FORMAT_VERSION and all(
+        return manifest["format"] == FORMAT_VERSION and REQUIRED_FILES <= set(manifest["files"]) and all(
             _sha256(path / name) == digest for name, digest in manifest["files"].items()
         )
     except (OSError, ValueError, KeyError, TypeError):
@@ -222,6 +223,12 @@ def tiny_checkpoint(family: str) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{family}-", dir=target.parent))
     try:
         _build(TINY_SPECS[family], staging)
+        if not is_valid(staging):
+            raise RuntimeError(
+                f"Building the tiny {family} replica left an incomplete checkpoint in {staging}. Inside a "
+                "torch.distributed process group transformers saves model files on rank 0 only: call "
+                "vla_backbone.tiny.tiny_checkpoint() before init_process_group."
+            )
         if target.exists() and not is_valid(target):
             graveyard = target.with_name(f".{family}-corrupt-{uuid.uuid4().hex}")
             try:

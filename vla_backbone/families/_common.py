@@ -63,5 +63,5 @@ class FamilyBackbone(HFCausalLLMBackbone):
 
     @property
     def half_precision_dtype(self) -> torch.dtype:
-        # Every supported family was trained in bf16; fp16's narrow range overflows in its activations.
+        # OpenVLA trains every backbone in bf16: it keeps fp32's exponent range, so activations that overflow fp16 stay finite.
         return torch.bfloat16

@@ -1,0 +1,527 @@
+# %% [markdown]
+# # 10 · FSDP：包装策略、包装计划与一次真实的双进程运行
+#
+# 用 Adam 在 fp32 下训练一个 70 亿参数的 VLA，每个参数大约需要 16 字节（权重、梯度、两个优化器动量），合计超过 100 GB，没有哪块 GPU 单独装得下。OpenVLA 用 FSDP（全分片数据并行）来训练：每个 rank（进程编号）只保存权重、梯度和优化器状态的一个切片（即一个*分片*），并且每次只在某个 *FSDP 单元* 即将运行前，才把这个单元的完整权重收集起来。哪些模块成为单元，是骨干网络唯一需要决定的事，通过 `get_fsdp_wrapping_policy()` 给出。本 notebook 先把这个策略拆开，在不启动 FSDP 的情况下预览各个单元，然后把一个微型骨干网络分片到两个真实进程上运行，再用 FSDP2 核对结果。
+#
+# **本节你将学到**
+# - `get_fsdp_wrapping_policy()` 返回什么，FSDP 又是如何用 `recurse=True` 和 `recurse=False` 询问它的；
+# - 如何用 `wrap_plan` 和 `unit_parameter_counts` 预览各个单元及其大小，无需进程组；
+# - OpenVLA 的 VLM 如何用 `_or_policy` 组合多个策略（视觉 block、解码器层、投影器）；
+# - 在 CPU 上（gloo）真实运行一次双进程 FSDP 并加以检查：每个 rank 各持一半参数、损失下降、FSDP2 结果一致；
+# - FSDP1（包装模块、扁平参数）与 FSDP2（`fully_shard`、逐参数的 DTensor）的区别；
+# - OpenVLA 的设置：全分片、bf16 参数加 fp32 归约、`use_orig_params=True`、用 `checkpoint_wrapper` 做激活检查点、GPU 路径，以及 `use_orig_params` 所解决的 LoRA 陷阱。
+
+# %%
+# Set-up, the same in every notebook: on Colab install the package; everywhere print versions and seed.
+import subprocess, sys
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/vla-backbone/vla-backbone-notebooks"], check=True)
+from vla_backbone.notebook import setup
+setup()
+
+# %%
+LANG = "zh"  # the language of this notebook's prose and plot labels
+from vla_backbone.notebook import use_language
+use_language(LANG)
+
+# %% [markdown]
+# ## 抢先一步：现在就启动双进程运行
+#
+# 一个真实的 FSDP 作业需要多个进程，每个 rank 一个，而且它们必须能找到彼此。`torchrun`（即 `torch.distributed.run` 模块）负责启动这些进程，并告诉每个进程它的 `RANK`、`LOCAL_RANK`、`WORLD_SIZE` 以及会合点（rendezvous）的地址；`--standalone` 让它自己挑一个空闲的本地端口，这样两个作业永远不会冲突。随后，包里的演示程序 `python -m vla_backbone.fsdp` 加入进程组（CPU 上用 gloo，GPU 上用 nccl），对骨干网络做分片，打印每个 rank 持有的份额，并训练几步。`--fsdp 2` 则把 FSDP1 的包装类换成 FSDP2。
+#
+# 每次运行都是一对全新的 Python 进程，干活之前要先导入 torch 和 transformers，这会让两个核心忙上好几秒。所以我们现在就在后台启动它，等到“真实运行”一节再读取输出。在双核机器上（Colab、测试机），时间预算只够跑一次：选 FSDP1，也就是 OpenVLA 使用的版本。FSDP2 则在后面直接在本 notebook 的进程里训练，并与这次运行的损失做比较。设置 `FSDP_VERSIONS = (1, 2)` 可以把 FSDP2 作业也一并并排启动（在四核及以上的机器上不会增加总耗时），下面的所有检查也会随之覆盖它。环境变量让这些运行保持离线、每个进程只用一个线程，并隐藏所有 GPU，所以这一部分在任何机器上表现都一样（GPU 路径单独成节）。我们先在本进程里加载骨干网络，确保各个 rank 启动之前，微型副本已经完整地写在磁盘上：如果由某个 rank 自己去构建，构建就发生在它的进程组之内，而 transformers 5.x 在那里只让 rank 0 写出模型文件。
+
+# %%
+import os
+import re
+import tempfile
+import torch
+from vla_backbone.registry import get_llm_backbone_and_tokenizer
+
+BACKBONE_ID, STEPS = "llama2-7b-pure", 3
+backbone, tokenizer = get_llm_backbone_and_tokenizer(BACKBONE_ID)
+
+CPU_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "TOKENIZERS_PARALLELISM": "false"}
+
+def torchrun_command(nproc, *args):
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+            "-m", "vla_backbone.fsdp", "--backbone", BACKBONE_ID, "--steps", str(STEPS), *args]
+
+def launch(command, env):
+    log = tempfile.TemporaryFile(mode="w+")  # stderr (progress bars, warnings) goes to a file, shown only on failure
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, env=env, start_new_session=True)
+    process.log = log
+    return process
+
+FSDP_VERSIONS = (1,)
+runs = {version: launch(torchrun_command(2, "--fsdp", str(version)), CPU_ENV) for version in FSDP_VERSIONS}
+for version in runs:
+    print("started:", " ".join(torchrun_command(2, "--fsdp", str(version))[1:]))
+
+# %% [markdown]
+# ## 包装策略
+#
+# `get_fsdp_wrapping_policy()` 返回的是 `torch.distributed.fsdp.wrap` 中的 `transformer_auto_wrap_policy`，并绑定了一个参数：骨干网络的 `transformer_layer_cls`，即解码器层的类。
+
+# %%
+import functools
+from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
+
+policy = backbone.get_fsdp_wrapping_policy()
+print(policy)
+assert isinstance(policy, functools.partial) and policy.func is transformer_auto_wrap_policy
+assert policy.keywords == {"transformer_layer_cls": {backbone.transformer_layer_cls}}
+
+# %% [markdown]
+# FSDP 从根模块开始遍历模块树，对每个模块调用策略，传入三个参数：`module`、`recurse` 和 `nonwrapped_numel`（尚未被下层单元认领的参数量）。`recurse=True` 时，问题是“要不要深入这个模块内部看看？”；`recurse=False` 时（子模块已处理完毕），问题是“这个模块要不要成为一个单元？”。`transformer_auto_wrap_policy` 对第一个问题总是回答“是”，对第二个问题则以 `isinstance(module, transformer_layer_cls)` 作答，参数量这个参数被忽略。下面我们在几个模块上手动调用它。
+
+# %%
+llm = backbone.llm
+probes = {"(root) backbone": backbone, "llm": llm, "llm.model.embed_tokens": llm.model.embed_tokens,
+          "llm.model.layers": llm.model.layers, "llm.model.layers.0": llm.model.layers[0],
+          "llm.model.layers.0.self_attn": llm.model.layers[0].self_attn, "llm.lm_head": llm.lm_head}
+print(f"{'module':32s} {'class':22s} recurse=True  recurse=False")
+for name, module in probes.items():
+    numel = sum(p.numel() for p in module.parameters())
+    descend = policy(module=module, recurse=True, nonwrapped_numel=numel)
+    wrap = policy(module=module, recurse=False, nonwrapped_numel=numel)
+    print(f"{name:32s} {type(module).__name__:22s} {descend!s:13s} {wrap}")
+
+# %%
+assert policy(module=llm.model.layers[0], recurse=False, nonwrapped_numel=0) is True
+assert policy(module=backbone, recurse=False, nonwrapped_numel=0) is False
+assert policy(module=llm.model.embed_tokens, recurse=False, nonwrapped_numel=0) is False
+assert all(policy(module=m, recurse=True, nonwrapped_numel=0) for m in backbone.modules())
+
+def my_policy(module, recurse, nonwrapped_numel):
+    return True if recurse else isinstance(module, backbone.transformer_layer_cls)
+
+assert all(policy(module=m, recurse=r, nonwrapped_numel=0) == my_policy(m, r, 0) for m in backbone.modules() for r in (True, False))
+
+# %% [markdown]
+# **动手试试：** 针对骨干网络中的任意模块、用任意一种模式询问策略。
+
+# %%
+from vla_backbone.notebook import explore
+
+def ask_policy(module_name, recurse):
+    module = backbone.get_submodule(module_name)
+    answer = policy(module=module, recurse=recurse, nonwrapped_numel=sum(p.numel() for p in module.parameters()))
+    print(f"policy({module_name or '(root)'}: {type(module).__name__}, recurse={recurse}) -> {answer}")
+    return answer
+
+module_names = sorted((name for name, _ in backbone.named_modules()), key=lambda name: name != "llm.model.layers.1")
+first_answer = explore(ask_policy, module_name=module_names, recurse=[False, True])
+assert first_answer is True
+
+# %% [markdown]
+# ## 包装计划：哪些模块会成为单元
+#
+# `vla_backbone.fsdp.wrap_plan(module, policy)` 不借助 FSDP 就能重放 FSDP 的遍历过程：`recurse=True` 说深入就深入，`recurse=False` 说成为单元就成为单元，根模块本身也是一个单元，因为它拥有所有没被其他单元认领的参数。`unit_parameter_counts` 再给出每个单元拥有的参数量（只算它自己的，不含嵌套在其中的单元）。下面把包装计划画成一棵树，根在最前。
+
+# %%
+from vla_backbone.fsdp import unit_parameter_counts, wrap_plan
+
+def show_plan(model, policy):
+    counts = unit_parameter_counts(model, policy)
+    owner = {name: max((u for u in counts if u == "" or name.startswith(u + ".")), key=len) for name, _ in model.named_parameters()}
+    for unit, numel in counts.items():
+        depth = 0 if unit == "" else 1 + sum(1 for u in counts if u and u != unit and unit.startswith(u + "."))
+        owned = sorted({name.rsplit(".", 1)[0] for name, o in owner.items() if o == unit})
+        note = ", ".join(owned) if unit == "" else f"owns {len(owned)} module(s) with parameters"
+        prefix = "    " * (depth - 1) + "└─ " if depth else ""
+        print(f"{prefix}{unit or '(root)':<{40 - len(prefix)}} {numel:>8,}   {note}")
+    return counts
+
+counts = show_plan(backbone, policy)
+total = sum(p.numel() for p in backbone.parameters())
+print(f"total {total:,}")
+
+# %%
+layer_names = [name for name, m in backbone.named_modules() if isinstance(m, backbone.transformer_layer_cls)]
+assert wrap_plan(backbone, policy) == ["", *layer_names] == list(counts)
+assert layer_names == [f"llm.model.layers.{i}" for i in range(llm.config.num_hidden_layers)]
+assert sum(counts.values()) == total
+assert 0.6 < counts[""] / total < 0.7
+
+# %% [markdown]
+# 根单元拥有嵌入、最终归一化层和 LM head：在微型副本上这占了模型的 65%，因为 1088 个词的词表远远大于两个宽度为 64 的层。真实的 Llama-2-7B 则是另一番景象。它的结构可以构建在 PyTorch 的 `meta` 设备上（只有形状、不占内存），包装计划在上面照样能用。
+
+# %%
+from transformers import LlamaConfig, LlamaForCausalLM
+
+with torch.device("meta"):
+    llama2_7b = LlamaForCausalLM(LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                                             num_attention_heads=32, num_key_value_heads=32, vocab_size=32064))
+big_counts = unit_parameter_counts(llama2_7b, functools.partial(transformer_auto_wrap_policy, transformer_layer_cls={backbone.transformer_layer_cls}))
+print(f"{len(big_counts)} units; root {big_counts[''] / 1e6:.1f} M; each layer {big_counts['model.layers.0'] / 1e6:.1f} M; "
+      f"total {sum(big_counts.values()) / 1e9:.2f} B")
+assert len(big_counts) == 33 and len(set(list(big_counts.values())[1:])) == 1
+assert 262e6 < big_counts[""] < 263e6 and 202e6 < big_counts["model.layers.0"] < 203e6
+
+
+# %% [markdown]
+# 32 个层单元，每个 2.02 亿参数，根单元 2.63 亿。FSDP 每次只收集一个单元，所以最大的单元决定了峰值时收集起来的权重要占多少内存：好的策略会给出大小相近的单元，而一个什么都不认领的策略会把整个模型都留在根单元里。
+#
+# **动手试试：** 看看另一个模型家族的包装计划。
+
+# %%
+def plan_of(backbone_id):
+    model, _ = get_llm_backbone_and_tokenizer(backbone_id)
+    return show_plan(model, model.get_fsdp_wrapping_policy())
+
+first_plan = explore(plan_of, backbone_id=["llama2-7b-pure", "qwen25-0_5b-pure", "opt-125m", "phi-2-3b", "mistral-v0.1-7b-pure"])
+assert first_plan == counts
+
+# %% [markdown]
+# ## 像 VLM 那样组合策略
+#
+# VLA 不只有语言模型。OpenVLA 的 VLM 用 `_or_policy` 构建自己的策略：只要列表中*任何一个*策略同意，模块就成为单元。这个列表包含视觉骨干网络的策略（它本身会包装每个 Transformer block，再包装整个视觉 Transformer）、LLM 的解码器层策略，以及一个点名投影器类的 `_module_wrap_policy`。我们在玩具模块上重建这一套：一个带两个 block 的视觉编码器、一个投影器，再加上微型骨干网络。
+
+# %%
+from torch import nn
+from torch.distributed.fsdp.wrap import _module_wrap_policy, _or_policy
+
+class ToyViTBlock(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.norm, self.mlp = nn.LayerNorm(width), nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width))
+
+    def forward(self, x):
+        return x + self.mlp(self.norm(x))
+
+
+class ToyVisionEncoder(nn.Module):
+    def __init__(self, patch_dim=192, width=48, depth=2):
+        super().__init__()
+        self.patch_embed = nn.Linear(patch_dim, width)
+        self.blocks = nn.ModuleList(ToyViTBlock(width) for _ in range(depth))
+
+    def forward(self, patches):
+        x = self.patch_embed(patches)
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+class ToyProjector(nn.Module):
+    def __init__(self, vision_dim, llm_dim):
+        super().__init__()
+        self.fc1, self.act, self.fc2 = nn.Linear(vision_dim, llm_dim), nn.GELU(), nn.Linear(llm_dim, llm_dim)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class ToyVLM(nn.Module):
+    def __init__(self, llm_backbone):
+        super().__init__()
+        self.vision_backbone = ToyVisionEncoder()
+        self.projector = ToyProjector(48, llm_backbone.embed_dim)
+        self.llm_backbone = llm_backbone
+
+
+vision_policy = functools.partial(_or_policy, policies=[
+    functools.partial(_module_wrap_policy, module_classes={ToyVisionEncoder}),
+    functools.partial(transformer_auto_wrap_policy, transformer_layer_cls={ToyViTBlock}),
+])
+projector_policy = functools.partial(_module_wrap_policy, module_classes={ToyProjector})
+vlm_policy = functools.partial(_or_policy, policies=[vision_policy, backbone.get_fsdp_wrapping_policy(), projector_policy])
+
+vlm = ToyVLM(backbone)
+vlm_counts = show_plan(vlm, vlm_policy)
+
+# %% [markdown]
+# 一共七个单元：根单元、视觉编码器（两个 block 嵌套在其中）、投影器，以及两个解码器层。投影器之所以成为单元，完全是因为 `_module_wrap_policy`；去掉它，投影器的参数就会落回根单元。各单元的参数量加起来仍然等于整个模型。
+
+# %%
+vlm_units = list(vlm_counts)
+assert vlm_units == ["", "vision_backbone", "vision_backbone.blocks.0", "vision_backbone.blocks.1", "projector",
+                     "llm_backbone.llm.model.layers.0", "llm_backbone.llm.model.layers.1"]
+assert vlm_counts["projector"] == sum(p.numel() for p in vlm.projector.parameters())
+assert vlm_counts["vision_backbone"] == sum(p.numel() for p in vlm.vision_backbone.patch_embed.parameters())
+assert sum(vlm_counts.values()) == sum(p.numel() for p in vlm.parameters())
+without_projector = unit_parameter_counts(vlm, functools.partial(_or_policy, policies=[vision_policy, policy]))
+assert "projector" not in without_projector
+assert without_projector[""] == vlm_counts[""] + vlm_counts["projector"]
+
+# %% [markdown]
+# ## 在一个进程里看 FSDP1 与 FSDP2
+#
+# 那次运行还在进行。这段时间里，本进程可以直接看看 FSDP 的内部。FSDP1 和 FSDP2 计算的东西相同，只是存放分片的方式不同：
+#
+# - **FSDP1**（`FullyShardedDataParallel`）给每个单元套上一层包装模块。在单元内部，它把所有参数展平并拼接成一个一维的 `FlatParameter`，再给每个 rank 分一段等长的连续切片，因此单个权重可能在任意位置被切开、分到不同 rank 上。同一个扁平参数中的所有张量共用一种 dtype；除非 `use_orig_params=True` 把原始参数保留为指向它的视图，否则它们的 `requires_grad` 也必须一致。
+# - **FSDP2**（`fully_shard`）不套任何包装：它就地修改模块的类，并把每个参数替换成沿第 0 维分片（`Shard(0)`）的 `DTensor`。每个参数仍是独立的张量，拥有自己的 `requires_grad`、dtype 和优化器状态。
+#
+# 建一个 world size 为 1 的进程组（gloo，用内存里的 store 作为会合点），FSDP 就能在本 notebook 里运行；只有一个 rank 时，FSDP1 会退回到“不分片”并给出警告（我们只在那一次调用里屏蔽这条警告），但结构是一样的。
+
+# %%
+import warnings
+import torch.distributed as dist
+from torch.distributed.fsdp import FullyShardedDataParallel as FSDP, MixedPrecision, ShardingStrategy
+from torch.distributed.fsdp import fully_shard
+from torch.distributed.fsdp._flat_param import FlatParameter
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.tensor import DTensor, Shard
+
+dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+
+fsdp1_backbone, _ = get_llm_backbone_and_tokenizer(BACKBONE_ID)
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="FSDP is switching to use `NO_SHARD`")
+    fsdp1 = FSDP(fsdp1_backbone, auto_wrap_policy=fsdp1_backbone.get_fsdp_wrapping_policy(), device_id=torch.device("cpu"), use_orig_params=False)
+for name, p in fsdp1.named_parameters():
+    print(f"FSDP1  {name:75s} {tuple(p.shape)}")
+
+# %% [markdown]
+# FSDP1：三个包装模块（根加两个层），`parameters()` 给出三个扁平参数，它们的大小恰好等于包装计划中各单元的参数量。
+
+# %%
+assert type(fsdp1) is FSDP and len(FSDP.fsdp_modules(fsdp1)) == 3
+flat = list(fsdp1.parameters())
+assert all(isinstance(p, FlatParameter) and p.dim() == 1 for p in flat)
+assert [p.numel() for p in flat] == list(counts.values())
+
+# %% [markdown]
+# FSDP2：还是同一个对象，只是类变成了自动生成的 `FSDP<原类名>`；原来的参数名保持不变；每个参数都是沿第 0 维分片的 DTensor。（后面会用它来训练，并与真实运行的损失对照。）
+
+# %%
+fsdp2_backbone, _ = get_llm_backbone_and_tokenizer(BACKBONE_ID)
+cpu_mesh = init_device_mesh("cpu", (1,))
+for layer in [m for m in fsdp2_backbone.modules() if isinstance(m, fsdp2_backbone.transformer_layer_cls)]:
+    fully_shard(layer, mesh=cpu_mesh)
+fsdp2 = fully_shard(fsdp2_backbone, mesh=cpu_mesh)
+first_name, first = next(iter(fsdp2.named_parameters()))
+print(f"FSDP2  class {type(fsdp2).__name__} (bases: {', '.join(c.__name__ for c in type(fsdp2).__bases__)})")
+print(f"FSDP2  {first_name}: {type(first).__name__}, placements={first.placements}, local shape {tuple(first.to_local().shape)}")
+
+# %% [markdown]
+# ## OpenVLA 的设置：分片策略与混合精度
+#
+# OpenVLA 的 VLA 训练（以及 GPU 上的 `vla_backbone/fsdp.py`）这样包装模型：
+#
+# - `sharding_strategy=ShardingStrategy.FULL_SHARD`：参数、梯度和优化器状态全部分片；另一个选项 `SHARD_GRAD_OP` 会在前向与反向之间保留已收集的参数（更快，但更占内存）；
+# - `mixed_precision=MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.float32, buffer_dtype=torch.float32)`：收集起来的参数转成 bf16 参与计算，梯度在各 rank 间以 fp32 归约，分片保存的主权重保持 fp32；
+# - `use_orig_params=True`（见下文的 LoRA 陷阱）和 `limit_all_gathers=True`（已有两个 all-gather 在进行时，CPU 线程会等待，从而让收集单元所占的内存有上限）。
+#
+# 同样的配置也能在这个单进程的进程组里、在 CPU 上运行。我们在第一个注意力投影上挂一个钩子，记录它计算时所用权重的 dtype。
+
+# %%
+assert fsdp2 is fsdp2_backbone and type(fsdp2).__name__ == "FSDP" + type(backbone).__name__
+assert [name for name, _ in fsdp2.named_parameters()] == [name for name, _ in backbone.named_parameters()]
+assert all(isinstance(p, DTensor) and p.placements == (Shard(0),) for p in fsdp2.parameters())
+
+# %%
+batch = tokenizer(["In: What action should the robot take to slide the yellow lid off the pot near the stove?\nOut: "] * 2, return_tensors="pt")
+mp_backbone, _ = get_llm_backbone_and_tokenizer(BACKBONE_ID)
+mixed = MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.float32, buffer_dtype=torch.float32)
+seen = {}
+q_proj = mp_backbone.llm.model.layers[0].self_attn.q_proj
+hook = q_proj.register_forward_pre_hook(lambda module, args: seen.update(weight=module.weight.dtype))
+openvla_fsdp = FSDP(mp_backbone, auto_wrap_policy=mp_backbone.get_fsdp_wrapping_policy(), sharding_strategy=ShardingStrategy.FULL_SHARD,
+                    mixed_precision=mixed, device_id=torch.device("cpu"), use_orig_params=True, limit_all_gathers=True)
+out = openvla_fsdp(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.input_ids)
+out.loss.backward()
+hook.remove()
+print("weight dtype inside forward:", seen["weight"], "| logits:", out.logits.dtype, "| loss:", out.loss.dtype)
+print("stored parameters:", {p.dtype for p in openvla_fsdp.parameters()}, "| gradients:", {p.grad.dtype for p in openvla_fsdp.parameters()})
+
+# %% [markdown]
+# 参与计算的 bf16 正是骨干网络的 `half_precision_dtype`（见 notebook 09）。FSDP2 用 `fully_shard(module, mp_policy=MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32))` 做同样的选择，演示程序在 GPU 上传的就是这个。在 OpenVLA 中，*冻结的*视觉编码器会在包装之前直接转成 bf16，因为没有优化器需要它的 fp32 副本。
+#
+# ## LoRA 陷阱：“uniform requires_grad”
+#
+# 参数高效微调会把可训练的小适配器放进冻结层的*内部*。有一个 Prismatic 的分支在被 FSDP1 包装的解码器层里加入 LoRA，结果遇到了 “FlatParameter requires uniform requires_grad” 错误，因为同一个单元的扁平参数将不得不同时容纳可训练和冻结的张量。我们在每个 query 投影上加一个最小的 LoRA 适配器来复现它（torch 2.13 中的报错措辞略有不同）。
+
+# %%
+assert seen["weight"] == torch.bfloat16 and out.logits.dtype == torch.bfloat16
+assert {p.dtype for p in openvla_fsdp.parameters()} == {torch.float32} == {p.grad.dtype for p in openvla_fsdp.parameters()}
+
+
+# %% [markdown]
+# 在 `use_orig_params=True` 下，FSDP1 把每个原始参数连同它自己的 `requires_grad` 保留为扁平参数上的视图，同一个模型就能正常包装和训练：一次反向传播之后，恰好只有适配器的权重有梯度。（FSDP2 从来没有这个问题，因为它是逐参数分片的。）OpenVLA 传入了 `use_orig_params=True`，也就为这种用法留了门。
+
+# %%
+class LoRALinear(nn.Module):
+    def __init__(self, base, rank=4):
+        super().__init__()
+        self.base = base
+        self.lora_a = nn.Linear(base.in_features, rank, bias=False)
+        self.lora_b = nn.Linear(rank, base.out_features, bias=False)
+        nn.init.zeros_(self.lora_b.weight)
+
+    def forward(self, x):
+        return self.base(x) + self.lora_b(self.lora_a(x))
+
+
+def backbone_with_lora():
+    model, _ = get_llm_backbone_and_tokenizer(BACKBONE_ID)
+    for layer in model.llm.model.layers:
+        layer.self_attn.q_proj = LoRALinear(layer.self_attn.q_proj)
+    for name, p in model.named_parameters():
+        p.requires_grad_("lora_" in name)
+    return model
+
+from vla_backbone.notebook import expect_error
+lora_model = backbone_with_lora()
+with expect_error(ValueError, match="uniform `requires_grad`"):
+    FSDP(lora_model, auto_wrap_policy=lora_model.get_fsdp_wrapping_policy(), device_id=torch.device("cpu"), use_orig_params=False)
+
+# %% [markdown]
+# ## FSDP 下的激活检查点
+#
+# 在 FSDP 下，OpenVLA 并不调用骨干网络的 `enable_gradient_checkpointing()`（HF 自带的检查点机制，见 notebook 08），而是用 `apply_activation_checkpointing` 把每个 `transformer_layer_cls` 模块包进 PyTorch 的非可重入 `checkpoint_wrapper`：反向传播时重新计算每一层的激活，而不是把它们存下来。这一步不需要进程组，所以我们直接把它应用到一个普通的微型骨干网络上并检查：被包装的恰好是各个解码器层；state dict 的键不变（包装器隐藏了自己的名字）；损失和梯度与未包装的模型一致；为反向传播保存的激活字节数变少了。
+
+# %%
+lora_model = backbone_with_lora()
+lora_fsdp = FSDP(lora_model, auto_wrap_policy=lora_model.get_fsdp_wrapping_policy(), device_id=torch.device("cpu"), use_orig_params=True)
+lora_fsdp(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.input_ids).loss.backward()
+with_grad = sorted(name.replace("_fsdp_wrapped_module.", "") for name, p in lora_fsdp.named_parameters() if p.grad is not None)
+print(with_grad)
+assert with_grad and all("lora_" in name for name in with_grad)
+assert all((p.grad is not None) == p.requires_grad for p in lora_fsdp.parameters())
+
+# %%
+from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
+    CheckpointImpl, CheckpointWrapper, apply_activation_checkpointing, checkpoint_wrapper)
+from vla_backbone.measure import saved_activation_bytes
+
+plain, _ = get_llm_backbone_and_tokenizer(BACKBONE_ID)
+checkpointed, _ = get_llm_backbone_and_tokenizer(BACKBONE_ID)
+keys_before = list(checkpointed.state_dict())
+apply_activation_checkpointing(
+    checkpointed,
+    checkpoint_wrapper_fn=functools.partial(checkpoint_wrapper, checkpoint_impl=CheckpointImpl.NO_REENTRANT),
+    check_fn=lambda module: isinstance(module, checkpointed.transformer_layer_cls),
+)
+wrapped = [name for name, m in checkpointed.named_modules() if isinstance(m, CheckpointWrapper)]
+print("wrapped:", wrapped)
+
+losses = {}
+def loss_of(name, model):
+    def compute():
+        losses[name] = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.input_ids).loss
+        return losses[name]
+    return compute
+
+saved = {name: saved_activation_bytes(model, loss_of(name, model)) for name, model in (("plain", plain), ("checkpointed", checkpointed))}
+print({name: f"{b / 1024:.0f} KiB" for name, b in saved.items()})
+
+# %% [markdown]
+# ## 真实运行
+#
+# 回到开头启动的那个作业。rank 0 打印了后端和 world size、各个单元（与我们预览的包装计划相同）、分片后每个 rank 持有的参数量，以及每一步的损失（两个 rank 的平均值）。两个 rank 看到的是同一个 batch，所以这个损失就是单个进程会算出的损失。
+
+# %%
+assert len(wrapped) == checkpointed.llm.config.num_hidden_layers == 2
+assert all(isinstance(m._checkpoint_wrapped_module, checkpointed.transformer_layer_cls) for m in checkpointed.modules() if isinstance(m, CheckpointWrapper))
+assert list(checkpointed.state_dict()) == keys_before
+torch.testing.assert_close(losses["checkpointed"], losses["plain"])
+for (name, p), (_, q) in zip(plain.named_parameters(), checkpointed.named_parameters()):
+    torch.testing.assert_close(q.grad, p.grad, msg=name)
+assert saved["checkpointed"] < saved["plain"]
+
+# %%
+import signal
+
+def collect(process, timeout=120):
+    try:
+        stdout, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+    if process.returncode != 0:
+        process.log.seek(0)
+        print(process.log.read()[-3000:])
+    assert process.returncode == 0, f"torchrun exited with {process.returncode}"
+    return stdout
+
+outputs = {version: collect(process) for version, process in runs.items()}
+for version, stdout in outputs.items():
+    print(f"===== FSDP{version} =====\n{stdout}")
+
+
+# %% [markdown]
+# 我们从每份输出中解析出三样东西并逐一检查：两个 rank 各持有一半参数、各单元与 `unit_parameter_counts` 一致、损失每一步都在下降。此外，第一步的损失必须等于单个进程对演示用提示词算出的损失，因为分片改变的只是权重存放的位置，而不是计算本身。
+
+# %%
+def parse_run(stdout):
+    shares = {int(r): (int(n.replace(",", "")), int(t.replace(",", ""))) for r, n, t in re.findall(r"rank (\d+) holds ([\d,]+) of ([\d,]+) parameters", stdout)}
+    losses = [float(loss) for _, loss in re.findall(r"step (\d+): loss ([\d.]+)", stdout)]
+    units = {("" if u == "(root)" else u): int(n.replace(",", "")) for u, n in re.findall(r"unit (\S+): ([\d,]+) parameters", stdout)}
+    return shares, losses, units
+
+parsed = {version: parse_run(stdout) for version, stdout in outputs.items()}
+for version, (shares, run_losses, units) in parsed.items():
+    assert sorted(shares) == [0, 1], version
+    for held, run_total in shares.values():
+        assert run_total == total and abs(held / total - 0.5) < 0.01, (version, held)
+    assert sum(held for held, _ in shares.values()) == total
+    assert len(run_losses) == STEPS and all(b < a for a, b in zip(run_losses, run_losses[1:])), (version, run_losses)
+    assert units == counts, version
+
+single = tokenizer(["In: What action should the robot take to pick up the cup?\nOut: "] * 2, return_tensors="pt")
+with torch.no_grad():
+    single_loss = backbone(input_ids=single.input_ids, attention_mask=single.attention_mask, labels=single.input_ids).loss.item()
+print(f"one process, same prompt as the demo: loss {single_loss:.4f}")
+assert all(abs(parsed[v][1][0] - single_loss) < 1e-3 for v in parsed)
+
+# %% [markdown]
+# 现在把 FSDP2 和那次运行放在一起比较。上面的 FSDP2 模型在这里按演示程序的设置训练同样的步数：相同的提示词、相同的 AdamW、学习率 1e-2。分片决定的是权重放在哪里，而不是计算本身，所以它的损失必须与双进程 FSDP1 运行一致（差别只在归约中的舍入），如果启动了双进程 FSDP2 运行，它的损失也应如此。它的梯度和参数一样，也是 DTensor。
+
+# %%
+optimizer = torch.optim.AdamW(fsdp2.parameters(), lr=1e-2)
+fsdp2_losses = []
+for step in range(STEPS):
+    loss = fsdp2(input_ids=single.input_ids, attention_mask=single.attention_mask, labels=single.input_ids).loss
+    loss.backward()
+    assert all(isinstance(p.grad, DTensor) for p in fsdp2.parameters())
+    optimizer.step()
+    optimizer.zero_grad()
+    fsdp2_losses.append(loss.item())
+
+columns = {"FSDP1, 2 processes": parsed[1][1], "FSDP2, this process": fsdp2_losses}
+if 2 in parsed:
+    columns["FSDP2, 2 processes"] = parsed[2][1]
+print(f"{'':12s}" + "".join(f"{name:>22s}" for name in columns))
+for step in range(STEPS):
+    print(f"{f'step {step} loss':12s}" + "".join(f"{column[step]:>22.4f}" for column in columns.values()))
+for column in columns.values():
+    assert all(abs(a - b) < 2e-3 for a, b in zip(column, parsed[1][1]))
+
+dist.destroy_process_group()
+
+# %% [markdown]
+# **动手试试：** 在新的单元格里自己启动一次运行，比如用 FSDP2 跑 Qwen。先在这里加载它一次，让它的微型副本就位，然后运行 `print(collect(launch(torchrun_command(2, "--fsdp", "2", "--backbone", "qwen25-0_5b-pure"), CPU_ENV)))`（后出现的 `--backbone` 会覆盖前面的）。Qwen 的绑定嵌入会让根单元怎样变化？各 rank 的份额还是 50% 吗？
+#
+# ## GPU 路径
+#
+# 在带 CUDA GPU 的机器上，同一个演示程序每块 GPU 起一个进程，使用 nccl 后端和 OpenVLA 的 bf16 混合精度，rank 0 还会报告分片后的 GPU 显存峰值。下面的单元格用 `torch.cuda.device_count()` 个进程运行它（一块 GPU 也够：此时 FSDP 没什么可分的，但走的是同一条路径）；在只有 CPU 的机器上则打印一行跳过提示。
+
+# %%
+if torch.cuda.is_available():
+    nproc = max(1, torch.cuda.device_count())
+    gpu_env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    gpu_out = collect(launch(torchrun_command(nproc), gpu_env), timeout=300)
+    print(gpu_out)
+    gpu_shares, gpu_losses, _ = parse_run(gpu_out)
+    assert "backend=nccl" in gpu_out and "peak GPU memory" in gpu_out
+    assert sorted(gpu_shares) == list(range(nproc))
+    assert all(abs(held / total - 1 / nproc) < 0.01 for held, _ in gpu_shares.values())
+    assert len(gpu_losses) == STEPS
+else:
+    print("No CUDA GPU here: skipping the GPU part (it runs unchanged on a GPU machine).")
+
+# %% [markdown]
+# ## 小结
+# - `get_fsdp_wrapping_policy()` 就是绑定了解码器层类的 `transformer_auto_wrap_policy`：处处深入（`recurse=True`），把每个解码器层做成一个单元（`recurse=False`），其余参数归根单元。
+# - `wrap_plan` 和 `unit_parameter_counts` 无需进程组就能预览各单元及其大小；真实运行打印出的是同一份计划。
+# - VLM 的策略是视觉策略、LLM 策略和投影器的 `_module_wrap_policy` 三者的 `_or_policy`；没有任何策略点名的类最终落在根单元里。
+# - 两个进程在 CPU 上把微型骨干网络各分一半并用 FSDP1（包装模块，每个单元一个扁平参数）完成训练；FSDP2（`fully_shard`，每个参数一个 DTensor）训练出的损失完全相同。
+# - OpenVLA 的包装方式是：全分片、bf16 计算加 fp32 归约、`use_orig_params=True`（它让同一单元内混合不同的 `requires_grad` 成为合法），并用 `checkpoint_wrapper` 对每个解码器层做激活检查点。
+#
+# ## 练习
+# 1. 把策略 `functools.partial(_module_wrap_policy, module_classes={nn.Linear})` 交给 `unit_parameter_counts`。微型骨干网络会得到多少个单元？根单元保留了什么？为什么这是个糟糕的计划？
+# 2. 用 `torch.distributed.fsdp.wrap.size_based_auto_wrap_policy`（取 `min_num_params=30_000`）写一个按大小划分的策略，并在微型骨干网络上把它的计划与解码器层策略做比较。
+# 3. 扩展 `ToyVLM` 的策略，让视觉编码器的 `patch_embed` 自成一个单元，并为新的计划和参数量写上断言。
+# 4. 在一个 world size 为 1 的进程组里用 FSDP2 包装 `lora_model`（先对每层调用 `fully_shard`，再对根调用），验证它无需任何额外参数就能接受混合的 `requires_grad`。
