@@ -34,8 +34,8 @@ use_language(LANG)
 #
 # We load the tiny Llama-2 replica for training (`inference_mode=False`, the default), as OpenVLA does. Its constructor has already registered the
 # input-grad hook (step 5 of `HFCausalLLMBackbone.__init__`); we check that first, because the rest of the notebook
-# is about what that hook prevents. Everything runs on one CPU thread (`torch.set_num_threads(1)`): the tensors are
-# tiny, and a single thread keeps the notebook quick on a shared machine.
+# is about what that hook prevents. Like every notebook, this one runs on one CPU thread (`setup()` sets it): the
+# tensors are tiny, and a single thread keeps the notebook quick on a shared machine.
 
 # %%
 import warnings
@@ -47,7 +47,6 @@ import vla_backbone
 from vla_backbone import compat
 from vla_backbone.notebook import expect_error, explore
 
-torch.set_num_threads(1)
 backbone, tokenizer = vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure")
 model = backbone.llm
 print(type(model).__name__, "| transformers 5.x:", compat.IS_V5)

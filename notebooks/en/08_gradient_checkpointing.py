@@ -35,7 +35,7 @@ use_language(LANG)
 # `activation_checkpointing_enable` on transformers 5.x (the method's new name) and `gradient_checkpointing_enable`
 # on 4.57, which has only the old name.
 #
-# This notebook runs on one CPU thread (`torch.set_num_threads(1)`): its timings then depend less on how many cores
+# Like every notebook, this one runs on one CPU thread (`setup()` sets it): its timings then depend less on how many cores
 # the machine has and on what else runs on it, and tensors this small gain little from more threads.
 
 # %%
@@ -51,7 +51,6 @@ from vla_backbone import compat
 from vla_backbone.measure import median_seconds, saved_activation_bytes
 from vla_backbone.notebook import explore
 
-torch.set_num_threads(1)
 backbone, tokenizer = vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure")
 llm = backbone.llm
 source = inspect.getsource(type(backbone).enable_gradient_checkpointing)

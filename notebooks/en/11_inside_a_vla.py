@@ -39,8 +39,8 @@ use_language(LANG)
 # turns each into a 32-dimensional feature. The projector, a small two-layer MLP, maps those features to
 # `backbone.embed_dim`.
 #
-# Every tensor in this notebook is tiny, so we run PyTorch on one CPU thread: several threads gain nothing on
-# 64-wide matrices, and on a busy machine they spend their time waiting for each other.
+# Every tensor in this notebook is tiny, so PyTorch runs on one CPU thread (`setup()` sets it): several threads
+# gain nothing on 64-wide matrices, and on a busy machine they spend their time waiting for each other.
 
 # %%
 import torch
@@ -48,7 +48,6 @@ from torch import nn
 
 import vla_backbone
 
-torch.set_num_threads(1)
 backbone, tokenizer = vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure")
 
 

@@ -46,9 +46,7 @@ use_language(LANG)
 # | `last_layer_finetune_modules` | input embeddings, last decoder layer, LM head (property) | three modules |
 #
 # The two properties are the only members still abstract in `FamilyBackbone`; the class paths are strings so that
-# `import vla_backbone` does not import every model class of transformers. (The next cell also sets
-# `torch.set_num_threads(1)`: every tensor in this notebook is tiny, and on a busy machine several CPU threads only
-# wait for each other.)
+# `import vla_backbone` does not import every model class of transformers.
 
 # %%
 import torch
@@ -56,7 +54,6 @@ import torch
 from vla_backbone.families import FAMILIES
 from vla_backbone.families._common import FamilyBackbone
 
-torch.set_num_threads(1)
 for family in FAMILIES:
     print(f"{family.family:8s} {family.llm_cls_path:34s} {family.decoder_layer_path.rsplit('.', 1)[1]:20s} pad={family.pad_token!r}")
 

@@ -26,7 +26,7 @@ use_language(LANG)
 # %% [markdown]
 # ## 一个冻结的骨干网络，外加 LoRA 式适配器
 #
-# 我们像 OpenVLA 一样，以训练用途（`inference_mode=False`，即默认值）加载 Llama-2 的微型副本。它的构造函数已经注册好了 input-grad 钩子（`HFCausalLLMBackbone.__init__` 的第 5 步）。我们先确认这一点，因为本 notebook 剩下的内容讲的都是这个钩子防住了什么。整个 notebook 只用一个 CPU 线程（`torch.set_num_threads(1)`）：张量都很小，单线程能让它在共享机器上也跑得快。
+# 我们像 OpenVLA 一样，以训练用途（`inference_mode=False`，即默认值）加载 Llama-2 的微型副本。它的构造函数已经注册好了 input-grad 钩子（`HFCausalLLMBackbone.__init__` 的第 5 步）。我们先确认这一点，因为本 notebook 剩下的内容讲的都是这个钩子防住了什么。和所有 notebook 一样，这里只用一个 CPU 线程（由 `setup()` 设置）：张量都很小，单线程能让它在共享机器上也跑得快。
 
 # %%
 import warnings
@@ -38,7 +38,6 @@ import vla_backbone
 from vla_backbone import compat
 from vla_backbone.notebook import expect_error, explore
 
-torch.set_num_threads(1)
 backbone, tokenizer = vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure")
 model = backbone.llm
 print(type(model).__name__, "| transformers 5.x:", compat.IS_V5)

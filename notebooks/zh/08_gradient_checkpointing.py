@@ -27,7 +27,7 @@ use_language(LANG)
 #
 # `HFCausalLLMBackbone.enable_gradient_checkpointing` 只有一行：通过 `compat.enable_checkpointing` 把请求转交给 HuggingFace 模型，并指定非可重入的实现。`compat` 在 transformers 5.x 上调用 `activation_checkpointing_enable`（这个方法的新名字），在 4.57 上调用 `gradient_checkpointing_enable`——4.57 只有这个旧名字。
 #
-# 本 notebook 只用一个 CPU 线程（`torch.set_num_threads(1)`）：这样计时结果受机器核数和其他进程的影响更小，而且这么小的张量，多开线程也得不到多少好处。
+# 和所有 notebook 一样，这里只用一个 CPU 线程（由 `setup()` 设置）：这样计时结果受机器核数和其他进程的影响更小，而且这么小的张量，多开线程也得不到多少好处。
 
 # %%
 import inspect
@@ -42,7 +42,6 @@ from vla_backbone import compat
 from vla_backbone.measure import median_seconds, saved_activation_bytes
 from vla_backbone.notebook import explore
 
-torch.set_num_threads(1)
 backbone, tokenizer = vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure")
 llm = backbone.llm
 source = inspect.getsource(type(backbone).enable_gradient_checkpointing)

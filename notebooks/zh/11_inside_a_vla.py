@@ -35,7 +35,7 @@ use_language(LANG)
 # 宽度与模型的嵌入相同。要扮演这个角色，一个卷积核和步长都为 8 的 `Conv2d` 就够了：它把 3×32×32 的图像切成 4×4 个
 # 8×8 的 patch，再把每个 patch 变成一个 32 维特征。投影器是一个两层的小 MLP，把这些特征映射到 `backbone.embed_dim`。
 #
-# 本 notebook 里的张量都很小，所以让 PyTorch 只用一个 CPU 线程：64 维的矩阵用多线程得不到任何好处，机器繁忙时，多个
+# 本 notebook 里的张量都很小，所以 PyTorch 只用一个 CPU 线程（由 `setup()` 设置）：64 维的矩阵用多线程得不到任何好处，机器繁忙时，多个
 # 线程的时间反而都花在互相等待上。
 
 # %%
@@ -44,7 +44,6 @@ from torch import nn
 
 import vla_backbone
 
-torch.set_num_threads(1)
 backbone, tokenizer = vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure")
 
 

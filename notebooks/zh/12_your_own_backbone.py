@@ -44,8 +44,7 @@ use_language(LANG)
 # | `last_layer_finetune_modules` | 输入嵌入、最后一个解码器层、LM head（property） | 三个模块 |
 #
 # 在 `FamilyBackbone` 里仍是抽象的成员只剩这两个属性；类路径写成字符串，是为了让 `import vla_backbone` 不必导入
-# transformers 的所有模型类。（下面的单元格还设置了 `torch.set_num_threads(1)`：本 notebook 里的张量都很小，机器繁忙时，
-# 多个 CPU 线程只会互相等待。）
+# transformers 的所有模型类。
 
 # %%
 import torch
@@ -53,7 +52,6 @@ import torch
 from vla_backbone.families import FAMILIES
 from vla_backbone.families._common import FamilyBackbone
 
-torch.set_num_threads(1)
 for family in FAMILIES:
     print(f"{family.family:8s} {family.llm_cls_path:34s} {family.decoder_layer_path.rsplit('.', 1)[1]:20s} pad={family.pad_token!r}")
 
