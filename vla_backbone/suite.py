@@ -42,7 +42,7 @@ def setup_cell() -> str:
         "# Set-up, the same in every notebook: on Colab install the package; everywhere print versions and seed.\n"
         "import subprocess, sys\n"
         "if \"google.colab\" in sys.modules:\n"
-        f"    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"git+https://github.com/{repository()}\"], check=True)\n"
+        f"    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"vla-backbone[notebooks] @ git+https://github.com/{repository()}\"], check=True)\n"
         "from vla_backbone.notebook import setup\n"
         "setup()"
     )

@@ -19,7 +19,7 @@
 # Set-up, the same in every notebook: on Colab install the package; everywhere print versions and seed.
 import subprocess, sys
 if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/vla-backbone/vla-backbone-notebooks"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "vla-backbone[notebooks] @ git+https://github.com/vla-backbone/vla-backbone-notebooks"], check=True)
 from vla_backbone.notebook import setup
 setup()
 
