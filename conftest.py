@@ -8,6 +8,8 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("VLA_BACKBONE_HOME", tempfile.mkdtemp(prefix="vla_backbone_home_"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Notebooks run headless here: widgets take their plain path (a headless kernel can block on widget messages).
+os.environ["VLA_BACKBONE_WIDGETS"] = "0"
 
 NOTEBOOK_BUDGET_S = 20.0
 # Notebooks that launch a multi-process job of their own (torchrun with 2 ranks) need both cores to keep within the

@@ -130,3 +130,8 @@ def test_readme_library_example_runs(readme):
     namespace = {}
     exec(compile(example, readme, "exec"), namespace)
     assert namespace["output"].logits.shape[0] == 1
+
+
+def test_explore_plain_path_can_be_forced(monkeypatch):
+    monkeypatch.setenv("VLA_BACKBONE_WIDGETS", "0")
+    assert explore(lambda a: a + 1, a=[1, 2]) == 2
