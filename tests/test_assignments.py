@@ -1,6 +1,6 @@
 """The course assignments hold together: masters pass their graders, student versions fail them cleanly.
 
-`python -m vla_backbone.assignments release` turns each master notebook (notebooks/{en,zh}/assignments/AN_slug)
+`python -m tools.release release` turns each master notebook (notebooks/{en,zh}/assignments/AN_slug)
 into a student version. Here we release into a temporary folder and prove that
 - every student version keeps no line of any solution and no hidden test, and replaces each solution with the stub;
 - one pytest run of the graders (tests/assignments) passes on every master and, on every student version, fails

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vla_backbone import suite
+from tools import suite
 from vla_backbone.notebook import expect_error, explore, use_language
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +64,7 @@ def test_chinese_notebooks_are_written_in_chinese():
 @pytest.mark.parametrize("readme, lang", [("README.md", "en"), ("README.zh.md", "zh")])
 def test_readmes_list_every_notebook_with_colab_links(readme, lang):
     text = (ROOT / readme).read_text(encoding="utf-8")
-    assert text == suite.readme_text(lang), f"{readme} is stale: run `python -m vla_backbone.suite readme`"
+    assert text == suite.readme_text(lang), f"{readme} is stale: run `python -m tools.suite readme`"
     for name in TOPICS:
         assert f"notebooks/{lang}/{name}.ipynb" in text and suite.colab_url(lang, name) in text
     assert "bash tests/run_all.sh" in text

@@ -1,10 +1,10 @@
 """Keep the notebook suite consistent: .ipynb/.py pairs, en/zh twins, clean notebooks, translation stamps.
 
-    python -m vla_backbone.suite sync [NAME ...]   # pair notebooks, copy code cells en -> zh, strip outputs
-    python -m vla_backbone.suite check             # list every problem (tests run the same check)
-    python -m vla_backbone.suite translate NAME    # start notebooks/zh/NAME from the en notebook (prose to translate)
-    python -m vla_backbone.suite stamp NAME ...    # after revisiting a zh translation, record the en prose it follows
-    python -m vla_backbone.suite readme            # regenerate the notebook tables in README.md and README.zh.md
+    python -m tools.suite sync [NAME ...]   # pair notebooks, copy code cells en -> zh, strip outputs
+    python -m tools.suite check             # list every problem (tests run the same check)
+    python -m tools.suite translate NAME    # start notebooks/zh/NAME from the en notebook (prose to translate)
+    python -m tools.suite stamp NAME ...    # after revisiting a zh translation, record the en prose it follows
+    python -m tools.suite readme            # regenerate the notebook tables in README.md and README.zh.md
 
 Code cells are written once, in en; `sync` copies them into the zh twin (the LANG line aside). In each pair the
 file edited last wins, so edit either the .ipynb in JupyterLab or the .py in an editor, then run `sync`.

@@ -1,6 +1,6 @@
 """Course assignments: make the student versions of the master notebooks, with nbgrader's markers.
 
-    python -m vla_backbone.assignments release [--out DIR]   # default DIR: release/
+    python -m tools.release release [--out DIR]   # default DIR: release/
 
 Each master notebook ``notebooks/{en,zh}/assignments/AN_slug`` holds the solutions and the hidden tests between
 nbgrader's delimiters, one per line:
@@ -14,9 +14,9 @@ The stub is nbgrader's, with a message that says what happened when a student ru
     # YOUR CODE HERE
     raise NotImplementedError("not implemented yet")
 
-``release`` reads the masters' ``.py`` pairs (run ``python -m vla_backbone.suite sync`` after editing an
+``release`` reads the masters' ``.py`` pairs (run ``python -m tools.suite sync`` after editing an
 ``.ipynb``) and writes ``DIR/en/AN_slug.ipynb`` + ``.py`` and the same for zh, clean (no outputs, no metadata),
-through :mod:`vla_backbone.suite`'s reader and writers, so a student version is formatted exactly like the masters.
+through :mod:`tools.suite`'s reader and writers, so a student version is formatted exactly like the masters.
 The graders in ``tests/assignments/`` grade either version: ``pytest tests/assignments/test_a1_*.py --notebook FILE``.
 
 Why not ``nbgrader generate_assignment`` itself: it needs a course directory, a gradebook database and its own
@@ -30,7 +30,7 @@ import copy
 import sys
 from pathlib import Path
 
-from vla_backbone import suite
+from tools import suite
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"

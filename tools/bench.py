@@ -1,7 +1,7 @@
 """Measure what the README and the issues promise, and write the figures to docs/benchmarks.md.
 
-    python -m vla_backbone.bench                     # everything (about five minutes on 2 CPU cores)
-    python -m vla_backbone.bench --skip-notebooks    # package figures only
+    python -m tools.bench                     # everything (about five minutes on 2 CPU cores)
+    python -m tools.bench --skip-notebooks    # package figures only
 
 Targets: tiny build < 0.2 s per family, warm `get_llm_backbone_and_tokenizer` < 0.5 s, `import vla_backbone` < 0.2 s
 over a bare `import transformers`, backbone forward < 5 % over the raw model, each notebook < 20 s under nbmake,
@@ -21,7 +21,7 @@ from datetime import date
 
 import torch
 
-from vla_backbone.suite import NOTEBOOKS, ROOT, names
+from tools.suite import NOTEBOOKS, ROOT, names
 
 OUTPUT = ROOT / "docs" / "benchmarks.md"
 
@@ -139,7 +139,7 @@ def render(imports, builds, forward, notebooks) -> str:
     lines = [
         "# Benchmarks",
         "",
-        f"Measured {date.today().isoformat()} by `python -m vla_backbone.bench` on {platform.machine()}, "
+        f"Measured {date.today().isoformat()} by `python -m tools.bench` on {platform.machine()}, "
         f"{os.cpu_count()} CPU cores, Python {platform.python_version()}, torch {torch.__version__}, "
         f"transformers {transformers.__version__}. Re-run the command to refresh this file; keep the figures from growing.",
         "",
