@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from vla_backbone import assignments, suite
+from tools import release as assignments, suite
 
 REPO = Path(__file__).resolve().parent.parent
 GRADERS = REPO / "tests" / "assignments"
