@@ -10,7 +10,9 @@ Everything goes under ``--out`` (default ``book/_build/``):
                           Sphinx re-reads only what changed)
     student/              the student versions laid out as the Colab links expect them
                           (``notebooks/{en,zh}/assignments/``; the publishing workflow pushes this to its own branch)
-    cache/en/, cache/zh/  jupyter-cache: a notebook whose code cells did not change is not executed again
+    cache/en/, cache/zh/  jupyter-cache: a notebook whose code cells did not change is not executed again; the
+                          whole cache is dropped when the package's files or any installed distribution changed,
+                          since jupyter-cache knows only the notebooks' code
     html/                 the site: ``index.html`` (choose a language), ``en/``, ``zh/``
 
 The build fails on a cell error, a Sphinx warning (broken cross-reference included), a page without its twin in
@@ -19,8 +21,11 @@ the other language, a broken link or anchor in the written HTML, or a resource l
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib.metadata
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -47,15 +52,16 @@ REFERENCE_PAGES = {
     "upstream": {"en": "docs/upstream.md", "zh": "docs/upstream.zh.md"},
 }
 MANIFEST = "_book.json"
+STUDENT_NOTE_TITLE = {"en": "Student version.", "zh": "学生版。"}
 STUDENT_NOTE = {
     "en": (
-        "> **Student version.** This page is the assignment as students receive it, run from top to bottom. Each "
+        f"> **{STUDENT_NOTE_TITLE['en']}** This page is the assignment as students receive it, run from top to bottom. Each "
         "cell marked `# YOUR CODE HERE` raises `NotImplementedError` until it is filled in, and the checks that use "
         "its code fail with it (often as a `NameError`): those errors are expected. Open the notebook in Colab, or "
         "download it, to work on it; the README's section for instructors explains how it is graded."
     ),
     "zh": (
-        "> **学生版。** 本页就是学生拿到的作业，从头到尾运行了一遍。标有 `# YOUR CODE HERE` 的单元在补全之前会抛出 "
+        f"> **{STUDENT_NOTE_TITLE['zh']}** 本页就是学生拿到的作业，从头到尾运行了一遍。标有 `# YOUR CODE HERE` 的单元在补全之前会抛出 "
         "`NotImplementedError`，用到这些代码的检查单元也会随之报错（常见的是 `NameError`）：这些错误都在预期之中。"
         "要动手完成作业，请在 Colab 中打开或下载这个 notebook；评分方式见 README 中面向教师的部分。"
     ),
@@ -81,6 +87,29 @@ def topic_notebooks(notebooks: Path, lang: str) -> list[Path]:
     return sorted((notebooks / lang).glob("[0-9][0-9]_*.ipynb"))
 
 
+def environment() -> dict:
+    """What the outputs depend on besides the notebooks' code: Python, the package's files, the installed packages."""
+    package = hashlib.sha256()
+    for path in sorted((ROOT / "vla_backbone").rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            package.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    distributions = sorted(f"{dist.metadata['Name']}=={dist.version}" for dist in importlib.metadata.distributions())
+    return {"python": platform.python_version(), "vla_backbone": package.hexdigest(), "distributions": distributions}
+
+
+def drop_stale_cache(out: Path) -> None:
+    """Empty the execution cache when the environment it was made in is not this one."""
+    record = out / "cache" / "environment.json"
+    current = environment()
+    if record.exists() and json.loads(record.read_text()) == current:
+        return
+    if record.exists():
+        print("the package or the installed packages changed since the last build: every notebook runs again")
+    shutil.rmtree(out / "cache", ignore_errors=True)
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps(current, indent=1) + "\n")
+
+
 def student_versions(out: Path) -> Path:
     """Release the student versions into ``out/student/notebooks/{lang}/assignments/`` and return ``out/student``."""
     from tools.release import release
@@ -91,6 +120,10 @@ def student_versions(out: Path) -> Path:
         release(Path(released))
         for lang in LANGS:
             shutil.copytree(Path(released) / lang, target / "notebooks" / lang / "assignments")
+    (target / "README.md").write_text(
+        f"# Student versions of the assignments\n\nWritten by `bash book/build.sh` from the master notebooks on "
+        f"{config()['branch']} and published here by .github/workflows/book.yml. Do not edit: every publication "
+        "replaces this branch.\n", encoding="utf-8")
     return target
 
 
@@ -206,7 +239,8 @@ def stage(notebooks: Path, out: Path, only_notebooks: bool) -> None:
 
 def _stream(process: subprocess.Popen, prefix: str) -> None:
     for line in process.stdout:
-        print(f"[{prefix}] {line}", end="", flush=True)
+        if line.strip():
+            print(f"[{prefix}] {line}", end="", flush=True)
 
 
 def render(out: Path) -> None:
@@ -215,7 +249,7 @@ def render(out: Path) -> None:
     for lang in LANGS:
         command = [sys.executable, "-m", "sphinx", "-b", "html", "-c", str(BOOK),
                    # -W: every warning is an error (a broken cross-reference included, with -n); --keep-going: list them all.
-                   "-W", "--keep-going", "-n", "-q",
+                   "-W", "--keep-going", "-n",
                    "-d", str(out / "doctrees" / lang), str(out / "src" / lang), str(out / "html" / lang)]
         env = {**os.environ, "BOOK_LANG": lang, "BOOK_OUT": str(out)}
         processes[lang] = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -249,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = args.out.resolve()
     start = time.perf_counter()
+    drop_stale_cache(out)
     stage(args.notebooks.resolve(), out, args.only_notebooks)
     staged = time.perf_counter()
     render(out)

@@ -4,15 +4,15 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from bs4 import BeautifulSoup
+import lxml.html
 
 HTML_LANG = {"en": "en", "zh": "zh-CN"}
 # Attributes that make the browser fetch something while the page loads (links the reader clicks are not fetched).
 LOADED = (("script", "src"), ("link", "href"), ("img", "src"), ("iframe", "src"), ("source", "src"), ("video", "src"))
 
 
-def _parse(path: Path) -> BeautifulSoup:
-    return BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser")
+def _parse(path: Path):
+    return lxml.html.document_fromstring(path.read_bytes())
 
 
 def check_site(html: Path, langs: tuple[str, ...]) -> list[str]:
@@ -21,26 +21,25 @@ def check_site(html: Path, langs: tuple[str, ...]) -> list[str]:
     # Pages only: the theme leaves template fragments (*.html without <html>) in _static/.
     pages = {path: _parse(path) for path in sorted(html.rglob("*.html"))
              if not any(part.startswith("_") for part in path.relative_to(html).parts)}
-    anchors = {path: {tag["id"] for tag in soup.find_all(id=True)} | {tag["name"] for tag in soup.find_all("a", attrs={"name": True})}
-               for path, soup in pages.items()}
+    anchors = {path: set(root.xpath("//@id")) | set(root.xpath("//a/@name")) for path, root in pages.items()}
     problems = []
-    for path, soup in pages.items():
+    for path, root in pages.items():
         where = path.relative_to(html).as_posix()
         lang = where.split("/", 1)[0]
-        if lang in langs and soup.html.get("lang") != HTML_LANG[lang]:
-            problems.append(f"{where}: <html lang={soup.html.get('lang')!r}>, expected {HTML_LANG[lang]!r}")
+        if lang in langs and root.get("lang") != HTML_LANG[lang]:
+            problems.append(f"{where}: <html lang={root.get('lang')!r}>, expected {HTML_LANG[lang]!r}")
         for tag, attribute in LOADED:
-            for element in soup.find_all(tag):
+            for element in root.iter(tag):
                 url = element.get(attribute)
-                if tag == "link" and "stylesheet" not in element.get("rel", []) and "preload" not in element.get("rel", []):
+                if tag == "link" and not {"stylesheet", "preload", "icon"} & set((element.get("rel") or "").split()):
                     continue
                 if url and urlsplit(url).netloc:
                     problems.append(f"{where}: <{tag} {attribute}={url!r}> loads from another host (readers offline or "
                                     "behind a firewall would miss it; ship it in _static/)")
-        for element in soup.find_all("a", href=True):
-            problem = _broken(path, element["href"], html, anchors)
+        for href in root.xpath("//a/@href"):
+            problem = _broken(path, href, html, anchors)
             if problem:
-                problems.append(f"{where}: link {element['href']!r} {problem}")
+                problems.append(f"{where}: link {href!r} {problem}")
     return problems
 
 
