@@ -61,8 +61,8 @@ STUDENT_NOTE = {
         "download it, to work on it; the README's section for instructors explains how it is graded."
     ),
     "zh": (
-        f"> **{STUDENT_NOTE_TITLE['zh']}** 本页就是学生拿到的作业，从头到尾运行了一遍。标有 `# YOUR CODE HERE` 的单元在补全之前会抛出 "
-        "`NotImplementedError`，用到这些代码的检查单元也会随之报错（常见的是 `NameError`）：这些错误都在预期之中。"
+        f"> **{STUDENT_NOTE_TITLE['zh']}** 本页就是学生拿到的作业，从头到尾运行了一遍。标有 `# YOUR CODE HERE` 的单元格在补全之前会抛出 "
+        "`NotImplementedError`，用到这些代码的检查单元格也会随之报错（常见的是 `NameError`）：这些错误都在预期之中。"
         "要动手完成作业，请在 Colab 中打开或下载这个 notebook；评分方式见 README 中面向教师的部分。"
     ),
 }

@@ -1,6 +1,7 @@
 """The book's build fails where it must: a cell error, a broken internal link, a missing twin, an unexpected error in
 a student version, a broken link or a foreign resource in the written site; and a prose edit re-uses the execution
-cache. The builds here are small books made of tiny notebooks in a temporary folder (`--only-notebooks`)."""
+cache. The builds here are small books made of tiny notebooks in a temporary folder (`--only-notebooks`); like the
+book itself they run two Sphinx processes, so they run in the exclusive part of tests/run_all.sh."""
 from __future__ import annotations
 
 import os
@@ -89,6 +90,7 @@ def test_a_broken_internal_link_fails_the_build(twins, tmp_path):
 
 
 @pytest.mark.notebooks
+@pytest.mark.exclusive
 def test_a_missing_twin_fails_the_build(twins, tmp_path):
     write_notebook(twins / "en" / "01_second.ipynb", "01 · Second")
     result = build_book(twins, tmp_path / "out")
@@ -137,3 +139,11 @@ def test_site_check_finds_broken_links_anchors_languages_and_foreign_resources(t
     assert any("'b.html'" in problem and "does not exist" in problem for problem in problems)
     assert any("#nowhere" in problem for problem in problems)
     assert any(problem.startswith("zh/a.html: <html lang='en'>") for problem in problems)
+
+
+def test_the_workflow_publishes_the_student_versions_where_the_book_links_to_them():
+    from book.build import STUDENT_BRANCH
+
+    workflow = (ROOT / ".github" / "workflows" / "book.yml").read_text(encoding="utf-8")
+    assert f"HEAD:refs/heads/{STUDENT_BRANCH}" in workflow
+    assert "path: book/_build/html" in workflow and "actions/deploy-pages" in workflow
