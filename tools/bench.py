@@ -3,7 +3,7 @@
     python -m tools.bench                     # everything (about five minutes on 2 CPU cores)
     python -m tools.bench --skip-notebooks    # package figures only
 
-Targets: tiny build < 0.2 s per family, warm `get_llm_backbone_and_tokenizer` < 0.5 s, `import vla_backbone` < 0.2 s
+Targets: tiny build < 0.5 s per family, warm `get_llm_backbone_and_tokenizer` < 0.5 s, `import vla_backbone` < 0.2 s
 over a bare `import transformers`, backbone forward < 5 % over the raw model, each notebook < 20 s under nbmake,
 the whole suite (both languages) < 3 minutes.
 """
