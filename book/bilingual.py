@@ -51,7 +51,10 @@ def check_outputs(app: Sphinx, doctree) -> None:
     from jupyter_cache import get_cache
 
     notebook = nbformat.read(app.env.doc2path(docname), as_version=4)
-    _, executed = get_cache(app.config.nb_execution_cache_path).merge_match_into_notebook(notebook)
+    try:
+        _, executed = get_cache(app.config.nb_execution_cache_path).merge_match_into_notebook(notebook)
+    except KeyError:
+        return  # it failed to execute, so it was not cached: MyST-NB has reported it, and -W fails the build
     for index, cell in enumerate(executed.cells):
         for output in cell.get("outputs", []):
             # matplotlib warns once per character it has no glyph for; the plot would show a box instead.

@@ -26,6 +26,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -34,6 +35,7 @@ import threading
 import time
 import tomllib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from tools import suite
 
@@ -49,8 +51,9 @@ STUDENT_BRANCH = "student-notebooks"
 # Reference pages: docname -> source file per language, relative to the repository root.
 REFERENCE_PAGES = {
     "glossary": {"en": "notebooks/GLOSSARY.md", "zh": "notebooks/GLOSSARY.md"},
-    "upstream": {"en": "docs/upstream.md", "zh": "docs/upstream.zh.md"},
+    "upstream-differences": {"en": "docs/upstream-differences.md", "zh": "docs/upstream-differences.zh.md"},
 }
+MARKDOWN_LINK = re.compile(r"(\[[^\]]*\])\(([^)\s]+)\)")
 MANIFEST = "_book.json"
 STUDENT_NOTE_TITLE = {"en": "Student version.", "zh": "学生版。"}
 STUDENT_NOTE = {
@@ -98,7 +101,8 @@ def environment() -> dict:
 
 
 def drop_stale_cache(out: Path) -> None:
-    """Empty the execution cache when the environment it was made in is not this one."""
+    """Empty the execution cache when the environment it was made in is not this one, and Sphinx's saved state
+    with it (Sphinx re-reads only changed sources, so it would keep the old outputs of unchanged notebooks)."""
     record = out / "cache" / "environment.json"
     current = environment()
     if record.exists() and json.loads(record.read_text()) == current:
@@ -106,6 +110,7 @@ def drop_stale_cache(out: Path) -> None:
     if record.exists():
         print("the package or the installed packages changed since the last build: every notebook runs again")
     shutil.rmtree(out / "cache", ignore_errors=True)
+    shutil.rmtree(out / "doctrees", ignore_errors=True)
     record.parent.mkdir(parents=True)
     record.write_text(json.dumps(current, indent=1) + "\n")
 
@@ -138,6 +143,37 @@ def student_page(path: Path, lang: str) -> str:
     nb["cells"].insert(1, note)
     nb["metadata"]["mystnb"] = {"execution_allow_errors": True}
     return json.dumps(nb, ensure_ascii=False, indent=1) + "\n"
+
+
+def reference_page(docname: str, lang: str, book_paths: dict[str, str]) -> str:
+    """A reference page as the book shows it: the line that only links to its other language goes (the book's bar
+    does that), and a link to another file of the repository leads to its page in the book, or else to GitHub.
+
+    ``book_paths``: repository path -> the file name of its page in this language's book.
+    """
+    source = ROOT / REFERENCE_PAGES[docname][lang]
+    twin = REFERENCE_PAGES[docname]["zh" if lang == "en" else "en"]
+
+    def repository_path(link: str) -> str | None:
+        if urlsplit(link).scheme or link.startswith("#"):
+            return None
+        return (source.parent / link.partition("#")[0]).resolve().relative_to(ROOT).as_posix()
+
+    def relink(match: re.Match) -> str:
+        label, link = match.groups()
+        path = repository_path(link)
+        if path is None:
+            return match.group(0)
+        fragment = link.partition("#")[2]
+        return f"{label}({book_paths.get(path) or github_url(path) + (f'#{fragment}' if fragment else '')})"
+
+    lines = []
+    for line in source.read_text(encoding="utf-8").splitlines():
+        only_link = MARKDOWN_LINK.fullmatch(line.strip())
+        if only_link and twin != REFERENCE_PAGES[docname][lang] and repository_path(only_link.group(2)) == twin:
+            continue
+        lines.append(MARKDOWN_LINK.sub(relink, line))
+    return "\n".join(lines) + "\n"
 
 
 def table_row(cells: list[str]) -> str:
@@ -224,11 +260,13 @@ def stage(notebooks: Path, out: Path, only_notebooks: bool) -> None:
                                                         "colab": colab_url(repository_path, STUDENT_BRANCH),
                                                         "student": True}
         reference = []
+        book_paths = {f"notebooks/{lang}/{path.name}": path.name for path in topics}
+        book_paths.update({sources[lang]: f"{docname}.md" for docname, sources in REFERENCE_PAGES.items()})
         for docname, sources in ({} if only_notebooks else REFERENCE_PAGES).items():
             if not any((ROOT / source).exists() for source in sources.values()):
                 raise SystemExit(f"reference page {docname!r}: none of {sorted(set(sources.values()))} exists")
             if (ROOT / sources[lang]).exists():
-                files[f"{docname}.md"] = (ROOT / sources[lang]).read_text(encoding="utf-8")
+                files[f"{docname}.md"] = reference_page(docname, lang, book_paths)
                 manifest[docname] = {"source": github_url(sources[lang])}
                 reference.append(docname)
         files["index.md"] = landing_page(lang, topics, students, reference)
