@@ -134,7 +134,10 @@ def test_explicit_precision_is_honoured_unless_the_gpu_lacks_it():
 
 def test_bf16_check_ignores_emulation(monkeypatch):
     # torch's default answer counts emulated bf16, which is True on a T4; the demo must not train in bf16 there.
+    import contextlib
+
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext())
     assert fsdp.gpu_has_bf16(torch.device("cuda", 0)) is False
     assert fsdp.gpu_has_bf16(torch.device("cpu")) is False
 

@@ -151,11 +151,12 @@ def choose_precision(device_type: str, bf16_supported: bool, requested: str = "a
 
 
 def gpu_has_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes natively in bf16 (Ampere or newer, or ROCm)."""
+    """Whether ``device`` computes natively in bf16 (compute capability 8.0 or newer, or ROCm)."""
     if device.type != "cuda":
         return False
-    # The default `including_emulation=True` answers True on a T4 too, where bf16 is emulated, slowly.
-    return torch.cuda.is_bf16_supported(including_emulation=False)
+    with torch.cuda.device(device):
+        # The default `including_emulation=True` answers True on a T4 too, where bf16 is emulated, slowly.
+        return torch.cuda.is_bf16_supported(including_emulation=False)
 
 
 def fsdp1_sharding_strategy(sharding: str, local_world_size: int, world_size: int) -> tuple[str, str]:
@@ -251,15 +252,17 @@ def run_demo(backbone_id: str, fsdp_version: int, steps: int, precision: str = "
         raise FSDPLaunchError(f"WORLD_SIZE {world} is not a multiple of LOCAL_WORLD_SIZE {local_world}: "
                               "start every node with the same --nproc_per_node")
     device = device_for_rank(local_rank, local_world, torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    if device.type == "cuda":
+        # Bind this rank's GPU before anything touches CUDA, so that no rank opens a context on GPU 0.
+        torch.cuda.set_device(device)
     chosen = choose_precision(device.type, gpu_has_bf16(device), precision)
     # Resolve (and, for a tiny replica, build) the checkpoint before the process group exists: inside one,
     # transformers 5 writes model files from rank 0 only, and another rank's build would come out incomplete.
     checkpoint = checkpoint_path(backbone_id, source)
     transformers.utils.logging.disable_progress_bar()
 
-    # Each rank binds its GPU before the process group forms; `device_id` makes nccl connect at once, on that GPU.
+    # `device_id` makes nccl connect at once, on this rank's GPU (and report a broken set-up here, not later).
     if device.type == "cuda":
-        torch.cuda.set_device(device)
         dist.init_process_group(backend="nccl", device_id=device)
     else:
         dist.init_process_group(backend="gloo")
