@@ -14,12 +14,12 @@
 # - look at the result token by token, and check that the loss really ignores the masked tokens.
 #
 # **How you are graded.** Write your code where a cell says `# YOUR CODE HERE` and delete the
-# `raise NotImplementedError` line. Run each check cell. Then run the grader, which tests more cases:
+# `raise NotImplementedError` line. Run each check cell: it is worth the points in the heading above it. Then, from a clone of the repository, run the grader,
+# which tests more cases:
 #
-# `pytest tests/assignments/test_a2_prompt_builder.py --notebook path/to/A2_prompt_builder.py`
+# `.venv/bin/python -m pytest tests/assignments/test_a2_prompt_builder.py --notebook path/to/A2_prompt_builder.ipynb`
 #
-# (`--notebook` takes the `.py` file paired with this notebook, e.g. written by
-# `jupytext --to py:percent A2_prompt_builder.ipynb`.)
+# (It reads the `.ipynb` itself; a `.py` written by jupytext works too.)
 
 # %%
 # Set-up, the same in every notebook: on Colab install the package; everywhere print versions and seed.
@@ -33,6 +33,13 @@ setup()
 LANG = "en"  # the language of this notebook's prose and plot labels
 from vla_backbone.notebook import use_language
 use_language(LANG)
+
+
+# %%
+def say(en: str, zh: str) -> str:
+    """A check's message, in the language of this notebook."""
+    return zh if LANG == "zh" else en
+
 
 # %% [markdown]
 # ## How the package's builders are made
@@ -102,7 +109,7 @@ with expect_error(PromptTurnError, match="must come from 'human'"):
 # base class's turn logic (do not override `add_turn`, `get_prompt` or `get_potential_prompt`). The system prompt
 # is in `self.system_prompt` (`None` when none was given).
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "task_action_prompt_builder", "locked": false, "schema_version": 3, "solution": true, "task": false}
 class TaskActionPromptBuilder(TurnPromptBuilder):
     """The Task/Action template: ``Task: {message}\\nAction: {answer}</s>\\n``, an optional system line first."""
 
@@ -121,9 +128,9 @@ class TaskActionPromptBuilder(TurnPromptBuilder):
 
 
 # %% [markdown]
-# ### Check your work
+# ### Check your work (5 points)
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_prompt_builder", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
 question = openvla_action_prompt("pick up the cup")
 builder = TaskActionPromptBuilder("openvla", system_prompt="You control a robot arm.")
 expected = "You control a robot arm.\nTask: What action should the robot take to pick up the cup?\nAction:"
@@ -158,7 +165,7 @@ print("All checks passed.")
 #
 # Return `(input_ids, labels)` as two lists of ints. `builder` is a fresh builder of any `PromptBuilder` class.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "tokens_and_labels", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def tokens_and_labels(builder, tokenizer, conversation):
     """``conversation``: a list of ``(role, message)``; returns ``(input_ids, labels)``, two lists of equal length."""
     ### BEGIN SOLUTION
@@ -173,9 +180,9 @@ def tokens_and_labels(builder, tokenizer, conversation):
 
 
 # %% [markdown]
-# ### Check your work
+# ### Check your work (5 points)
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_tokens_and_labels", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
 from vla_backbone import get_llm_backbone_and_tokenizer
 
 backbone, tokenizer = get_llm_backbone_and_tokenizer("llama2-7b-pure")

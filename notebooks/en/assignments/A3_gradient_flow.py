@@ -15,12 +15,13 @@
 #   saves as sequences grow.
 #
 # **How you are graded.** Write your code where a cell says `# YOUR CODE HERE` and delete the
-# `raise NotImplementedError` line. Run each check cell. Then run the grader, which tests more cases:
+# `raise NotImplementedError` line. Run each check cell: it is worth the points in the heading above it,
+# and the written answer is graded by hand. Then, from a clone of the repository, run the grader,
+# which tests more cases:
 #
-# `pytest tests/assignments/test_a3_gradient_flow.py --notebook path/to/A3_gradient_flow.py`
+# `.venv/bin/python -m pytest tests/assignments/test_a3_gradient_flow.py --notebook path/to/A3_gradient_flow.ipynb`
 #
-# (`--notebook` takes the `.py` file paired with this notebook, e.g. written by
-# `jupytext --to py:percent A3_gradient_flow.ipynb`.)
+# (It reads the `.ipynb` itself; a `.py` written by jupytext works too.)
 
 # %%
 # Set-up, the same in every notebook: on Colab install the package; everywhere print versions and seed.
@@ -34,6 +35,13 @@ setup()
 LANG = "en"  # the language of this notebook's prose and plot labels
 from vla_backbone.notebook import use_language
 use_language(LANG)
+
+
+# %%
+def say(en: str, zh: str) -> str:
+    """A check's message, in the language of this notebook."""
+    return zh if LANG == "zh" else en
+
 
 # %% [markdown]
 # ## The teammate's model
@@ -151,7 +159,7 @@ assert all(p.grad is None for name, p in silent_llm.named_parameters() if ".down
 #
 # An empty list means every trainable parameter was reached.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "missing_gradients", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def missing_gradients(model: nn.Module, compute_loss) -> list[str]:
     """Names of the trainable parameters of ``model`` that get no gradient from ``compute_loss()``."""
     ### BEGIN SOLUTION
@@ -167,9 +175,9 @@ def missing_gradients(model: nn.Module, compute_loss) -> list[str]:
 
 
 # %% [markdown]
-# ### Check your work
+# ### Check your work (3 points)
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_missing_gradients", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 adapters = [name for name, p in llm.named_parameters() if p.requires_grad]
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -234,7 +242,7 @@ assert through_embedding == [] and around_embedding == adapters
 # It must work for every family (the grader tries OPT, Qwen-2.5 and Phi-2 too). Use `vla_backbone.compat`, not a
 # version-specific transformers call.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "fix_gradient_flow", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def fix_gradient_flow(model: nn.Module) -> None:
     """Make gradients reach the trainable parameters inside checkpointed layers, in place."""
     ### BEGIN SOLUTION
@@ -245,9 +253,9 @@ def fix_gradient_flow(model: nn.Module) -> None:
 
 
 # %% [markdown]
-# ### Check your work
+# ### Check your work (4 points)
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_fix", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 def adapter_grads(model, compute_loss):
     for parameter in model.parameters():
         parameter.grad = None
@@ -277,9 +285,9 @@ print("All checks passed.")
 
 # %% [markdown]
 # In one or two sentences: which of the three conditions did your fix remove, and why is that the one that also
-# covers `inputs_embeds`?
+# covers `inputs_embeds`? (2 points, graded by hand)
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "why_the_fix_works", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
 # ### BEGIN SOLUTION
 # It makes checkpointing non-reentrant. Non-reentrant checkpointing records the layer's graph through
 # saved-tensor hooks instead of relying on its inputs requiring grad, so the
@@ -297,7 +305,7 @@ print("All checks passed.")
 # Write `checkpointing_savings(model, compute_loss)` returning `(bytes_without, bytes_with)`: the saved bytes with
 # checkpointing off, then on (non-reentrant). It is called on a model with checkpointing on, and must leave it on.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "checkpointing_savings", "locked": false, "schema_version": 3, "solution": true, "task": false}
 from vla_backbone.measure import saved_activation_bytes
 
 
@@ -314,9 +322,9 @@ def checkpointing_savings(model: nn.Module, compute_loss) -> tuple[int, int]:
 
 
 # %% [markdown]
-# ### Check your work
+# ### Check your work (3 points)
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_savings", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 without, with_ = checkpointing_savings(llm, lambda: llm(input_ids=ids, labels=ids).loss)
 print(f"without checkpointing {without:,} bytes | with {with_:,} bytes")
 assert compat.is_checkpointing(llm), "checkpointing must be on again afterwards"

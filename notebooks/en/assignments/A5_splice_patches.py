@@ -13,12 +13,12 @@
 # - run the backbone on the result and check the loss, the padding and the gradients.
 #
 # **How you are graded.** Write your code where a cell says `# YOUR CODE HERE` and delete the
-# `raise NotImplementedError` line. Run each check cell. Then run the grader, which tests more cases:
+# `raise NotImplementedError` line. Run each check cell: it is worth the points in the heading above it. Then, from a clone of the repository, run the grader,
+# which tests more cases:
 #
-# `pytest tests/assignments/test_a5_splice_patches.py --notebook path/to/A5_splice_patches.py`
+# `.venv/bin/python -m pytest tests/assignments/test_a5_splice_patches.py --notebook path/to/A5_splice_patches.ipynb`
 #
-# (`--notebook` takes the `.py` file paired with this notebook, e.g. written by
-# `jupytext --to py:percent A5_splice_patches.ipynb`.)
+# (It reads the `.ipynb` itself; a `.py` written by jupytext works too.)
 
 # %%
 # Set-up, the same in every notebook: on Colab install the package; everywhere print versions and seed.
@@ -32,6 +32,13 @@ setup()
 LANG = "en"  # the language of this notebook's prose and plot labels
 from vla_backbone.notebook import use_language
 use_language(LANG)
+
+
+# %%
+def say(en: str, zh: str) -> str:
+    """A check's message, in the language of this notebook."""
+    return zh if LANG == "zh" else en
+
 
 # %% [markdown]
 # ## A training example, as OpenVLA builds it
@@ -74,7 +81,7 @@ assert all(i >= action_tokenizer.action_token_begin_idx for i in ids[-8:-1])
 # action tokens and EOS, return a new tensor of the same shape and dtype that holds the ids of those last
 # `num_action_tokens + 1` positions and `-100` everywhere else. Do not change `input_ids` itself.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "action_labels", "locked": false, "schema_version": 3, "solution": true, "task": false}
 IGNORE_INDEX = -100
 
 
@@ -88,9 +95,9 @@ def action_labels(input_ids: torch.Tensor, num_action_tokens: int) -> torch.Tens
 
 
 # %% [markdown]
-# ### Check your work
+# ### Check your work (4 points)
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_action_labels", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 ids_tensor = torch.tensor(ids)
 labels = action_labels(ids_tensor, n_action)
 assert labels.shape == ids_tensor.shape and labels.dtype == ids_tensor.dtype, "same shape and dtype as input_ids"
@@ -149,7 +156,7 @@ assert attention_mask[0].sum() < length and attention_mask[1].sum() == length
 #   and `patch_embeds` differ (a projector with the wrong output width is a classic mistake);
 # - do not change the inputs in place, and keep gradients flowing into `patch_embeds` (the projector trains).
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "splice_patches", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def splice_patches(input_embeds, patch_embeds, attention_mask, labels=None):
     """Insert ``patch_embeds`` right after BOS; stretch ``attention_mask`` and ``labels`` to match."""
     ### BEGIN SOLUTION
@@ -171,9 +178,9 @@ def splice_patches(input_embeds, patch_embeds, attention_mask, labels=None):
 
 
 # %% [markdown]
-# ### Check your work
+# ### Check your work (6 points)
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_splice", "locked": true, "points": 6, "schema_version": 3, "solution": false, "task": false}
 from vla_backbone.notebook import expect_error
 
 embeds, mask, spliced_labels = splice_patches(text_embeds, patch_embeds, attention_mask, labels)

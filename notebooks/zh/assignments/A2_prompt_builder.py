@@ -8,11 +8,11 @@
 # - 实现 `tokens_and_labels`：按轮次对一段对话分词，并屏蔽所有不该让模型学着生成的内容；
 # - 逐个 token 查看结果，并验证损失确实忽略了被屏蔽的 token。
 #
-# **如何评分。** 在写着 `# YOUR CODE HERE` 的单元格里写代码，并删掉 `raise NotImplementedError` 那一行。运行每个检查单元格。最后运行评分程序，它会测试更多用例：
+# **如何评分。** 在写着 `# 在这里写你的代码` 的单元格里写代码，并删掉 `raise NotImplementedError` 那一行。运行每个检查单元格，它的分值写在上方的标题里。最后在仓库的克隆里运行评分程序，它会测试更多用例：
 #
-# `pytest tests/assignments/test_a2_prompt_builder.py --notebook path/to/A2_prompt_builder.py`
+# `.venv/bin/python -m pytest tests/assignments/test_a2_prompt_builder.py --notebook path/to/A2_prompt_builder.ipynb`
 #
-# （`--notebook` 接收的是与本 notebook 配对的 `.py` 文件，比如用 `jupytext --to py:percent A2_prompt_builder.ipynb` 导出的那个。）
+# （评分程序直接读取 `.ipynb`；用 jupytext 导出的 `.py` 也可以。）
 
 # %%
 # Set-up, the same in every notebook: on Colab install the package; everywhere print versions and seed.
@@ -26,6 +26,13 @@ setup()
 LANG = "zh"  # the language of this notebook's prose and plot labels
 from vla_backbone.notebook import use_language
 use_language(LANG)
+
+
+# %%
+def say(en: str, zh: str) -> str:
+    """A check's message, in the language of this notebook."""
+    return zh if LANG == "zh" else en
+
 
 # %% [markdown]
 # ## 包里的构造器是怎么搭起来的
@@ -85,7 +92,7 @@ with expect_error(PromptTurnError, match="must come from 'human'"):
 #
 # 把这个模板实现为 `TurnPromptBuilder` 的子类。只覆盖上面表格里列出的方法，保留基类的轮次逻辑（不要覆盖 `add_turn`、`get_prompt` 或 `get_potential_prompt`）。系统提示词在 `self.system_prompt` 里（没给的时候是 `None`）。
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "task_action_prompt_builder", "locked": false, "schema_version": 3, "solution": true, "task": false}
 class TaskActionPromptBuilder(TurnPromptBuilder):
     """The Task/Action template: ``Task: {message}\\nAction: {answer}</s>\\n``, an optional system line first."""
 
@@ -104,9 +111,9 @@ class TaskActionPromptBuilder(TurnPromptBuilder):
 
 
 # %% [markdown]
-# ### 检查你的代码
+# ### 检查你的代码（5 分）
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_prompt_builder", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
 question = openvla_action_prompt("pick up the cup")
 builder = TaskActionPromptBuilder("openvla", system_prompt="You control a robot arm.")
 expected = "You control a robot arm.\nTask: What action should the robot take to pick up the cup?\nAction:"
@@ -136,7 +143,7 @@ print("All checks passed.")
 #
 # 以两个 int 列表的形式返回 `(input_ids, labels)`。`builder` 是一个新建的构造器，可以是任意 `PromptBuilder` 类。
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "tokens_and_labels", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def tokens_and_labels(builder, tokenizer, conversation):
     """``conversation``: a list of ``(role, message)``; returns ``(input_ids, labels)``, two lists of equal length."""
     ### BEGIN SOLUTION
@@ -151,9 +158,9 @@ def tokens_and_labels(builder, tokenizer, conversation):
 
 
 # %% [markdown]
-# ### 检查你的代码
+# ### 检查你的代码（5 分）
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_tokens_and_labels", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
 from vla_backbone import get_llm_backbone_and_tokenizer
 
 backbone, tokenizer = get_llm_backbone_and_tokenizer("llama2-7b-pure")

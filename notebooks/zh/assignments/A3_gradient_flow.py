@@ -9,11 +9,11 @@
 # - 编写 `fix_gradient_flow`：修好模型，既不解冻任何参数，也不关闭梯度检查点；
 # - 借助 `vla_backbone.measure.saved_activation_bytes` 编写 `checkpointing_savings`，并画图展示序列变长时梯度检查点省下了多少。
 #
-# **如何评分。** 在写着 `# YOUR CODE HERE` 的单元格里写代码，并删掉 `raise NotImplementedError` 那一行。运行每个检查单元格。最后运行评分程序，它会测试更多用例：
+# **如何评分。** 在写着 `# 在这里写你的代码` 的单元格里写代码，并删掉 `raise NotImplementedError` 那一行。运行每个检查单元格，它的分值写在上方的标题里；书面回答由老师人工评分。最后在仓库的克隆里运行评分程序，它会测试更多用例：
 #
-# `pytest tests/assignments/test_a3_gradient_flow.py --notebook path/to/A3_gradient_flow.py`
+# `.venv/bin/python -m pytest tests/assignments/test_a3_gradient_flow.py --notebook path/to/A3_gradient_flow.ipynb`
 #
-# （`--notebook` 接收的是与本 notebook 配对的 `.py` 文件，比如用 `jupytext --to py:percent A3_gradient_flow.ipynb` 导出的那个。）
+# （评分程序直接读取 `.ipynb`；用 jupytext 导出的 `.py` 也可以。）
 
 # %%
 # Set-up, the same in every notebook: on Colab install the package; everywhere print versions and seed.
@@ -27,6 +27,13 @@ setup()
 LANG = "zh"  # the language of this notebook's prose and plot labels
 from vla_backbone.notebook import use_language
 use_language(LANG)
+
+
+# %%
+def say(en: str, zh: str) -> str:
+    """A check's message, in the language of this notebook."""
+    return zh if LANG == "zh" else en
+
 
 # %% [markdown]
 # ## 同事的模型
@@ -134,7 +141,7 @@ assert all(p.grad is None for name, p in silent_llm.named_parameters() if ".down
 #
 # 返回空列表，说明每个可训练参数都拿到了梯度。
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "missing_gradients", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def missing_gradients(model: nn.Module, compute_loss) -> list[str]:
     """Names of the trainable parameters of ``model`` that get no gradient from ``compute_loss()``."""
     ### BEGIN SOLUTION
@@ -150,9 +157,9 @@ def missing_gradients(model: nn.Module, compute_loss) -> list[str]:
 
 
 # %% [markdown]
-# ### 检查你的代码
+# ### 检查你的代码（3 分）
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_missing_gradients", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 adapters = [name for name, p in llm.named_parameters() if p.requires_grad]
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -207,7 +214,7 @@ assert through_embedding == [] and around_embedding == adapters
 #
 # 它必须适用于每个模型家族（评分程序还会试 OPT、Qwen-2.5 和 Phi-2）。请使用 `vla_backbone.compat`，不要调用只适用于某个 transformers 版本的接口。
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "fix_gradient_flow", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def fix_gradient_flow(model: nn.Module) -> None:
     """Make gradients reach the trainable parameters inside checkpointed layers, in place."""
     ### BEGIN SOLUTION
@@ -218,9 +225,9 @@ def fix_gradient_flow(model: nn.Module) -> None:
 
 
 # %% [markdown]
-# ### 检查你的代码
+# ### 检查你的代码（4 分）
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_fix", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 def adapter_grads(model, compute_loss):
     for parameter in model.parameters():
         parameter.grad = None
@@ -249,9 +256,9 @@ assert compat.is_checkpointing(llm) and missing_gradients(llm, lambda: llm(input
 print("All checks passed.")
 
 # %% [markdown]
-# 用一两句话回答：你的修复去掉了三个条件中的哪一个？为什么恰恰是它也能覆盖 `inputs_embeds` 的情况？
+# 用一两句话回答：你的修复去掉了三个条件中的哪一个？为什么恰恰是它也能覆盖 `inputs_embeds` 的情况？（2 分，人工评分）
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "why_the_fix_works", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
 # ### BEGIN SOLUTION
 # 改成非可重入的梯度检查点。非可重入的梯度检查点通过 saved-tensor 钩子记录层内的计算图，而不是依赖输入需要梯度，所以无论什么进入这一层，适配器的权重都能被触达；单靠钩子，只有输入经过嵌入模块时才管用，而 VLA 拼接出来的 `inputs_embeds` 恰恰不经过它。
 # ### END SOLUTION
@@ -263,7 +270,7 @@ print("All checks passed.")
 #
 # 编写 `checkpointing_savings(model, compute_loss)`，返回 `(bytes_without, bytes_with)`：分别是关闭和开启（非可重入）梯度检查点时保存的字节数。调用它时模型的梯度检查点是开着的，返回时也必须保持开着。
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "checkpointing_savings", "locked": false, "schema_version": 3, "solution": true, "task": false}
 from vla_backbone.measure import saved_activation_bytes
 
 
@@ -280,9 +287,9 @@ def checkpointing_savings(model: nn.Module, compute_loss) -> tuple[int, int]:
 
 
 # %% [markdown]
-# ### 检查你的代码
+# ### 检查你的代码（3 分）
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_savings", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 without, with_ = checkpointing_savings(llm, lambda: llm(input_ids=ids, labels=ids).loss)
 print(f"without checkpointing {without:,} bytes | with {with_:,} bytes")
 assert compat.is_checkpointing(llm), "checkpointing must be on again afterwards"

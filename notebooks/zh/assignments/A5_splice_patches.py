@@ -8,11 +8,11 @@
 # - 编写 `splice_patches`：在 BOS 之后插入 patch 嵌入，并扩展注意力掩码和标签；
 # - 在结果上运行骨干网络，检查损失、填充和梯度。
 #
-# **如何评分。** 在写着 `# YOUR CODE HERE` 的单元格里写代码，并删掉 `raise NotImplementedError` 那一行。运行每个检查单元格。最后运行评分程序，它会测试更多用例：
+# **如何评分。** 在写着 `# 在这里写你的代码` 的单元格里写代码，并删掉 `raise NotImplementedError` 那一行。运行每个检查单元格，它的分值写在上方的标题里。最后在仓库的克隆里运行评分程序，它会测试更多用例：
 #
-# `pytest tests/assignments/test_a5_splice_patches.py --notebook path/to/A5_splice_patches.py`
+# `.venv/bin/python -m pytest tests/assignments/test_a5_splice_patches.py --notebook path/to/A5_splice_patches.ipynb`
 #
-# （`--notebook` 接收的是与本 notebook 配对的 `.py` 文件，比如用 `jupytext --to py:percent A5_splice_patches.ipynb` 导出的那个。）
+# （评分程序直接读取 `.ipynb`；用 jupytext 导出的 `.py` 也可以。）
 
 # %%
 # Set-up, the same in every notebook: on Colab install the package; everywhere print versions and seed.
@@ -26,6 +26,13 @@ setup()
 LANG = "zh"  # the language of this notebook's prose and plot labels
 from vla_backbone.notebook import use_language
 use_language(LANG)
+
+
+# %%
+def say(en: str, zh: str) -> str:
+    """A check's message, in the language of this notebook."""
+    return zh if LANG == "zh" else en
+
 
 # %% [markdown]
 # ## OpenVLA 怎样构造一个训练样本
@@ -61,7 +68,7 @@ assert all(i >= action_tokenizer.action_token_begin_idx for i in ids[-8:-1])
 #
 # 模型必须学会输出动作然后停下，而不该学着输出提示词。编写 `action_labels(input_ids, num_action_tokens)`：输入是一个一维 token id 张量，它以 `num_action_tokens` 个动作 token 和一个 EOS 结尾；返回一个形状和 dtype 都相同的新张量，最后 `num_action_tokens + 1` 个位置保留原来的 id，其余位置全是 `-100`。不要修改 `input_ids` 本身。
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "action_labels", "locked": false, "schema_version": 3, "solution": true, "task": false}
 IGNORE_INDEX = -100
 
 
@@ -75,9 +82,9 @@ def action_labels(input_ids: torch.Tensor, num_action_tokens: int) -> torch.Tens
 
 
 # %% [markdown]
-# ### 检查你的代码
+# ### 检查你的代码（4 分）
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_action_labels", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 ids_tensor = torch.tensor(ids)
 labels = action_labels(ids_tensor, n_action)
 assert labels.shape == ids_tensor.shape and labels.dtype == ids_tensor.dtype, "same shape and dtype as input_ids"
@@ -127,7 +134,7 @@ assert attention_mask[0].sum() < length and attention_mask[1].sum() == length
 # - 当 `input_embeds` 和 `patch_embeds` 的 batch 大小或宽度不一致时，抛出 `ValueError`，消息里要写明两边的大小（投影器输出宽度写错是个经典错误）；
 # - 不要原地修改输入，并且要让梯度能流进 `patch_embeds`（投影器是要训练的）。
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "splice_patches", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def splice_patches(input_embeds, patch_embeds, attention_mask, labels=None):
     """Insert ``patch_embeds`` right after BOS; stretch ``attention_mask`` and ``labels`` to match."""
     ### BEGIN SOLUTION
@@ -149,9 +156,9 @@ def splice_patches(input_embeds, patch_embeds, attention_mask, labels=None):
 
 
 # %% [markdown]
-# ### 检查你的代码
+# ### 检查你的代码（6 分）
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_splice", "locked": true, "points": 6, "schema_version": 3, "solution": false, "task": false}
 from vla_backbone.notebook import expect_error
 
 embeds, mask, spliced_labels = splice_patches(text_embeds, patch_embeds, attention_mask, labels)
