@@ -166,8 +166,10 @@ with warnings.catch_warnings():
     plain_missing = missing_gradients(llm, lambda: llm(input_ids=ids, labels=ids).loss)
     silent_missing = missing_gradients(silent_llm, lambda: silent_llm(input_ids=ids, labels=ids).loss)
 print("plain:", len(plain_missing), "missing | silent:", len(silent_missing), "missing")
-assert plain_missing == adapters, f"plain variant: expected every adapter ({len(adapters)}), got {plain_missing}"
-assert silent_missing == adapters, f"silent variant: expected every adapter ({len(adapters)}) and not the norm, got {silent_missing}"
+assert plain_missing == adapters, say(f"plain variant: expected every adapter ({len(adapters)}), got {plain_missing}",
+                                      f"崩溃的那种：应为全部适配器（{len(adapters)} 个），实际为 {plain_missing}")
+assert silent_missing == adapters, say(f"silent variant: expected every adapter ({len(adapters)}) and not the norm, got {silent_missing}",
+                                       f"静默的那种：应为全部适配器（{len(adapters)} 个），不含 norm，实际为 {silent_missing}")
 ### BEGIN HIDDEN TESTS
 for parameter in silent_llm.parameters():
     if parameter.requires_grad:
@@ -176,7 +178,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     assert missing_gradients(silent_llm, lambda: silent_llm(input_ids=ids, labels=ids).loss) == adapters
 ### END HIDDEN TESTS
-print("All checks passed.")
+print(say("All checks passed.", "全部检查通过。"))
 
 # %% [markdown]
 # ## 为什么会失败
@@ -236,24 +238,28 @@ def adapter_grads(model, compute_loss):
 
 
 fix_gradient_flow(llm)
-assert compat.is_checkpointing(llm), "checkpointing must stay on"
-assert llm.training, "the model must stay in training mode"
-assert [n for n, p in llm.named_parameters() if p.requires_grad] == adapters, "the fix must not freeze or unfreeze anything"
-assert missing_gradients(llm, lambda: llm(input_ids=ids, labels=ids).loss) == [], "adapters still get no gradient from input_ids"
+assert compat.is_checkpointing(llm), say("checkpointing must stay on", "梯度检查点必须保持开启")
+assert llm.training, say("the model must stay in training mode", "模型必须保持训练模式")
+assert [n for n, p in llm.named_parameters() if p.requires_grad] == adapters, \
+    say("the fix must not freeze or unfreeze anything", "修复不能冻结或解冻任何参数")
+assert missing_gradients(llm, lambda: llm(input_ids=ids, labels=ids).loss) == [], \
+    say("adapters still get no gradient from input_ids", "用 input_ids 时，适配器仍然得不到梯度")
 embeds = llm.get_input_embeddings().weight[ids].detach()
 assert missing_gradients(llm, lambda: llm(inputs_embeds=embeds, labels=ids).loss) == [], \
-    "adapters get no gradient when inputs_embeds bypass the embedding module"
+    say("adapters get no gradient when inputs_embeds bypass the embedding module",
+        "inputs_embeds 绕过嵌入模块时，适配器得不到梯度")
 with_checkpointing = adapter_grads(llm, lambda: llm(input_ids=ids, labels=ids).loss)
 compat.disable_checkpointing(llm)
 reference = adapter_grads(llm, lambda: llm(input_ids=ids, labels=ids).loss)
 compat.enable_checkpointing(llm, use_reentrant=False)
 for name in reference:
-    torch.testing.assert_close(with_checkpointing[name], reference[name], msg=lambda m, name=name: f"{name}: gradient differs from the one without checkpointing\n{m}")
+    torch.testing.assert_close(with_checkpointing[name], reference[name], msg=lambda m, name=name: say(
+        f"{name}: gradient differs from the one without checkpointing\n{m}", f"{name}：梯度与不开梯度检查点时不同\n{m}"))
 ### BEGIN HIDDEN TESTS
 fix_gradient_flow(llm)
 assert compat.is_checkpointing(llm) and missing_gradients(llm, lambda: llm(input_ids=ids, labels=ids).loss) == []
 ### END HIDDEN TESTS
-print("All checks passed.")
+print(say("All checks passed.", "全部检查通过。"))
 
 # %% [markdown]
 # 用一两句话回答：你的修复去掉了三个条件中的哪一个？为什么恰恰是它也能覆盖 `inputs_embeds` 的情况？（2 分，人工评分）
@@ -292,13 +298,14 @@ def checkpointing_savings(model: nn.Module, compute_loss) -> tuple[int, int]:
 # %% nbgrader={"grade": true, "grade_id": "check_savings", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 without, with_ = checkpointing_savings(llm, lambda: llm(input_ids=ids, labels=ids).loss)
 print(f"without checkpointing {without:,} bytes | with {with_:,} bytes")
-assert compat.is_checkpointing(llm), "checkpointing must be on again afterwards"
-assert isinstance(without, int) and isinstance(with_, int), "return two ints (bytes)"
-assert 0 < with_ < without, f"checkpointing should save something: {with_:,} is not below {without:,}"
+assert compat.is_checkpointing(llm), say("checkpointing must be on again afterwards", "结束时梯度检查点必须重新开启")
+assert isinstance(without, int) and isinstance(with_, int), say("return two ints (bytes)", "请返回两个整数（字节数）")
+assert 0 < with_ < without, say(f"checkpointing should save something: {with_:,} is not below {without:,}",
+                                f"梯度检查点应该省下一些内存：{with_:,} 并不小于 {without:,}")
 ### BEGIN HIDDEN TESTS
 assert (without, with_) == checkpointing_savings(llm, lambda: llm(input_ids=ids, labels=ids).loss)
 ### END HIDDEN TESTS
-print("All checks passed.")
+print(say("All checks passed.", "全部检查通过。"))
 
 # %% [markdown]
 # ## 序列变长时省下多少
@@ -337,20 +344,20 @@ for length, (a, b) in zip(lengths, measured, strict=True):
     print(f"{length:4d} tokens: {a / 1024:8.1f} KiB -> {b / 1024:7.1f} KiB ({1 - b / a:.0%} less)")
 
 # %% [markdown]
-# 两条线都是直的，或者说几乎是直的：这里几乎每个字节都是激活值，和 token 数成正比。（在 transformers 4.57 上，不开梯度检查点的那条线会略微向上弯，因为每一层还额外保存了一个 token 数 × token 数的 float 注意力掩码；transformers 5 不保存它。）不管序列多长，梯度检查点省下的比例都差不多，大约一半。省不掉的那部分主要是 logits：每个 token 有 1088 个 float32 分数，要留给损失使用，而它们在梯度检查点覆盖的解码器层之外。
+# 两条线都是直的，或者说几乎是直的：这里几乎每个字节都是激活值，和 token 数成正比。（在 transformers 4.57 上，不开梯度检查点的那条线会略微向上弯，因为每一层还额外保存了一个 token 数 × token 数的 float 注意力掩码；transformers 5 不保存它。）不管序列多长，梯度检查点省下的比例都一样。省不掉的那部分主要是 logits：每个 token 对词表里的每一项都有一个 float32 分数，要留给损失使用，而它们在梯度检查点覆盖的解码器层之外。
 
 # %%
 import math
 
 vocab = llm.config.vocab_size
-assert vocab == 1088
+print("vocabulary (embedding rows):", vocab, "| hidden size:", llm.config.hidden_size)
 shares = [1 - b / a for a, b in measured]
 logits_share = [2 * length * vocab * 4 / b for length, (_, b) in zip(lengths, measured, strict=True)]
 print("share saved:", [f"{s:.1%}" for s in shares], "| logits in what is left:", [f"{s:.0%}" for s in logits_share])
 for length, (a, b) in zip(lengths, measured, strict=True):
     assert math.isclose(a / length, measured[0][0] / lengths[0], rel_tol=0.01 if compat.IS_V5 else 0.05)
     assert math.isclose(b / length, measured[0][1] / lengths[0], rel_tol=0.01)
-assert all(0.45 < s < 0.6 for s in shares) and all(s > 0.8 for s in logits_share)
+assert max(shares) - min(shares) < (0.01 if compat.IS_V5 else 0.05) and all(s > 0.5 for s in logits_share)
 
 # %% [markdown]
 # 真实模型有几十层，输出头却只有一个，所以层占了大头，梯度检查点省下的比例也就大得多。同样的宽度、把 2 层换成 8 层，就已经能看出这个趋势：

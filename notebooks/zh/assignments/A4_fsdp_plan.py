@@ -141,14 +141,15 @@ def predict_wrap_plan(model: nn.Module, classes) -> list[str]:
 
 # %% nbgrader={"grade": true, "grade_id": "check_wrap_plan", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 predicted = predict_wrap_plan(vla, wrap_classes(vla))
-assert predicted == reference_plan, f"predicted {predicted}\nwrap_plan says {reference_plan}"
+assert predicted == reference_plan, say(f"predicted {predicted}\nwrap_plan says {reference_plan}",
+                                         f"预测为 {predicted}\nwrap_plan 给出的是 {reference_plan}")
 backbone = vla.llm_backbone
 assert predict_wrap_plan(backbone, {backbone.transformer_layer_cls}) == wrap_plan(backbone, backbone.get_fsdp_wrapping_policy()), \
-    "the plan for the language backbone alone differs"
+    say("the plan for the language backbone alone differs", "只包装语言骨干网络时，预测的包装方案不一致")
 ### BEGIN HIDDEN TESTS
 assert predict_wrap_plan(vla, {nn.Linear})[:2] == ["", "vision_backbone.patch_embed"]
 ### END HIDDEN TESTS
-print("All checks passed.")
+print(say("All checks passed.", "全部检查通过。"))
 
 # %% [markdown]
 # ## FULL_SHARD 怎样切分一个单元
@@ -229,13 +230,15 @@ for world_size in (2, 3):
     predicted = predict_rank_share(TinyVLA(), wrap_classes(vla), world_size)
     actual = fsdp_shares(TinyVLA, openvla_policy, world_size)
     print(f"{world_size} ranks: predicted {predicted}, FSDP {actual}")
-    assert predicted == actual, f"{world_size} ranks: predicted {predicted}, FSDP holds {actual}"
+    assert predicted == actual, say(f"{world_size} ranks: predicted {predicted}, FSDP holds {actual}",
+                                    f"{world_size} 个 rank：预测为 {predicted}，FSDP 实际持有 {actual}")
 total = sum(p.numel() for p in vla.parameters())
-assert sum(predict_rank_share(vla, wrap_classes(vla), 4)) == total, "the shares must add up to every parameter, once"
+assert sum(predict_rank_share(vla, wrap_classes(vla), 4)) == total, \
+    say("the shares must add up to every parameter, once", "各 rank 的份额加起来必须恰好是全部参数，每个只算一次")
 ### BEGIN HIDDEN TESTS
 assert predict_rank_share(vla, wrap_classes(vla), 1) == [total]
 ### END HIDDEN TESTS
-print("All checks passed.")
+print(say("All checks passed.", "全部检查通过。"))
 
 # %% [markdown]
 # ## 各个 rank 分到的参数

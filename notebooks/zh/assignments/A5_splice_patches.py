@@ -37,7 +37,7 @@ def say(en: str, zh: str) -> str:
 # %% [markdown]
 # ## OpenVLA 怎样构造一个训练样本
 #
-# 一个训练样本由三段组成：推理时的提示词（`In: What action should the robot take to ...?\nOut:`），接着是写成 token 的机器人动作（每个动作维度一个 token：OpenVLA 把每个值映射到词表里最少使用的 256 个 id 之一，见 `vla_backbone.actions.ActionTokenizer`），最后是 EOS。把动作 token 打印成文本，看到的就是词表末尾恰好存着的东西；在这个微型副本上，是从它那份小小的训练语料里合并出来的长短语。
+# 一个训练样本由三段组成：推理时的提示词（`In: What action should the robot take to ...?\nOut:`），接着是写成 token 的机器人动作（每个动作维度一个 token：OpenVLA 把每个值映射到词表里最少使用的 256 个 id 之一，见 `vla_backbone.actions.ActionTokenizer`），最后是 EOS。把动作 token 打印成文本，看到的就是词表末尾那些很少用到的片段。
 
 # %%
 import torch
@@ -87,14 +87,15 @@ def action_labels(input_ids: torch.Tensor, num_action_tokens: int) -> torch.Tens
 # %% nbgrader={"grade": true, "grade_id": "check_action_labels", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 ids_tensor = torch.tensor(ids)
 labels = action_labels(ids_tensor, n_action)
-assert labels.shape == ids_tensor.shape and labels.dtype == ids_tensor.dtype, "same shape and dtype as input_ids"
-assert torch.equal(ids_tensor, torch.tensor(ids)), "action_labels changed input_ids in place"
-assert (labels[:-8] == IGNORE_INDEX).all(), "every prompt position must be -100"
-assert torch.equal(labels[-8:], ids_tensor[-8:]), "the 7 action tokens and EOS keep their ids"
+assert labels.shape == ids_tensor.shape and labels.dtype == ids_tensor.dtype, \
+    say("same shape and dtype as input_ids", "形状和 dtype 必须与 input_ids 相同")
+assert torch.equal(ids_tensor, torch.tensor(ids)), say("action_labels changed input_ids in place", "action_labels 原地修改了 input_ids")
+assert (labels[:-8] == IGNORE_INDEX).all(), say("every prompt position must be -100", "提示词的每个位置都必须是 -100")
+assert torch.equal(labels[-8:], ids_tensor[-8:]), say("the 7 action tokens and EOS keep their ids", "7 个动作 token 和 EOS 保留各自的 id")
 ### BEGIN HIDDEN TESTS
 assert torch.equal(action_labels(ids_tensor, 0)[-1:], ids_tensor[-1:]) and (action_labels(ids_tensor, 0)[:-1] == -100).all()
 ### END HIDDEN TESTS
-print("All checks passed.")
+print(say("All checks passed.", "全部检查通过。"))
 
 # %% [markdown]
 # ## 一个 batch，再加一些 patch
@@ -163,21 +164,28 @@ from vla_backbone.notebook import expect_error
 
 embeds, mask, spliced_labels = splice_patches(text_embeds, patch_embeds, attention_mask, labels)
 P = patch_embeds.shape[1]
-assert embeds.shape == (2, P + length, 64), f"embeds has shape {tuple(embeds.shape)}, expected {(2, P + length, 64)}"
-assert torch.equal(embeds[:, 0], text_embeds[:, 0]), "position 0 must stay BOS"
-assert torch.equal(embeds[:, 1 : 1 + P], patch_embeds), "the patches go right after BOS, in order"
-assert torch.equal(embeds[:, 1 + P :], text_embeds[:, 1:]), "the rest of the text follows the patches"
-assert mask.dtype == attention_mask.dtype, f"mask dtype {mask.dtype}, expected the input's {attention_mask.dtype}"
-assert (mask[:, 1 : 1 + P] == 1).all() and torch.equal(mask[:, 1 + P :], attention_mask[:, 1:]), "patches are attended to; the text keeps its mask"
-assert (spliced_labels[:, : 1 + P] == IGNORE_INDEX).all(), "BOS and every patch position must be -100"
-assert torch.equal(spliced_labels[:, 1 + P :], labels[:, 1:]), "the text keeps its labels"
-assert splice_patches(text_embeds, patch_embeds, attention_mask)[2] is None, "labels=None gives None"
+assert embeds.shape == (2, P + length, 64), say(f"embeds has shape {tuple(embeds.shape)}, expected {(2, P + length, 64)}",
+                                                f"embeds 的形状是 {tuple(embeds.shape)}，应为 {(2, P + length, 64)}")
+assert torch.equal(embeds[:, 0], text_embeds[:, 0]), say("position 0 must stay BOS", "位置 0 必须仍然是 BOS")
+assert torch.equal(embeds[:, 1 : 1 + P], patch_embeds), say("the patches go right after BOS, in order",
+                                                            "patch 要按顺序紧跟在 BOS 之后")
+assert torch.equal(embeds[:, 1 + P :], text_embeds[:, 1:]), say("the rest of the text follows the patches",
+                                                                "其余文本要跟在 patch 之后")
+assert mask.dtype == attention_mask.dtype, say(f"mask dtype {mask.dtype}, expected the input's {attention_mask.dtype}",
+                                               f"掩码的 dtype 是 {mask.dtype}，应与输入相同（{attention_mask.dtype}）")
+assert (mask[:, 1 : 1 + P] == 1).all() and torch.equal(mask[:, 1 + P :], attention_mask[:, 1:]), \
+    say("patches are attended to; the text keeps its mask", "patch 位置要参与注意力；文本保留原来的掩码")
+assert (spliced_labels[:, : 1 + P] == IGNORE_INDEX).all(), say("BOS and every patch position must be -100",
+                                                               "BOS 和每个 patch 位置都必须是 -100")
+assert torch.equal(spliced_labels[:, 1 + P :], labels[:, 1:]), say("the text keeps its labels", "文本保留原来的标签")
+assert splice_patches(text_embeds, patch_embeds, attention_mask)[2] is None, say("labels=None gives None",
+                                                                                  "labels=None 时返回的标签应为 None")
 with expect_error(ValueError, match="32"):
     splice_patches(text_embeds, torch.randn(2, 16, 32), attention_mask, labels)
 ### BEGIN HIDDEN TESTS
 assert splice_patches(text_embeds, patch_embeds, attention_mask.bool())[1].dtype == torch.bool
 ### END HIDDEN TESTS
-print("All checks passed.")
+print(say("All checks passed.", "全部检查通过。"))
 
 # %% [markdown]
 # ## 拼接后的一条序列长什么样
