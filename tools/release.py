@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     except MarkerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    assignments = ", ".join(sorted({path.stem for path in written if path.suffix in (".ipynb", ".py")}))
+    assignments = ", ".join(sorted({path.stem for path in written if path.suffix == ".ipynb"}))
     if args.nbgrader is not None:
         config = args.nbgrader / "nbgrader_config.py"
         note = "wrote" if any(path.name == "nbgrader_config.py" for path in written) else "kept your"
