@@ -289,6 +289,7 @@ def grading(nb) -> list:
 
 def grading_problems(name: str, twins: dict) -> list[str]:
     """Assignments carry nbgrader metadata that matches their delimiters, the same in both languages; topics none."""
+    # tools.release builds on this module, so it is imported here, when a check runs, not at the top.
     from tools import release
 
     problems = []
