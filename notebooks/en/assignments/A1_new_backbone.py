@@ -64,26 +64,42 @@ del toy
 # %% [markdown]
 # ## A tiny GPT-2, offline
 #
-# The package builds tiny replicas only for its own five families. The cell below teaches it a sixth: it adds a
-# `TinySpec` for GPT-2 to `vla_backbone.tiny.TINY_SPECS` (same model class, hidden size 64, two blocks, a tokenizer
-# trained in code with GPT-2's single special token `<|endoftext|>`), then builds it once into the cache. Use
+# The package builds tiny replicas only for its own five families. The cell below teaches it a sixth. GPT-2's real
+# tokenizer is at hand: phi-2's, which the package ships, is GPT-2's byte-level BPE (the same 50257 tokens and
+# 50000 merges) plus 38 whitespace tokens phi-2 added for code; without those it is GPT-2's. The cell writes it to a
+# folder, adds a `TinySpec` for GPT-2 to `vla_backbone.tiny.TINY_SPECS` (the hub config's vocabulary size and
+# special ids, the real model class, hidden size 64, two blocks), then builds the replica once into the cache. Use
 # `TINY_GPT2` as `hf_hub_path` wherever you load GPT-2 in this notebook. The real weights are
-# `openai-community/gpt2` on the hub; the replica keeps what matters here, the classes and the tokenizer's behaviour.
+# `openai-community/gpt2` on the hub; the replica keeps what matters here, the classes and the tokenizer.
 
 # %%
-from vla_backbone.tiny import TINY_SPECS, TinySpec, tiny_checkpoint
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+
+from vla_backbone.tiny import TINY_SPECS, TinySpec, tiny_checkpoint, tokenizer_files
+
+gpt2_files = Path(tempfile.mkdtemp(prefix="gpt2_tokenizer_"))
+phi = json.loads((tokenizer_files(TINY_SPECS["phi"]) / "tokenizer.json").read_text(encoding="utf-8"))
+phi["added_tokens"] = [token for token in phi["added_tokens"] if token["content"] == "<|endoftext|>"]
+(gpt2_files / "tokenizer.json").write_text(json.dumps(phi, ensure_ascii=False), encoding="utf-8")
+special = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}
+(gpt2_files / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 1024, **special}), encoding="utf-8")
 
 TINY_SPECS.setdefault("gpt2", TinySpec(
-    "gpt2", "GPT2Config", "GPT2LMHeadModel", "bytelevel", ("<|endoftext|>",),
-    {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}, None,
-    {"n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 1024},
+    "gpt2", "GPT2Config", "GPT2LMHeadModel",
+    {"vocab_size": 50257, "bos_token_id": 50256, "eos_token_id": 50256, "n_positions": 1024, "tie_word_embeddings": True},
+    torch.float32, {"n_embd": 64, "n_layer": 2, "n_head": 4}, tokenizer_dir=gpt2_files,
 ))
 TINY_GPT2 = str(tiny_checkpoint("gpt2"))
 print("tiny GPT-2 at", TINY_GPT2)
+assert len(phi["model"]["vocab"]) == 50257 and len(phi["model"]["merges"]) == 50000
 
 # %% [markdown]
-# Like the real GPT-2 tokenizer, the replica's has one special token that plays BOS, EOS and UNK at once, no PAD
-# token, and it never puts BOS in front of a text, with or without special tokens.
+# It has one special token, `<|endoftext|>` (id 50256), that plays BOS, EOS and UNK at once, no PAD token, and it
+# never puts BOS in front of a text, with or without special tokens.
 
 # %%
 from transformers import AutoTokenizer
@@ -92,7 +108,7 @@ gpt2_tokenizer = AutoTokenizer.from_pretrained(TINY_GPT2)
 eot = gpt2_tokenizer.convert_tokens_to_ids("<|endoftext|>")
 with_special = gpt2_tokenizer("Test 123", add_special_tokens=True).input_ids
 print("<|endoftext|> id:", eot, "| 'Test 123' ->", with_special)
-assert gpt2_tokenizer.bos_token_id == gpt2_tokenizer.eos_token_id == gpt2_tokenizer.unk_token_id == eot
+assert gpt2_tokenizer.bos_token_id == gpt2_tokenizer.eos_token_id == gpt2_tokenizer.unk_token_id == eot == 50256
 assert gpt2_tokenizer.pad_token is None
 assert with_special == gpt2_tokenizer("Test 123", add_special_tokens=False).input_ids and eot not in with_special
 
@@ -280,17 +296,16 @@ print(say("All checks passed.", "全部检查通过。"))
 # %% [markdown]
 # ## Your backbone at work
 #
-# These cells use what you wrote. First the vocabulary: `<|pad|>` became its last token, and the embeddings grew to
-# the next multiple of 64. The real GPT-2 goes the same way, 50257 words plus `<|pad|>` → 50304 rows, the padded
-# vocabulary size nanoGPT made famous for speed.
+# These cells use what you wrote. First the vocabulary: `<|pad|>` became its last token, 50257, and the embeddings
+# grew to the next multiple of 64: 50304 rows, the padded vocabulary size nanoGPT made famous for speed.
 
 # %%
 import math
 
 rows = backbone.llm.get_input_embeddings().weight.shape[0]
 print("tokenizer:", len(tokenizer), "| pad id:", backbone.pad_token_id, "| embedding rows:", rows)
-assert backbone.pad_token_id == len(tokenizer) - 1 and rows == math.ceil(len(tokenizer) / 64) * 64
-assert math.ceil((50257 + 1) / 64) * 64 == 50304
+assert backbone.pad_token_id == len(tokenizer) - 1 == 50257
+assert rows == math.ceil(len(tokenizer) / 64) * 64 == 50304
 
 # %% [markdown]
 # FSDP wraps each `GPT2Block` as its own unit (notebook 10); the embeddings, the final norm and the head stay in

@@ -45,10 +45,10 @@ def say(en: str, zh: str) -> str:
 # ## How the package's builders are made
 #
 # Every builder in `vla_backbone.prompting` is a `TurnPromptBuilder`. The base class owns the logic all templates
-# share: roles alternate `human`, `gpt`, `human`, ...; `<image>` is removed from every message, which is then
-# stripped; an empty answer becomes a single space; `add_turn` returns exactly the text it appended; and
-# `get_prompt()` / `get_potential_prompt(message)` strip trailing whitespace and a leading `<s>` (the tokenizer adds
-# BOS itself). A concrete builder only says how it wraps messages, by overriding up to three methods:
+# share: roles alternate `human`, `gpt`, `human`, ...; `<image>` is removed from every message `add_turn` receives,
+# which is then stripped (`get_potential_prompt` uses its message as given, as upstream does); an empty answer
+# becomes a single space; `add_turn` returns exactly the text it appended; and `get_prompt()` /
+# `get_potential_prompt(message)` strip trailing whitespace and a leading `<s>` (the tokenizer adds BOS itself). A concrete builder only says how it wraps messages, by overriding up to three methods:
 #
 # | method | default | what it decides |
 # |---|---|---|
@@ -67,6 +67,7 @@ print(repr(pure.add_turn("gpt", "move left")))
 print(repr(pure.get_prompt()))
 assert pure.get_prompt() == "In: What action should the robot take to pick up the cup?\nOut: move left</s>"
 assert pure.get_potential_prompt("and then?").endswith("</s>In: and then?\nOut:")
+assert PurePromptBuilder("openvla").get_potential_prompt("<image> hi") == "In: <image> hi\nOut:"
 assert pure.finish("<s>In: hi\nOut: ") == "In: hi\nOut:"
 
 from vla_backbone.errors import PromptTurnError
@@ -150,7 +151,7 @@ plain = TaskActionPromptBuilder("openvla")
 assert plain.get_potential_prompt(question) == "Task: " + question + "\nAction:", \
     say("without a system prompt there is no system line", "没有系统提示词时，不应出现系统提示词那一行")
 ### BEGIN HIDDEN TESTS
-assert TaskActionPromptBuilder("prismatic").get_potential_prompt("<image> hi ") == "Task: hi\nAction:"
+assert TaskActionPromptBuilder("prismatic").add_turn("human", "<image> hi ") == "Task: hi\nAction: "
 ### END HIDDEN TESTS
 print(say("All checks passed.", "全部检查通过。"))
 

@@ -49,6 +49,7 @@ def say(en: str, zh: str) -> str:
 # action tokens are whatever rarely used pieces the tail of the vocabulary holds.
 
 # %%
+import numpy as np
 import torch
 
 from vla_backbone import get_llm_backbone_and_tokenizer
@@ -63,7 +64,7 @@ def example_ids(instruction: str, action: list[float]) -> tuple[list[int], int]:
     """Token ids of one training example, and how many of them are action tokens."""
     builder = PurePromptBuilder("openvla")
     builder.add_turn("human", openvla_action_prompt(instruction))
-    action_ids = action_tokenizer.encode(torch.tensor(action)).tolist()
+    action_ids = action_tokenizer.token_ids(np.array(action)).tolist()
     return tokenizer(builder.get_prompt()).input_ids + action_ids + [tokenizer.eos_token_id], len(action_ids)
 
 
@@ -216,7 +217,6 @@ print(say("All checks passed.", "全部检查通过。"))
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 from matplotlib.colors import ListedColormap
 
 TEXT = {

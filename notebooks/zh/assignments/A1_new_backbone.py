@@ -54,21 +54,35 @@ del toy
 # %% [markdown]
 # ## 离线的微型 GPT-2
 #
-# 这个包只会为自己的五个家族构建微型副本。下面这个单元格教它认识第六个：往 `vla_backbone.tiny.TINY_SPECS` 里加一份 GPT-2 的 `TinySpec`（模型类相同，隐藏维度 64，两个 block，分词器在代码里现场训练，只有 GPT-2 唯一的特殊 token `<|endoftext|>`），然后把它构建到缓存目录里，只需构建一次。在本 notebook 里凡是加载 GPT-2 的地方，都把 `TINY_GPT2` 作为 `hf_hub_path` 传进去。真实权重在 Hub 上的 `openai-community/gpt2`；微型副本保留了这里真正要紧的东西：模型类和分词器的行为。
+# 这个包只会为自己的五个家族构建微型副本。下面这个单元格教它认识第六个。GPT-2 真实的分词器现成就有：包里自带的 phi-2 分词器就是 GPT-2 的字节级 BPE（同样的 50257 个 token、50000 条合并规则），再加上 phi-2 为代码添加的 38 个空白 token；去掉这些，就是 GPT-2 的分词器。这个单元格把它写到一个目录里，往 `vla_backbone.tiny.TINY_SPECS` 里加一份 GPT-2 的 `TinySpec`（词表大小和特殊 token id 与 Hub 上的 config 一致，使用真实的模型类，隐藏维度 64，两个 block），然后把微型副本构建到缓存目录里，只需构建一次。在本 notebook 里凡是加载 GPT-2 的地方，都把 `TINY_GPT2` 作为 `hf_hub_path` 传进去。真实权重在 Hub 上的 `openai-community/gpt2`；微型副本保留了这里真正要紧的东西：模型类和分词器。
 
 # %%
-from vla_backbone.tiny import TINY_SPECS, TinySpec, tiny_checkpoint
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+
+from vla_backbone.tiny import TINY_SPECS, TinySpec, tiny_checkpoint, tokenizer_files
+
+gpt2_files = Path(tempfile.mkdtemp(prefix="gpt2_tokenizer_"))
+phi = json.loads((tokenizer_files(TINY_SPECS["phi"]) / "tokenizer.json").read_text(encoding="utf-8"))
+phi["added_tokens"] = [token for token in phi["added_tokens"] if token["content"] == "<|endoftext|>"]
+(gpt2_files / "tokenizer.json").write_text(json.dumps(phi, ensure_ascii=False), encoding="utf-8")
+special = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}
+(gpt2_files / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 1024, **special}), encoding="utf-8")
 
 TINY_SPECS.setdefault("gpt2", TinySpec(
-    "gpt2", "GPT2Config", "GPT2LMHeadModel", "bytelevel", ("<|endoftext|>",),
-    {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}, None,
-    {"n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 1024},
+    "gpt2", "GPT2Config", "GPT2LMHeadModel",
+    {"vocab_size": 50257, "bos_token_id": 50256, "eos_token_id": 50256, "n_positions": 1024, "tie_word_embeddings": True},
+    torch.float32, {"n_embd": 64, "n_layer": 2, "n_head": 4}, tokenizer_dir=gpt2_files,
 ))
 TINY_GPT2 = str(tiny_checkpoint("gpt2"))
 print("tiny GPT-2 at", TINY_GPT2)
+assert len(phi["model"]["vocab"]) == 50257 and len(phi["model"]["merges"]) == 50000
 
 # %% [markdown]
-# 和真实的 GPT-2 分词器一样，微型副本的分词器只有一个特殊 token，同时充当 BOS、EOS 和 UNK；它没有 PAD token；而且无论是否要求添加特殊 token，它都不会在文本前面加 BOS。
+# 它只有一个特殊 token `<|endoftext|>`（id 50256），同时充当 BOS、EOS 和 UNK；它没有 PAD token；而且无论是否要求添加特殊 token，它都不会在文本前面加 BOS。
 
 # %%
 from transformers import AutoTokenizer
@@ -77,7 +91,7 @@ gpt2_tokenizer = AutoTokenizer.from_pretrained(TINY_GPT2)
 eot = gpt2_tokenizer.convert_tokens_to_ids("<|endoftext|>")
 with_special = gpt2_tokenizer("Test 123", add_special_tokens=True).input_ids
 print("<|endoftext|> id:", eot, "| 'Test 123' ->", with_special)
-assert gpt2_tokenizer.bos_token_id == gpt2_tokenizer.eos_token_id == gpt2_tokenizer.unk_token_id == eot
+assert gpt2_tokenizer.bos_token_id == gpt2_tokenizer.eos_token_id == gpt2_tokenizer.unk_token_id == eot == 50256
 assert gpt2_tokenizer.pad_token is None
 assert with_special == gpt2_tokenizer("Test 123", add_special_tokens=False).input_ids and eot not in with_special
 
@@ -245,15 +259,15 @@ print(say("All checks passed.", "全部检查通过。"))
 # %% [markdown]
 # ## 让你的骨干网络干活
 #
-# 下面这些单元格用的都是你写的代码。先看词表：`<|pad|>` 成了词表里的最后一个 token，嵌入矩阵的行数扩到了下一个 64 的倍数。真实的 GPT-2 也一样：50257 个词加上 `<|pad|>` → 50304 行，这正是 nanoGPT 为了提速而让它出了名的那个补齐后的词表大小。
+# 下面这些单元格用的都是你写的代码。先看词表：`<|pad|>` 成了词表里的最后一个 token，也就是 50257；嵌入矩阵的行数扩到了下一个 64 的倍数，即 50304 行，这正是 nanoGPT 为了提速而让它出了名的那个补齐后的词表大小。
 
 # %%
 import math
 
 rows = backbone.llm.get_input_embeddings().weight.shape[0]
 print("tokenizer:", len(tokenizer), "| pad id:", backbone.pad_token_id, "| embedding rows:", rows)
-assert backbone.pad_token_id == len(tokenizer) - 1 and rows == math.ceil(len(tokenizer) / 64) * 64
-assert math.ceil((50257 + 1) / 64) * 64 == 50304
+assert backbone.pad_token_id == len(tokenizer) - 1 == 50257
+assert rows == math.ceil(len(tokenizer) / 64) * 64 == 50304
 
 # %% [markdown]
 # FSDP 会把每个 `GPT2Block` 包装成一个独立的单元（10 号 notebook）；嵌入、最后的 norm 和输出头都留在根单元里。

@@ -37,7 +37,7 @@ def say(en: str, zh: str) -> str:
 # %% [markdown]
 # ## 包里的构造器是怎么搭起来的
 #
-# `vla_backbone.prompting` 里的每个构造器都是 `TurnPromptBuilder`。所有模板共用的逻辑都放在这个基类里：角色按 `human`、`gpt`、`human`……交替出现；每条消息都会删掉 `<image>`，再去掉首尾空白；空回答会变成一个空格；`add_turn` 返回的正是它追加的那段文本；`get_prompt()` 和 `get_potential_prompt(message)` 会去掉末尾的空白和开头的 `<s>`（BOS 由分词器自己添加）。具体的构造器只需要说明怎样包裹消息，最多覆盖三个方法：
+# `vla_backbone.prompting` 里的每个构造器都是 `TurnPromptBuilder`。所有模板共用的逻辑都放在这个基类里：角色按 `human`、`gpt`、`human`……交替出现；`add_turn` 收到的每条消息都会删掉 `<image>`，再去掉首尾空白（`get_potential_prompt` 则和上游一样，原样使用传入的消息）；空回答会变成一个空格；`add_turn` 返回的正是它追加的那段文本；`get_prompt()` 和 `get_potential_prompt(message)` 会去掉末尾的空白和开头的 `<s>`（BOS 由分词器自己添加）。具体的构造器只需要说明怎样包裹消息，最多覆盖三个方法：
 #
 # | 方法 | 默认行为 | 决定什么 |
 # |---|---|---|
@@ -56,6 +56,7 @@ print(repr(pure.add_turn("gpt", "move left")))
 print(repr(pure.get_prompt()))
 assert pure.get_prompt() == "In: What action should the robot take to pick up the cup?\nOut: move left</s>"
 assert pure.get_potential_prompt("and then?").endswith("</s>In: and then?\nOut:")
+assert PurePromptBuilder("openvla").get_potential_prompt("<image> hi") == "In: <image> hi\nOut:"
 assert pure.finish("<s>In: hi\nOut: ") == "In: hi\nOut:"
 
 from vla_backbone.errors import PromptTurnError
@@ -133,7 +134,7 @@ plain = TaskActionPromptBuilder("openvla")
 assert plain.get_potential_prompt(question) == "Task: " + question + "\nAction:", \
     say("without a system prompt there is no system line", "没有系统提示词时，不应出现系统提示词那一行")
 ### BEGIN HIDDEN TESTS
-assert TaskActionPromptBuilder("prismatic").get_potential_prompt("<image> hi ") == "Task: hi\nAction:"
+assert TaskActionPromptBuilder("prismatic").add_turn("human", "<image> hi ") == "Task: hi\nAction: "
 ### END HIDDEN TESTS
 print(say("All checks passed.", "全部检查通过。"))
 

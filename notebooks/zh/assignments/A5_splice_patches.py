@@ -40,6 +40,7 @@ def say(en: str, zh: str) -> str:
 # 一个训练样本由三段组成：推理时的提示词（`In: What action should the robot take to ...?\nOut:`），接着是写成 token 的机器人动作（每个动作维度一个 token：OpenVLA 把每个值映射到词表里最少使用的 256 个 id 之一，见 `vla_backbone.actions.ActionTokenizer`），最后是 EOS。把动作 token 打印成文本，看到的就是词表末尾那些很少用到的片段。
 
 # %%
+import numpy as np
 import torch
 
 from vla_backbone import get_llm_backbone_and_tokenizer
@@ -54,7 +55,7 @@ def example_ids(instruction: str, action: list[float]) -> tuple[list[int], int]:
     """Token ids of one training example, and how many of them are action tokens."""
     builder = PurePromptBuilder("openvla")
     builder.add_turn("human", openvla_action_prompt(instruction))
-    action_ids = action_tokenizer.encode(torch.tensor(action)).tolist()
+    action_ids = action_tokenizer.token_ids(np.array(action)).tolist()
     return tokenizer(builder.get_prompt()).input_ids + action_ids + [tokenizer.eos_token_id], len(action_ids)
 
 
@@ -194,7 +195,6 @@ print(say("All checks passed.", "全部检查通过。"))
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 from matplotlib.colors import ListedColormap
 
 TEXT = {
