@@ -254,7 +254,7 @@ def fsdp_shares(build, policy_for, world_size: int) -> list[int]:
 
 # %% nbgrader={"grade": true, "grade_id": "check_rank_share", "locked": true, "points": 6, "schema_version": 3, "solution": false, "task": false}
 for world_size in (2, 3):
-    predicted = predict_rank_share(TinyVLA(), wrap_classes(vla), world_size)
+    predicted = predict_rank_share(vla, wrap_classes(vla), world_size)
     actual = fsdp_shares(TinyVLA, openvla_policy, world_size)
     print(f"{world_size} ranks: predicted {predicted}, FSDP {actual}")
     assert predicted == actual, say(f"{world_size} ranks: predicted {predicted}, FSDP holds {actual}",
