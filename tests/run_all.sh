@@ -14,6 +14,12 @@ $PYTHON -m venv .venv
 HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -n 2 --nbmake -m "not exclusive"
 HF_HUB_OFFLINE=1 .venv/bin/python -m pytest --nbmake -m exclusive
 
+# The instructor's extras (nbgrader), once the environment has been tested as a learner gets it; then nbgrader
+# itself on the masters (the main run skipped that file; the import makes a missing install fail, not skip).
+.venv/bin/python -m pip install -q -r requirements-course.txt
+.venv/bin/python -c "import nbgrader"
+HF_HUB_OFFLINE=1 .venv/bin/python -m pytest tests/test_nbgrader.py
+
 $PYTHON -m venv .venv-oldest
 .venv-oldest/bin/python -m pip install -q --upgrade pip
 .venv-oldest/bin/python -m pip install -q torch==2.13.0
