@@ -296,8 +296,7 @@ print("All checks passed.")
 # %% [markdown]
 # ## 序列变长时省下多少
 #
-# 激活值随序列长度增长，参数则不会。下图测量了两种设置，每个 batch 是两条长度为 16 到 64 个 token 的随机序列。
-# 动手试试：往 `lengths` 里加上 128；或者用 `make_broken_model("qwen25-0_5b-pure")` 构建模型，先修好再测。
+# 激活值随序列长度增长，参数则不会。下图测量了两种设置，每个 batch 是两条长度为 16 到 64 个 token 的随机序列。动手试试：往 `lengths` 里加上 128；或者用 `make_broken_model("qwen25-0_5b-pure")` 构建模型，先修好再测。
 
 # %%
 import matplotlib.pyplot as plt

@@ -233,8 +233,7 @@ print("All checks passed.")
 # %% [markdown]
 # ## 各个 rank 分到的参数
 #
-# 每个 rank 分到的参数大约按 1/N 缩小。当某个单元的大小不是 N 的整数倍时，它的最后一块会短一些，所以靠后的 rank 可能比 rank 0 少几个元素，但绝不会更多。
-# 动手试试：往 `world_sizes` 里加上 5 或 7，或者用 `TinyVLA("opt-125m")` 代替 `vla`。
+# 每个 rank 分到的参数大约按 1/N 缩小。当某个单元的大小不是 N 的整数倍时，它的最后一块会短一些，所以靠后的 rank 可能比 rank 0 少几个元素，但绝不会更多。动手试试：往 `world_sizes` 里加上 5 或 7，或者用 `TinyVLA("opt-125m")` 代替 `vla`。
 
 # %%
 world_sizes = [1, 2, 3, 4, 8, 16]
