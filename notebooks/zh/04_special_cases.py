@@ -305,8 +305,12 @@ del reloaded_llama
 # 作为对比，在一份全新的副本上看看 transformers 自己的默认做法。`mean_resizing=True` 从一个以旧行均值为中心的正态分布中采样新行，协方差是旧行协方差乘以 1e-9，所以实际上每个新行*就是*平均嵌入（transformers 会打印一条相关提示）。
 
 # %%
+from vla_backbone.notebook import transformers_log
+
 mean_resized = LlamaForCausalLM.from_pretrained(checkpoint_path("llama2-7b-pure"))
-mean_resized.resize_token_embeddings(1025, pad_to_multiple_of=64, mean_resizing=True)
+with transformers_log() as note:
+    mean_resized.resize_token_embeddings(1025, pad_to_multiple_of=64, mean_resizing=True)
+print("transformers log:", note)
 old_mean = shipped_rows.mean(dim=0)
 mean_rows = mean_resized.get_input_embeddings().weight.detach()[1024:]
 print("old rows: mean distance from their mean", f"{(shipped_rows - old_mean).norm(dim=1).mean():.4f}")

@@ -304,12 +304,14 @@ assert all(v == "adapters get gradients" for k, v in table.items() if k[:2] != (
 
 # %%
 def show_outcome(checkpointing, hook, trainable_head):
-    print(f"checkpointing={checkpointing}, hook={hook}, trainable head={trainable_head}:",
-          outcome(checkpointing, hook, trainable_head))
+    result = outcome(checkpointing, hook, trainable_head)
+    print(f"checkpointing={checkpointing}, hook={hook}, trainable head={trainable_head}:", result)
+    return result
 
 
-explore(show_outcome,
-        checkpointing=["reentrant", "non-reentrant", None], hook=[False, True], trainable_head=[False, True])
+first_outcome = explore(show_outcome,
+                        checkpointing=["reentrant", "non-reentrant", None], hook=[False, True], trainable_head=[False, True])
+assert first_outcome == table["reentrant", False, False]
 
 # %% [markdown]
 # ## `inputs_embeds` 的陷阱
@@ -347,7 +349,7 @@ configure("reentrant", hook=True)
 before = model.get_input_embeddings()
 rows_before = before.weight.shape[0]
 print("hook before the resize:", compat.has_input_grad_hook(model), "| rows:", rows_before)
-model.resize_token_embeddings(rows_before + extra_rows)
+model.resize_token_embeddings(rows_before + extra_rows, mean_resizing=False)
 after = model.get_input_embeddings()
 print("hook after the resize: ", compat.has_input_grad_hook(model), "| rows:", after.weight.shape[0],
       "| same module:", after is before)
@@ -403,25 +405,29 @@ else:
 
 
 # %% [markdown]
-# 5.x 上有一个副作用：骨干网络的构造函数已经注册过一次钩子，如果再直接调用库函数开启梯度检查点，就会注册*第二个*，而模型的句柄列表只记得最新的那个。两个钩子设置同一个标志，本身无害；但这时通过句柄移除“那个钩子”，就会漏掉一个。`backbone.enable_gradient_checkpointing()` 调用的 `compat.enable_checkpointing` 会先移除旧句柄，因此骨干网络上始终只有一个钩子，而且模型记得它的句柄。（本 notebook 在开启梯度检查点之后仍会再移除一次钩子，因为那些地方要的是一个钩子都没有。）
+# 5.x 上有一个副作用：骨干网络的构造函数已经注册过一次钩子，如果再直接调用库函数开启梯度检查点，就会注册*第二个*，而模型的句柄列表只记得最新的那个。两个钩子设置同一个标志，本身无害；但这时通过句柄移除“那个钩子”，就会漏掉一个。`backbone.enable_gradient_checkpointing()` 调用的 `compat.enable_checkpointing` 会先移除旧句柄，因此骨干网络上始终只有一个钩子，而且模型记得它的句柄。（本 notebook 在开启梯度检查点之后仍会再移除一次钩子，因为那些地方要的是一个钩子都没有。）下面的单元格在调用库函数之前先留住第一个钩子的句柄，事后就能把两个钩子都移除，让模型回到上面的控件所需要的状态。
 
 # %%
 def hooks_after(enable) -> tuple[int, int]:
     """(hooks on the embedding module, handles the model remembers) after hook + `enable()`."""
     configure(None, hook=True)
+    before = compat.input_grad_hooks(model)
     enable()
     counts = len(model.get_input_embeddings()._forward_hooks), len(compat.input_grad_hooks(model))
     compat.disable_checkpointing(model)
+    # We kept the first hook's handle, so both hooks go: the model is left as `configure` expects it.
+    for handle in [*before, *compat.input_grad_hooks(model)]:
+        handle.remove()
     return counts
 
 
 through_backbone = hooks_after(backbone.enable_gradient_checkpointing)
-# Last, because on 5.x it leaves a hook behind that no handle can remove.
 library_call = getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)
 raw = hooks_after(library_call)
 print("library call: hooks, handles =", raw, "| backbone.enable_gradient_checkpointing():", through_backbone)
 assert raw == ((2, 1) if compat.CHECKPOINTING_REGISTERS_INPUT_HOOK else (1, 1))
 assert through_backbone == (1, 1)
+assert not model.get_input_embeddings()._forward_hooks
 
 # %% [markdown]
 # ## 小结

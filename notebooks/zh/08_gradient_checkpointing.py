@@ -31,7 +31,6 @@ use_language(LANG)
 
 # %%
 import inspect
-import logging
 import warnings
 
 import matplotlib.pyplot as plt
@@ -40,7 +39,7 @@ import torch
 import vla_backbone
 from vla_backbone import compat
 from vla_backbone.measure import median_seconds, saved_activation_bytes
-from vla_backbone.notebook import explore
+from vla_backbone.notebook import explore, transformers_log
 
 backbone, tokenizer = vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure")
 llm = backbone.llm
@@ -233,7 +232,8 @@ def saved_megabytes(length, batch):
     return result
 
 
-explore(saved_megabytes, length=[256, 64, 512, 1024], batch=[2, 1, 4])
+first_megabytes = explore(saved_megabytes, length=[256, 64, 512, 1024], batch=[2, 1, 4])
+assert first_megabytes[True] < first_megabytes[False]
 
 # %% [markdown]
 # ## 可重入与非可重入
@@ -306,32 +306,19 @@ print("llm.config.use_cache =", llm.config.use_cache)
 assert llm.config.use_cache is False and not backbone.inference_mode
 assert "self.llm.config.use_cache = inference_mode" in inspect.getsource(HFCausalLLMBackbone.__init__)
 
-
 # %% [markdown]
-# 如果调用方在训练模式、开着梯度检查点的情况下仍然要求缓存，会怎样？我们用 `warnings.catch_warnings(record=True)` 记录 Python 警告；transformers 通过自己的 logger 报告，所以我们也记录它的日志。在当前版本上，这个请求会被改掉：不返回缓存，不发 Python 警告，transformers 的 logger 说明它把 `use_cache` 设成了 `False`（每个进程只说一次，所以重新运行这个单元格时看不到日志）。在 eval 模式下梯度检查点不起作用，同样的调用会返回一个保存了全部 32 个位置的缓存。
+# 如果调用方在训练模式、开着梯度检查点的情况下仍然要求缓存，会怎样？我们用 `warnings.catch_warnings(record=True)` 记录 Python 警告；transformers 通过自己的 logger 报告，所以我们也用 `vla_backbone.notebook` 里的 `transformers_log()` 记录它的日志：日志被收集起来，由单元格自己打印，而不是输出到 stderr。在当前版本上，这个请求会被改掉：不返回缓存，不发 Python 警告，transformers 的 logger 说明它把 `use_cache` 设成了 `False`（每个进程只说一次，所以重新运行这个单元格时看不到日志）。在 eval 模式下梯度检查点不起作用，同样的调用会返回一个保存了全部 32 个位置的缓存。
 
 # %%
-class Records(logging.Handler):
-    def __init__(self):
-        super().__init__()
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
-records = Records()
-logging.getLogger("transformers").addHandler(records)
 backbone.train()
-with warnings.catch_warnings(record=True) as caught:
+with warnings.catch_warnings(record=True) as caught, transformers_log() as logged:
     warnings.simplefilter("always")
     trained = llm(input_ids=ids[:, :32], use_cache=True)
-logging.getLogger("transformers").removeHandler(records)
 print("python warnings:", [str(w.message) for w in caught])
-print("transformers log:", records.messages)
+print("transformers log:", logged)
 print("cache returned in training mode:", compat.output_cache(trained))
 assert not caught and compat.output_cache(trained) is None
-assert len(records.messages) <= 1 and all("use_cache=False" in m for m in records.messages)
+assert len(logged) <= 1 and all("use_cache=False" in m for m in logged)
 
 backbone.eval()
 with torch.no_grad():
