@@ -75,7 +75,7 @@ TEACHES = {
                    "训练模式与推理模式、dtype、贪心解码、`use_cache`、`hf_token`、分词器设置"),
     "03_bos_assertion": ("both halves of the BOS check, on every family", "BOS 检查的两个条件，逐个家族验证"),
     "04_special_cases": ("phi-2 BOS = EOS, Qwen without BOS, PAD tokens, the multiple-of-64 resize",
-                         "phi-2 的 BOS = EOS、没有 BOS 的 Qwen、PAD token、按 64 的倍数扩词表"),
+                         "phi-2 的 BOS = EOS、没有 BOS 的 Qwen、PAD token、按 64 的倍数 resize"),
     "05_prompt_builders": ("every prompt template, the OpenVLA action prompt, tokens and labels",
                            "所有提示词模板、OpenVLA 动作提示词、token 与标签"),
     "06_embed_and_forward": ("`embed_input_ids` and `forward`: every argument, labels and -100, the KV cache",
@@ -360,9 +360,21 @@ def cell_order_problem(name: str, en_nb, zh_nb) -> str | None:
     return None
 
 
+def spaces_between_chinese(text: str) -> list[str]:
+    """A space between two Chinese characters (or next to Chinese punctuation), outside code: always a slip."""
+    found, in_fence = [], False
+    for line in text.splitlines():
+        if line.lstrip().startswith(("```", "~~~")):
+            in_fence = not in_fence
+        elif not in_fence:
+            found += [match.group() for match in re.finditer(rf"{HAN.pattern}{{1,3}} +{HAN.pattern}{{1,3}}", line)]
+    return found
+
+
 def chinese_prose_problems(label: str, text: str, avoided: dict[str, str]) -> list[str]:
     problems = [f"{label}: line break inside a Chinese paragraph before \"{start}\" (a zh paragraph is one line)"
                 for start in broken_chinese_lines(text)]
+    problems += [f"{label}: a space inside Chinese text: \"{found}\"" for found in spaces_between_chinese(text)]
     problems += [f"{label}: '{form}' (the glossary says '{preferred}')" for form, preferred in avoided.items() if form in text]
     return problems
 

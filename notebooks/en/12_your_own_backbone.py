@@ -546,8 +546,8 @@ with expect_error(AssertionError, match="pads on the left"):
 # %% [markdown]
 # ## Try it: break the family on purpose
 #
-# Each variant below changes one decision of this notebook. Pick one and see which checks fail; the plain code
-# path runs every variant and asserts the expected failures. Then make the same change by hand in the cells above
+# Each variant below changes one decision of this notebook. Pick one and see which checks fail; the cell first
+# runs every variant and asserts the expected failures. Then make the same change by hand in the cells above
 # (for example, set `pad_token = None` in step 4, or use `plain` instead of `option_a` in step 2) and re-run.
 #
 # The last variant is option B done properly: the tokenizer without BOS, the builder that writes it, and the id

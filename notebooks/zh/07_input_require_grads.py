@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 07 · `enable_input_require_grads`：故障、钩子与修复
 #
-# OpenVLA 为训练加载语言模型时，构造函数里有一行看似可有可无的代码：`llm.enable_input_require_grads()`。把它删掉，再冻结语言模型、在解码器层里训练小型适配器、并开启可重入的梯度检查点，训练就会出问题：要么在 `backward()` 处抛出 `RuntimeError`，当场报错；要么悄无声息——适配器永远拿不到梯度，也就永远学不到东西。本 notebook 在一个微型骨干网络上复现这两种故障，拆开那个防止故障的钩子，比较三种修复办法，还会介绍两个让钩子失效的陷阱。
+# OpenVLA 为训练加载语言模型时，构造函数里有一行看似可有可无的代码：`llm.enable_input_require_grads()`。把它删掉，再冻结语言模型、在解码器层里训练小型适配器、并开启可重入的梯度检查点，训练就会出问题：要么在 `backward()` 处抛出 `RuntimeError`，当场报错；要么静默失败——适配器永远拿不到梯度，也就永远学不到东西。本 notebook 在一个微型骨干网络上复现这两种故障，拆开那个防止故障的钩子，比较三种修复办法，还会介绍两个让钩子失效的陷阱。
 #
 # **你将学到**
 # - 在当前 transformers 版本下具体会出现什么警告和报错，以及一声不吭的那种变体；
@@ -26,7 +26,7 @@ use_language(LANG)
 # %% [markdown]
 # ## 一个冻结的骨干网络，外加 LoRA 式适配器
 #
-# 我们像 OpenVLA 一样，以训练用途（`inference_mode=False`，即默认值）加载 Llama-2 的微型副本。它的构造函数已经注册好了 input-grad 钩子（`HFCausalLLMBackbone.__init__` 的第 5 步）。我们先确认这一点，因为本 notebook 剩下的内容讲的都是这个钩子防住了什么。和所有 notebook 一样，这里只用一个 CPU 线程（由 `setup()` 设置）：张量都很小，单线程能让它在共享机器上也跑得快。
+# 我们像 OpenVLA 一样，以训练用途（`inference_mode=False`，即默认值）加载 Llama-2 的微型副本。它的构造函数已经注册好了输入梯度钩子（`HFCausalLLMBackbone.__init__` 的第 5 步）。我们先确认这一点，因为本 notebook 剩下的内容讲的都是这个钩子防住了什么。和所有 notebook 一样，这里只用一个 CPU 线程（由 `setup()` 设置）：张量都很小，单线程能让它在共享机器上也跑得快。
 
 # %%
 import warnings
@@ -82,7 +82,7 @@ assert all(p.requires_grad for p in adapter_params) and len(adapter_params) == 2
 # %% [markdown]
 # ## 复现故障
 #
-# 还差三样东西故障才会出现：可重入梯度检查点（transformers 4.57 及以前 `gradient_checkpointing_enable()` 的默认做法）、没有 input-grad 钩子、训练模式（eval 模式下梯度检查点会被跳过；这两点都在 notebook 08 中验证）。我们用 `compat.input_grad_hooks` 返回的句柄移除钩子。移除要做两次：开启梯度检查点之前一次，之后再一次，因为在 transformers 5.x 上开启梯度检查点会自动重新注册这个钩子（本 notebook 最后一节细说）。做完之后，嵌入模块上一个前向钩子都不剩。
+# 还差三样东西故障才会出现：可重入梯度检查点（transformers 4.57 及以前 `gradient_checkpointing_enable()` 的默认做法）、没有输入梯度钩子、训练模式（eval 模式下梯度检查点会被跳过；这两点都在 notebook 08 中验证）。我们用 `compat.input_grad_hooks` 返回的句柄移除钩子。移除要做两次：开启梯度检查点之前一次，之后再一次，因为在 transformers 5.x 上开启梯度检查点会自动重新注册这个钩子（本 notebook 最后一节细说）。做完之后，嵌入模块上一个前向钩子都不剩。
 
 # %%
 def remove_input_grad_hooks(model):
@@ -272,7 +272,7 @@ torch.testing.assert_close(fixed_grads["hook"], fixed_grads["no checkpointing"])
 
 
 # %% [markdown]
-# 一张表看全貌：每种检查点模式，有无钩子，LM head 是否可训练。只有“可重入检查点 + 没有钩子”会出故障：LM head 不可训练时当场报错，可训练时则悄无声息。
+# 一张表看全貌：每种检查点模式，有无钩子，LM head 是否可训练。只有“可重入检查点 + 没有钩子”会出故障：LM head 不可训练时当场报错，可训练时则静默失败。
 
 # %%
 def outcome(checkpointing=None, hook=False, trainable_head=False):
@@ -431,7 +431,7 @@ assert not model.get_input_embeddings()._forward_hooks
 
 # %% [markdown]
 # ## 小结
-# - 冻结的 LLM + 层内的适配器 + 可重入梯度检查点 + 没有 input-grad 钩子：先是警告 “None of the inputs have requires_grad=True”，然后是 `RuntimeError: element 0 of tensors does not require grad`；只要在这些层之后有任何可训练参数，就完全不报错，适配器却永远拿不到梯度。
+# - 冻结的 LLM + 层内的适配器 + 可重入梯度检查点 + 没有输入梯度钩子：先是警告 “None of the inputs have requires_grad=True”，然后是 `RuntimeError: element 0 of tensors does not require grad`；只要在这些层之后有任何可训练参数，就完全不报错，适配器却永远拿不到梯度。
 # - 这个钩子是挂在 `get_input_embeddings()` 上的前向钩子，只有一行：`output.requires_grad_(True)`；`compat.input_grad_hooks` 给出它的句柄，`compat.has_input_grad_hook` 检查它是否挂在当前的嵌入模块上。
 # - 钩子、非可重入梯度检查点、不用梯度检查点，三者都能修复，而且梯度完全相同。
 # - 钩子只在嵌入模块运行时触发：用 `embed_input_ids` 构造 `inputs_embeds`；替换嵌入模块之后要重新注册钩子（4.40 的 resize 就是在背后做了这种替换）。

@@ -1,14 +1,14 @@
 # %% [markdown]
 # # 12 · 添加你自己的骨干网络
 #
-# 把 OpenVLA 移植到一个新的语言模型上，就是再写一个家族：一个小类，告诉 `HFCausalLLMBackbone` 加载哪个 HuggingFace 模型、哪个 block 算解码器层、提示词长什么样、最后微调哪些模块。难的不是这个类，而是围绕它要做的决定，其中最要紧的是 BOS——VLM 要把图像拼接在它后面。本 notebook 给这个包加上第六个家族 GPT-NeoX（即 Pythia 系列模型，无需申请访问，参数量从 70M 起），从分词器一直做到 FSDP 计划，而且不改包里的任何一个文件：所有东西都在这里定义，注册也只在需要的那段时间内有效。最后，新家族要通过每个内置家族都能通过的那套检查。作业 A1 会请你对 GPT-2 做同样的事。
+# 把 OpenVLA 移植到一个新的语言模型上，就是再写一个家族：一个小类，告诉 `HFCausalLLMBackbone` 加载哪个 HuggingFace 模型、哪个 block 算解码器层、提示词长什么样、最后微调哪些模块。难的不是这个类，而是围绕它要做的决定，其中最要紧的是 BOS——VLM 要把图像拼接在它后面。本 notebook 给这个包加上第六个家族 GPT-NeoX（即 Pythia 系列模型，无需申请访问，参数量从 70M 起），从分词器一直做到 FSDP 包装计划，而且不改包里的任何一个文件：所有东西都在这里定义，注册也只在需要的那段时间内有效。最后，新家族要通过每个内置家族都能通过的那套检查。作业 A1 会请你对 GPT-2 做同样的事。
 #
 # **你将学到**
-# - 一个家族必须提供什么：五个类属性和两个属性（property）；
+# - 一个家族必须提供什么：五个类属性和两个 `@property` 成员；
 # - 如何确定分词器的 BOS 行为，以及绕过 BOS 检查的两条路；
 # - 如何在临时目录里构建一个离线的微型 checkpoint（配置、固定种子的权重、分词器）；
 # - 如何为它编写 `FamilyBackbone` 子类、提示词构造器和注册表条目；
-# - 如何检查结果：能否实例化、BOS、PAD、嵌入扩容、输入梯度钩子、损失、最后一层相关模块、FSDP 单元。
+# - 如何检查结果：能否实例化、BOS、PAD、嵌入矩阵 resize、输入梯度钩子、损失、最后一层相关模块、FSDP 单元。
 
 # %%
 # Set-up, the same in every notebook: on Colab install the package; everywhere print versions and seed.
@@ -26,7 +26,7 @@ use_language(LANG)
 # %% [markdown]
 # ## 一个家族要提供什么
 #
-# 家族就是 `FamilyBackbone`（`vla_backbone/families/_common.py`）的一个子类。加载工作全由父类完成，子类只需填上五个类属性和两个属性：
+# 家族就是 `FamilyBackbone`（`vla_backbone/families/_common.py`）的一个子类。加载工作全由父类完成，子类只需填上五个类属性和两个 `@property` 成员：
 #
 # | 成员 | 含义 | Llama-2 的取值 |
 # |---|---|---|
@@ -38,7 +38,7 @@ use_language(LANG)
 # | `prompt_builder_fn` | 提示词构造器类（property） | `-pure` id 用 `PurePromptBuilder` |
 # | `last_layer_finetune_modules` | 输入嵌入、最后一个解码器层、LM head（property） | 三个模块 |
 #
-# 在 `FamilyBackbone` 里仍是抽象的成员只剩这两个属性；类路径写成字符串，是为了让 `import vla_backbone` 不必导入 transformers 的所有模型类。
+# 在 `FamilyBackbone` 里仍是抽象的成员只剩这两个 `@property`；类路径写成字符串，是为了让 `import vla_backbone` 不必导入 transformers 的所有模型类。
 
 # %%
 import torch
@@ -169,7 +169,7 @@ assert tiny.TINY_SPECS["phi"].prepend is None and "phi-2-3b" in SPECIAL_CASES
 assert PhiPromptBuilder("openvla").get_potential_prompt("hi").startswith(EOT)
 
 # %% [markdown]
-# **我们选方案 A。** 这样 `check_bos` 会一直守护这个家族：分词器一旦丢了 BOS，加载时就会大声报错，而不是让图像悄悄错位一个 token。不需要改动包级别的任何集合；而且每段文本都以 BOS 开头，不只是经由构造器生成的提示词（notebook 11 展示过 Qwen 在这方面的弱点）。代价是：这个保证存在于我们保存的分词器文件里。从别处加载的分词器如果不加 BOS，就会被 `check_bos` 拒绝（大声报错，这正是目的所在）；这时可以用这个 post-processor 重新保存它，或者改走方案 B。方案 B 的完整写法见第 3 步以及最后的“动手试试”。
+# **我们选方案 A。** 这样 `check_bos` 会一直守护这个家族：分词器一旦丢了 BOS，加载时就会当场报错，而不是让图像悄悄错位一个 token。不需要改动包级别的任何集合；而且每段文本都以 BOS 开头，不只是经由构造器生成的提示词（notebook 11 展示过 Qwen 在这方面的弱点）。代价是：这个保证存在于我们保存的分词器文件里。从别处加载的分词器如果不加 BOS，就会被 `check_bos` 拒绝（当场报错，这正是目的所在）；这时可以用这个 post-processor 重新保存它，或者改走方案 B。方案 B 的完整写法见第 3 步以及最后的“动手试试”。
 #
 # ## 第 2 步 · 临时目录里的微型 checkpoint
 #
@@ -385,7 +385,7 @@ with expect_error(UnknownBackboneError, match="Unknown backbone id 'pythia-70m'"
 # %% [markdown]
 # ## 第 6 步 · FSDP 包装策略
 #
-# `HFCausalLLMBackbone.get_fsdp_wrapping_policy()` 会包装所有类型为 `transformer_layer_cls` 的模块，这个类由 `decoder_layer_path` 指定。`wrap_plan`（notebook 10）无需启动任何进程就能预览 FSDP 单元：根单元保留嵌入、最后的 norm 和 LM head，此外每个 `GPTNeoXLayer` 各成一个单元。
+# `HFCausalLLMBackbone.get_fsdp_wrapping_policy()` 会包装所有类型为 `transformer_layer_cls` 的模块，这个类由 `decoder_layer_path` 指定。`wrap_plan`（notebook 10）无需启动任何进程就能预览 FSDP 单元：根单元保留嵌入、最终归一化层和 LM head，此外每个 `GPTNeoXLayer` 各成一个单元。
 
 # %%
 from vla_backbone.fsdp import unit_parameter_counts, wrap_plan
@@ -490,7 +490,7 @@ with expect_error(AssertionError, match="pads on the left"):
 # %% [markdown]
 # ## 动手试试：故意把家族弄坏
 #
-# 下面每个变体只改动本 notebook 的一个决定。选一个，看看哪些检查失败；不用控件时，代码会把所有变体都跑一遍，并断言失败的恰好是预期的那几项。然后在上面的单元格里亲手做同样的改动（例如在第 4 步设 `pad_token = None`，或在第 2 步用 `plain` 代替 `option_a`），再重新运行。
+# 下面每个变体只改动本 notebook 的一个决定。选一个，看看哪些检查失败；这个单元格会先把所有变体都跑一遍，并断言失败的恰好是预期的那几项。然后在上面的单元格里亲手做同样的改动（例如在第 4 步设 `pad_token = None`，或在第 2 步用 `plain` 代替 `option_a`），再重新运行。
 #
 # 最后一个变体是正确实现的方案 B：不加 BOS 的分词器、负责写出 BOS 的构造器，以及只在一个 `with` 代码块内加入 `SPECIAL_CASES` 的 id。它能通过，BOS 检查显示为跳过。
 #
@@ -557,10 +557,10 @@ assert failed_checks == []
 
 # %% [markdown]
 # ## 小结
-# - 一个家族就是五个类属性（`family`、`models`、`llm_cls_path`、`decoder_layer_path`、`pad_token`）加两个属性（`prompt_builder_fn`、`last_layer_finetune_modules`）；其余的由 `FamilyBackbone` 和 `HFCausalLLMBackbone` 完成。
+# - 一个家族就是五个类属性（`family`、`models`、`llm_cls_path`、`decoder_layer_path`、`pad_token`）加两个 `@property` 成员（`prompt_builder_fn`、`last_layer_finetune_modules`）；其余的由 `FamilyBackbone` 和 `HFCausalLLMBackbone` 完成。
 # - 先定 BOS：要么由分词器在开头加上（`TemplateProcessing` post-processor；`check_bos` 通过并持续守护），要么由提示词构造器写出，同时把 id 加进 `SPECIAL_CASES`。
 # - 临时目录里的微型 checkpoint（配置、固定种子的权重、分词器）可以像其他 checkpoint 一样，通过 `hf_hub_path=` 或 `source=` 加载；注册表条目可以用上下文管理器临时借用。
-# - 模块名在不同 transformers 版本间有差异时，用 `get_input_embeddings()` / `get_output_embeddings()` 去访问；在训练任何东西之前，先检查 FSDP 计划和检查清单。
+# - 模块名在不同 transformers 版本间有差异时，用 `get_input_embeddings()` / `get_output_embeddings()` 去访问；在训练任何东西之前，先检查 FSDP 包装计划和检查清单。
 #
 # ## 练习
 # 1. 给 `vla_backbone.tiny.TINY_SPECS` 添加一个 `gpt_neox` 的 `TinySpec`（就像作业 A1 为 GPT-2 做的那样），让 `get_llm_backbone_and_tokenizer("pythia-70m")` 在默认的 `source="tiny"` 下也能工作。你的 BOS 决定体现在 spec 的哪个字段里？
