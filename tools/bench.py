@@ -3,7 +3,7 @@
     python -m tools.bench                     # everything (about five minutes on 2 CPU cores)
     python -m tools.bench --skip-notebooks    # package figures only
 
-Targets: tiny build < 0.2 s per family, warm `get_llm_backbone_and_tokenizer` < 0.5 s, `import vla_backbone` < 0.2 s
+Targets: tiny build < 0.5 s per family, warm `get_llm_backbone_and_tokenizer` < 0.5 s, `import vla_backbone` < 0.2 s
 over a bare `import transformers`, backbone forward < 5 % over the raw model, each notebook < 20 s under nbmake,
 the whole suite (both languages) < 3 minutes.
 """
@@ -149,7 +149,7 @@ def render(imports, builds, forward, notebooks) -> str:
         "|---|---|---|",
     ]
     for family, build, _ in builds:
-        lines.append(f"| tiny replica build, {family} | {build * 1000:.0f} ms | < 200 ms |")
+        lines.append(f"| tiny replica build, {family} | {build * 1000:.0f} ms | < 500 ms |")
     for family, _, load in builds:
         lines.append(f"| warm `get_llm_backbone_and_tokenizer`, {family} | {load * 1000:.0f} ms | < 500 ms |")
     for label, seconds in imports:
