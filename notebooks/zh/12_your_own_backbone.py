@@ -87,16 +87,19 @@ del toy
 # %% [markdown]
 # ## 第 1 步 · 分词器，以及 BOS 的取舍
 #
-# 微型副本需要一个分词器，训练方式和 `vla_backbone/tiny.py` 为包里各家族训练分词器的方式相同：在包自带的机器人指令小语料（`vla_backbone.tiny._corpus()`）上训练一个字节级 BPE，唯一的特殊 token 是 GPT-NeoX 的 `<|endoftext|>`，id 为 0；然后用任何合并都不会产生的 `<unused_i>` token 把词表补齐到 1024 个。构建函数由我们自己写，再和包对照：同样的做法，得到的词表与 `tiny._train_tokenizer` 完全一致。
+# 包里附带了五个家族真实的分词器文件，但没有 Pythia 的（GPT-NeoX-20B 的字节级 BPE，5 万个 token）。所以我们的微型副本用一个在代码里训练的替身：在几条机器人指令上训练一个字节级 BPE，唯一的特殊 token 是 GPT-NeoX 的 `<|endoftext|>`，id 为 0，和真实分词器一样；然后用任何合并都不会产生的 `<unused_i>` token 把词表补齐到 1024 个。下面要紧的是真实分词器也具备的那一点：它不会添加 BOS。
 
 # %%
 import json
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-from vla_backbone import tiny
-
 EOT = "<|endoftext|>"
+CORPUS = [
+    "pick up the red cup", "open the top drawer and put the sponge inside", "close the microwave door",
+    "move the blue block to the left of the bowl", "stack the green block on the yellow block",
+    "What action should the robot take to pick up the cup?", "Test 123",
+]
 
 
 def train_tokenizer(vocab_size: int = 1024) -> Tokenizer:
@@ -106,7 +109,7 @@ def train_tokenizer(vocab_size: int = 1024) -> Tokenizer:
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOT],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tokenizer.train_from_iterator(tiny._corpus(), trainer)
+    tokenizer.train_from_iterator(CORPUS, trainer)
     data = json.loads(tokenizer.to_str())
     vocab = data["model"]["vocab"]
     for index in range(len(vocab), vocab_size):
@@ -115,14 +118,11 @@ def train_tokenizer(vocab_size: int = 1024) -> Tokenizer:
 
 
 base_tokenizer = train_tokenizer()
-package_recipe = tiny.TinySpec("gpt_neox", "GPTNeoXConfig", "GPTNeoXForCausalLM", "bytelevel", (EOT,),
-                               {"bos_token": EOT, "eos_token": EOT, "unk_token": EOT}, None)
 print("vocabulary:", base_tokenizer.get_vocab_size(), " <|endoftext|> id:", base_tokenizer.token_to_id(EOT))
-assert base_tokenizer.get_vocab() == tiny._train_tokenizer(package_recipe).get_vocab()
 assert base_tokenizer.get_vocab_size() == 1024 and base_tokenizer.token_to_id(EOT) == 0
 
 # %% [markdown]
-# 把它包装成 transformers 分词器，并让 `<|endoftext|>` 同时充当 BOS、EOS 和 UNK 之后，它不会往文本里添加任何东西，和包里的 phi-2 微型副本一模一样（做法相同，id 也相同）。因此 `check_bos`（notebook 03）会拒绝它。
+# 把它包装成 transformers 分词器，并让 `<|endoftext|>` 同时充当 BOS、EOS 和 UNK 之后，它不会往文本里添加任何东西，和真实的 GPT-NeoX 分词器一样，也和 phi-2 的分词器一样（包里的 phi-2 微型副本用的就是真实文件：`<|endoftext|>` 同样身兼三职，也不加 BOS）。因此 `check_bos`（notebook 03）会拒绝它。
 
 # %%
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
@@ -144,15 +144,15 @@ plain = as_transformers(base_tokenizer)
 print("'Test 123' ->", plain("Test 123").input_ids, "with special tokens,", plain("Test 123", add_special_tokens=False).input_ids, "without")
 phi_tokenizer = AutoTokenizer.from_pretrained(checkpoint_path("phi-2-3b"))
 assert plain("Test 123").input_ids == plain("Test 123", add_special_tokens=False).input_ids
-for text in ["Test 123", tiny._corpus()[0]]:
-    assert phi_tokenizer(text).input_ids == plain(text).input_ids
+assert phi_tokenizer.bos_token == phi_tokenizer.eos_token == phi_tokenizer.unk_token == EOT
+assert phi_tokenizer("Test 123").input_ids == phi_tokenizer("Test 123", add_special_tokens=False).input_ids
 with expect_error(TokenizerBOSError, match="does not prepend BOS"):
     check_bos(plain, "pythia-70m")
 
 # %% [markdown]
 # 有两条出路，包里都已经用过：
 #
-# - **方案 A：由分词器在开头加 BOS。** 用一个 `TemplateProcessing` post-processor，在每段带特殊 token 编码的文本前面放上 `<|endoftext|>`，Llama-2 和 OPT 的微型副本就是这么做的。`check_bos` 能通过。
+# - **方案 A：由分词器在开头加 BOS。** 用一个 `TemplateProcessing` post-processor，在每段带特殊 token 编码的文本前面放上 `<|endoftext|>`，Llama-2 和 OPT 真实的分词器就是这么做的。`check_bos` 能通过。
 # - **方案 B：由提示词构造器写出 BOS。** 分词器保持原样，把 id 加进 `SPECIAL_CASES` 以跳过检查，再让提示词构造器在第一个轮次的开头写上 `<|endoftext|>`，和 phi-2 的构造器一样。
 
 # %%
@@ -164,9 +164,11 @@ option_a = as_transformers(with_bos)
 print("'Test 123' ->", option_a("Test 123").input_ids, "with special tokens,", option_a("Test 123", add_special_tokens=False).input_ids, "without")
 check_bos(option_a, "pythia-70m")
 assert option_a("Test 123").input_ids == [0] + plain("Test 123").input_ids
-assert tiny.TINY_SPECS["llama2"].prepend == "<s>" and tiny.TINY_SPECS["opt"].prepend == "</s>"
-assert tiny.TINY_SPECS["phi"].prepend is None and "phi-2-3b" in SPECIAL_CASES
-assert PhiPromptBuilder("openvla").get_potential_prompt("hi").startswith(EOT)
+for backbone_id, bos in (("llama2-7b-pure", "<s>"), ("opt-125m", "</s>")):
+    shipped = AutoTokenizer.from_pretrained(checkpoint_path(backbone_id))
+    assert type(shipped.backend_tokenizer.post_processor).__name__ == "TemplateProcessing"
+    assert shipped.convert_ids_to_tokens(shipped("Test 123").input_ids)[0] == bos
+assert "phi-2-3b" in SPECIAL_CASES and PhiPromptBuilder("openvla").add_turn("human", "hi").startswith(EOT)
 
 # %% [markdown]
 # **我们选方案 A。** 这样 `check_bos` 会一直守护这个家族：分词器一旦丢了 BOS，加载时就会当场报错，而不是让图像悄悄错位一个 token。不需要改动包级别的任何集合；而且每段文本都以 BOS 开头，不只是经由构造器生成的提示词（notebook 11 展示过 Qwen 在这方面的弱点）。代价是：这个保证存在于我们保存的分词器文件里。从别处加载的分词器如果不加 BOS，就会被 `check_bos` 拒绝（当场报错，这正是目的所在）；这时可以用这个 post-processor 重新保存它，或者改走方案 B。方案 B 的完整写法见第 3 步以及最后的“动手试试”。
@@ -563,7 +565,7 @@ assert failed_checks == []
 # - 模块名在不同 transformers 版本间有差异时，用 `get_input_embeddings()` / `get_output_embeddings()` 去访问；在训练任何东西之前，先检查 FSDP 包装计划和检查清单。
 #
 # ## 练习
-# 1. 给 `vla_backbone.tiny.TINY_SPECS` 添加一个 `gpt_neox` 的 `TinySpec`（就像作业 A1 为 GPT-2 做的那样），让 `get_llm_backbone_and_tokenizer("pythia-70m")` 在默认的 `source="tiny"` 下也能工作。你的 BOS 决定体现在 spec 的哪个字段里？
+# 1. 给 `vla_backbone.tiny.TINY_SPECS` 添加一个 `gpt_neox` 的 `TinySpec`（就像作业 A1 为 GPT-2 做的那样），让 `get_llm_backbone_and_tokenizer("pythia-70m")` 在默认的 `source="tiny"` 下也能工作：让它的 `tokenizer_dir` 指向第 2 步保存的方案 A 分词器。现在你的 BOS 决定体现在哪里？
 # 2. 注册一个以 `-chat` 结尾的额外 id，并为它配第二个提示词构造器，在第一个轮次加上系统提示词。给 `contract` 增加一项检查：系统提示词恰好出现一次。
 # 3. 用同样的方法移植 Falcon（`FalconForCausalLM`、`FalconDecoderLayer`）。七个成员里哪些要改？`last_layer_finetune_modules` 需要用到哪些模块名？
 # 4. 用 `GPTNeoXLLMBackbone` 代替 Llama-2 运行 notebook 11 的训练循环。拼接进去的图像还紧跟在 `<|endoftext|>` 后面吗？
