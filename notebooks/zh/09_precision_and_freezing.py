@@ -244,7 +244,7 @@ assert not hasattr(backbones["opt"].llm.model, "layers")
 # %% [markdown]
 # 不在列表里的：最后一层之后的最终归一化层（Llama 中是 `model.norm`），以及前面所有的层。所以“最后一层”微调会训练最后一个解码器层，却不训练紧随其后的归一化层。
 #
-# 在微型副本上，这三个模块占了模型的大头：词表（1088 行、宽 64）远大于两个小小的层。真实的 Llama-2-7B 则恰好相反。它的结构可以构建在 PyTorch 的 `meta` 设备上——只记录形状、不分配内存——从而精确计数。
+# 在微型副本上，这三个模块占了模型的大头：词表（32064 行、宽 64）远大于两个小小的层。真实的 Llama-2-7B 则恰好相反。它的结构可以构建在 PyTorch 的 `meta` 设备上——只记录形状、不分配内存——从而精确计数。
 
 # %%
 from transformers import LlamaConfig, LlamaForCausalLM
