@@ -401,7 +401,7 @@ assert_close(as_tuple[1], output.logits)
 # %% [markdown]
 # ## 动手试试：所有模型家族
 #
-# 上面这些恒等关系对每个家族的骨干网络都成立。`check_family` 加载一个骨干网络，检查嵌入查表、`inputs_embeds`、手算损失、增量解码以及隐藏状态的个数，然后打印一行结果。在 JupyterLab 里可以从下拉框选择家族；作为脚本运行时，它只检查第一个。
+# 上面这些恒等关系对每个家族的骨干网络都成立。`check_family` 加载一个骨干网络，检查嵌入查表、`inputs_embeds`、手算损失、增量解码以及隐藏状态的个数，然后打印一行结果。在 JupyterLab 里可以从下拉菜单选择家族；作为脚本运行时，它只检查第一个。
 
 # %%
 from vla_backbone.notebook import explore

@@ -300,7 +300,7 @@ assert all(v == "adapters get gradients" for k, v in table.items() if k[:2] != (
 
 
 # %% [markdown]
-# **动手试试：** 选一个组合，看看会发生什么（在 kernel 里会出现下拉菜单；作为脚本运行时，每项取第一个选项）。
+# **动手试试：** 选一个组合，看看会发生什么（在 Jupyter 里会出现下拉菜单；作为脚本运行时，每项取第一个选项）。
 
 # %%
 def show_outcome(checkpointing, hook, trainable_head):
