@@ -1,11 +1,11 @@
 # %% [markdown]
 # # A1 · 作业：为 GPT-2 写一个骨干网络
 #
-# 这个包目前支持五个模型家族：Llama-2、Mistral、Phi-2、Qwen-2.5 和 OPT，GPT-2 不在其中。拿它来练手正合适：模型小、不需要申请访问权限，而且它身上有两个坑，几乎每个新家族都会以某种形式碰到。一是模块的命名不同（叫 `transformer.h`，而不是 `model.layers`）；二是它的分词器不会添加 BOS token，所以 03 号 notebook 里的 BOS 检查会直接拒绝它。在这份作业里，你要写出 `GPT2LLMBackbone`，决定 BOS 的问题怎么处理，并证明得到的结果确实能被 VLA 使用。
+# 这个包目前支持五个模型家族：Llama-2、Mistral、Phi-2、Qwen-2.5 和 OPT，GPT-2 不在其中。拿它来练手正合适：模型小、不需要申请访问权限，而且它身上有两个坑，几乎每个新家族都会以某种形式碰到。一是模块的命名不同（叫 `transformer.h`，而不是 `model.layers`）；二是它的分词器不会添加 BOS token，所以 notebook 03 里的 BOS 检查会直接拒绝它。在这份作业里，你要写出 `GPT2LLMBackbone`，决定 BOS 的问题怎么处理，并证明得到的结果确实能被 VLA 使用。
 #
 # **你要完成的事**
-# - 登记 GPT-2 的骨干网络 id，并写出 `GPT2LLMBackbone`——一个 `FamilyBackbone` 的子类（对应 01 和 12 号 notebook）；
-# - 决定 GPT-2 的 BOS token 从哪里来，把这个决定实现出来，并说明理由（对应 03 号 notebook）；
+# - 登记 GPT-2 的骨干网络 id，并写出 `GPT2LLMBackbone`——一个 `FamilyBackbone` 的子类（对应 notebook 01 和 12）；
+# - 决定 GPT-2 的 BOS token 从哪里来，把这个决定实现出来，并说明理由（对应 notebook 03）；
 # - 端到端地检查结果：加载、填充、提示词、FSDP 包装，以及一步训练。
 #
 # **如何评分。** 在写着 `# 在这里写你的代码` 的单元格里写代码，并删掉 `raise NotImplementedError` 那一行。每个任务后面都跟着检查单元格，记得运行它们。每个检查单元格的分值写在它上方的标题里，书面回答由老师人工评分。最后在仓库的克隆里运行评分程序：它会把这个 notebook 执行一遍，再用更多的用例测试你的代码：
@@ -96,7 +96,7 @@ assert gpt2_tokenizer.pad_token is None
 assert with_special == gpt2_tokenizer("Test 123", add_special_tokens=False).input_ids and eot not in with_special
 
 # %% [markdown]
-# 因此，每个骨干网络在构造时都会执行的 BOS 检查（03 号 notebook）会拒绝它，报错信息里也点明了两条出路：
+# 因此，每个骨干网络在构造时都会执行的 BOS 检查（notebook 03）会拒绝它，报错信息里也点明了两条出路：
 
 # %%
 from vla_backbone.errors import TokenizerBOSError
@@ -109,7 +109,7 @@ with expect_error(TokenizerBOSError, match="does not prepend BOS"):
 # %% [markdown]
 # ## 任务 1 · BOS 怎么办
 #
-# 先说 BOS 为什么重要：VLM 会把图像 patch 紧接在位置 0 之后拼进去（11 号 notebook）。位置 0 上的 token 在训练和推理时必须一致，而且必须是一个表示序列开始的 token，而不是提示词里的某个词。要做到这一点，有两条路：
+# 先说 BOS 为什么重要：VLM 会把图像 patch 紧接在位置 0 之后拼进去（notebook 11）。位置 0 上的 token 在训练和推理时必须一致，而且必须是一个表示序列开始的 token，而不是提示词里的某个词。要做到这一点，有两条路：
 #
 # - **(a) 当作特例处理，和 phi-2 一样。** 把 GPT-2 的 id 加进 `vla_backbone.hf_causal.SPECIAL_CASES`，让检查跳过它；再给 GPT-2 配一个提示词构造器，由它自己在第一个轮次的最开头写上 `<|endoftext|>`（可以参考 `PhiPromptBuilder`）。
 # - **(b) 让分词器自己加上。** 同样先跳过检查；加载完成后，给分词器换一个 post-processor，让它在添加特殊 token 时往每段文本前面放一个 `<|endoftext|>`；然后自己调用一次 `check_bos`，保证骨干网络仍然会拒绝行为不对的分词器。
@@ -152,7 +152,7 @@ class GPT2PromptBuilder(PurePromptBuilder):
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "bos_decision", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
 # ### BEGIN SOLUTION
-# 方案 (a)。GPT-2 预训练时各篇文档之间就是用 `<|endoftext|>` 隔开的，所以以它开头的提示词看上去就像一篇新文档的开始；把它写进模板里，训练和推理就完全一致，而且不用动分词器。方案 (b) 在加载之后修改分词器，也能用，但这个修改只存在于我们的代码里，而不在 checkpoint 里；任何直接从 Hub 加载分词器的代码（比如 collator、推理服务）拿到的都是不加 BOS 的分词器，patch 会悄无声息地错开一个位置。
+# 方案 (a)。GPT-2 预训练时各篇文档之间就是用 `<|endoftext|>` 隔开的，所以以它开头的提示词看上去就像一篇新文档的开始；把它写进模板里，训练和推理就完全一致，而且不用动分词器。方案 (b) 在加载之后修改分词器，也能用，但这个修改只存在于我们的代码里，而不在 checkpoint 里；任何直接从 Hub 加载分词器的代码（比如 collator、推理服务）拿到的都是不加 BOS 的分词器，patch 会静默地错开一个位置。
 # ### END SOLUTION
 
 # %% [markdown]
@@ -162,7 +162,7 @@ class GPT2PromptBuilder(PurePromptBuilder):
 # - `family = "gpt2"` 和 `models = GPT2_MODELS`；
 # - `llm_cls_path` 和 `decoder_layer_path`：分别指向 `GPT2LMHeadModel` 和 `GPT2Block` 的点分路径；
 # - `pad_token`：GPT-2 没有 PAD token，而组 batch 需要它；加一个专门的 `"<|pad|>"`（千万别拿 EOS 来填充：那样的标签会教模型过早停下）；
-# - 两个属性：`prompt_builder_fn`（对应你在任务 1 里的决定）和 `last_layer_finetune_modules`：输入嵌入、最后一个 block、输出头，顺序和其他家族返回的一样；
+# - 两个 `@property` 成员：`prompt_builder_fn`（对应你在任务 1 里的决定）和 `last_layer_finetune_modules`：输入嵌入、最后一个 block、输出头，顺序和其他家族返回的一样；
 # - 只有选了方案 (b) 才需要的 `__init__`：修好分词器，再重新检查一遍。
 #
 # 它必须能以 `GPT2LLMBackbone("gpt2-124m", hf_hub_path=TINY_GPT2)` 的方式离线加载。
@@ -270,7 +270,7 @@ assert backbone.pad_token_id == len(tokenizer) - 1 == 50257
 assert rows == math.ceil(len(tokenizer) / 64) * 64 == 50304
 
 # %% [markdown]
-# FSDP 会把每个 `GPT2Block` 包装成一个独立的单元（10 号 notebook）；嵌入、最后的 norm 和输出头都留在根单元里。
+# FSDP 会把每个 `GPT2Block` 包装成一个独立的单元（notebook 10）；嵌入、最终归一化层和输出头都留在根单元里。
 
 # %%
 from vla_backbone.fsdp import unit_parameter_counts, wrap_plan
@@ -308,5 +308,5 @@ assert backbone.llm.transformer.h[-1].attn.c_attn.weight.grad.abs().sum() > 0
 #
 # ## 练习
 # 1. 实现另一种 BOS 方案，再跑一次评分程序：两种方案它都接受。
-# 2. 用 `GPT2LLMBackbone("gpt2-124m", ..., inference_mode=True)` 加载 `TINY_GPT2`。加载流程（02 号 notebook）里哪些步骤被跳过了？BOS 规则是否仍然成立？
+# 2. 用 `GPT2LLMBackbone("gpt2-124m", ..., inference_mode=True)` 加载 `TINY_GPT2`。加载流程（notebook 02）里哪些步骤被跳过了？BOS 规则是否仍然成立？
 # 3. 在能联网的机器上，加载真实的 `openai-community/gpt2`（不传 `hf_hub_path`），把动作提示词的前十个 token id 和微型副本的对比一下。
