@@ -15,7 +15,7 @@ from sphinx.application import Sphinx
 from sphinx.errors import ExtensionError
 
 from book.site import HTML_LANG
-from tools.release import NOT_IMPLEMENTED
+from tools.release import STUBS
 
 LABELS = {
     "en": {"twin": "中文", "source": "Source", "colab": "Open in Colab", "bar": "This page elsewhere"},
@@ -65,17 +65,19 @@ def check_outputs(app: Sphinx, doctree) -> None:
 
 
 def check_student_errors(docname: str, executed) -> None:
+    # The stub's message is in the notebook's language.
+    not_implemented = {stubs.not_implemented for stubs in STUBS.values()}
     unfinished = False
     for index, cell in enumerate(executed.cells):
         for output in cell.get("outputs", []):
             if output["output_type"] != "error":
                 continue
-            if output["ename"] == "NotImplementedError" and output["evalue"] == NOT_IMPLEMENTED:
+            if output["ename"] == "NotImplementedError" and output["evalue"] in not_implemented:
                 unfinished = True
             elif not (output["ename"] == "NameError" and unfinished):
                 raise ExtensionError(
                     f"{docname}, cell {index}: {output['ename']}: {output['evalue']}. A student version may only fail "
-                    f"with NotImplementedError({NOT_IMPLEMENTED!r}) and the NameErrors that follow from it; run the "
+                    f"with NotImplementedError({' / '.join(sorted(not_implemented))}) and the NameErrors that follow from it; run the "
                     "master notebook to find the bug.")
     if not unfinished:
         raise ExtensionError(f"{docname}: the student version ran without a NotImplementedError; does the master mark "
