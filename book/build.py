@@ -42,6 +42,7 @@ import nbformat
 
 from book.execute import BuildError, execute
 from tools import suite
+from tools.release import STUBS
 
 ROOT = suite.ROOT
 BOOK = ROOT / "book"
@@ -63,14 +64,14 @@ STUDENT_NOTE_TITLE = {"en": "Student version.", "zh": "学生版。"}
 STUDENT_NOTE = {
     "en": (
         f"> **{STUDENT_NOTE_TITLE['en']}** This page is the assignment as students receive it, run from top to bottom. Each "
-        "cell marked `# YOUR CODE HERE` raises `NotImplementedError` until it is filled in, and the checks that use "
-        "its code fail with it (often as a `NameError`): those errors are expected. Open the notebook in Colab, or "
-        "download it, to work on it; the README's section for instructors explains how it is graded."
+        f"cell marked `{STUBS['en'].code_comment}` raises `NotImplementedError` until it is filled in, and the checks "
+        "that use its code fail with it (often as a `NameError`): those errors are expected. Open the notebook in "
+        "Colab, or download it, to work on it; the README's section for instructors explains how it is graded."
     ),
     "zh": (
-        f"> **{STUDENT_NOTE_TITLE['zh']}** 本页就是学生拿到的作业，从头到尾运行了一遍。标有 `# YOUR CODE HERE` 的单元格在补全之前会抛出 "
-        "`NotImplementedError`，用到这些代码的检查单元格也会随之报错（常见的是 `NameError`）：这些错误都在预期之中。"
-        "要动手完成作业，请在 Colab 中打开或下载这个 notebook；评分方式见 README 中面向教师的部分。"
+        f"> **{STUDENT_NOTE_TITLE['zh']}** 本页就是学生拿到的作业，从头到尾运行了一遍。标有 `{STUBS['zh'].code_comment}` "
+        "的单元格在补全之前会抛出 `NotImplementedError`，用到这些代码的检查单元格也会随之报错（常见的是 `NameError`）："
+        "这些错误都在预期之中。要动手完成作业，请在 Colab 中打开或下载这个 notebook；评分方式见 README 中面向教师的部分。"
     ),
 }
 
@@ -285,7 +286,8 @@ def execute_pages(pages: dict[str, dict[str, str]], out: Path) -> dict[str, dict
               if relative.endswith(".ipynb")}
     write_tree(out / "stage", staged)
     executed = execute(out / "cache" / "notebooks",
-                       {out / "stage" / name: name.split("/", 2)[1] == "assignments" for name in staged})
+                       {out / "stage" / name: STUBS[name.split("/")[0]].not_implemented
+                        if name.split("/")[1] == "assignments" else None for name in staged})
     return {lang: {relative: nbformat.writes(executed[out / "stage" / lang / relative]) + "\n"
                    if relative.endswith(".ipynb") else text for relative, text in files.items()}
             for lang, files in pages.items()}

@@ -7,8 +7,9 @@ both languages together. After the run, each notebook's outputs are made static 
 - a widget (ipywidgets) becomes the outputs it was showing: a static page has no kernel to drive it, and its
   saved state would need the widget manager's JavaScript from a CDN;
 - a plot that lost glyphs (matplotlib's "missing from font" warning) fails the build;
-- a student version may only fail where a task is unfinished: ``NotImplementedError("not implemented yet")``, and
-  the ``NameError`` s that follow from it (a class or function that was never defined).
+- a student version may only fail where a task is unfinished: ``NotImplementedError`` with the stub's message (in
+  the notebook's language, tools.release.STUBS), and the ``NameError`` s that follow from it (a class or function
+  that was never defined).
 """
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ import nbformat
 from jupyter_cache import get_cache
 from jupyter_cache.executors import load_executor
 
-from tools.release import NOT_IMPLEMENTED
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
@@ -31,9 +31,10 @@ class BuildError(Exception):
     """Something the book must not publish; the message says where and what to do."""
 
 
-def execute(cache_dir: Path, notebooks: dict[Path, bool]) -> dict[Path, nbformat.NotebookNode]:
-    """Run what the cache lacks of ``notebooks`` (path -> whether it is a student version) and return each one
-    executed and made static. Raises BuildError listing every notebook that failed or shows what it must not."""
+def execute(cache_dir: Path, notebooks: dict[Path, str | None]) -> dict[Path, nbformat.NotebookNode]:
+    """Run what the cache lacks of ``notebooks`` and return each one executed and made static. ``notebooks``: path ->
+    the stub's NotImplementedError message for a student version, None for a topic notebook. Raises BuildError
+    listing every notebook that failed or shows what it must not."""
     cache = get_cache(str(cache_dir))
     wanted = {str(path) for path in notebooks}
     for record in cache.list_project_records():
@@ -49,7 +50,7 @@ def execute(cache_dir: Path, notebooks: dict[Path, bool]) -> dict[Path, nbformat
         # A student version allows errors through its own metadata (execution.allow_errors), set when it was staged.
         load_executor("temp-parallel", cache=cache, logger=logger).run_and_cache(timeout=CELL_TIMEOUT_S)
     problems, executed = [], {}
-    for path, student in notebooks.items():
+    for path, not_implemented in notebooks.items():
         try:
             _, notebook = cache.merge_match_into_notebook(nbformat.read(path, as_version=4))
         except KeyError:
@@ -57,7 +58,7 @@ def execute(cache_dir: Path, notebooks: dict[Path, bool]) -> dict[Path, nbformat
             continue
         try:
             executed[path] = static_outputs(notebook)
-            check_outputs(notebook, student)
+            check_outputs(notebook, not_implemented)
         except BuildError as exc:
             problems.append(f"{path}: {exc}")
     if problems:
@@ -95,9 +96,11 @@ def _shown(model_id: str, state: dict, cell_index: int) -> list:
     return shown
 
 
-def check_outputs(notebook: nbformat.NotebookNode, student: bool) -> None:
-    """Raise BuildError for a plot that lost glyphs, or for a student version's error that is not an unfinished
-    task (and for a student version without one: its solutions were not cleared)."""
+def check_outputs(notebook: nbformat.NotebookNode, not_implemented: str | None) -> None:
+    """Raise BuildError for a plot that lost glyphs, or for an error output, unless the notebook is a student version
+    (``not_implemented``: its stub's message) and the error is an unfinished task or a NameError after one; and for a
+    student version without an unfinished task (its solutions were not cleared)."""
+    student = not_implemented is not None
     unfinished = False
     for index, cell in enumerate(notebook.cells):
         for output in cell.get("outputs", []):
@@ -106,12 +109,13 @@ def check_outputs(notebook: nbformat.NotebookNode, student: bool) -> None:
                 raise BuildError(f"cell {index}: a plot is missing glyphs: {output['text'].strip()}")
             if output["output_type"] != "error":
                 continue
-            if student and output["ename"] == "NotImplementedError" and output["evalue"] == NOT_IMPLEMENTED:
+            if student and output["ename"] == "NotImplementedError" and output["evalue"] == not_implemented:
                 unfinished = True
             elif not (student and unfinished and output["ename"] == "NameError"):
                 raise BuildError(f"cell {index}: {output['ename']}: {output['evalue']}. A student version may only fail "
-                                 f"with NotImplementedError({NOT_IMPLEMENTED!r}) and the NameErrors that follow from "
-                                 "it; run the master notebook to find the bug.")
+                                 f"with NotImplementedError({not_implemented!r}) and the NameErrors that follow from it; "
+                                 "run the master notebook to find the bug." if student else
+                                 f"cell {index}: {output['ename']}: {output['evalue']}")
     if student and not unfinished:
         raise BuildError("the student version ran without a NotImplementedError; does the master mark its solutions "
                          "with ### BEGIN SOLUTION / ### END SOLUTION?")

@@ -16,6 +16,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 
 from book.execute import BuildError, check_outputs, static_outputs
 from book.site import check_site
+from tools.release import STUBS
 from tools.suite import KERNEL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,24 +126,26 @@ def notebook_with(*outputs):
 
 
 def test_student_version_may_fail_only_where_a_task_is_unfinished():
-    check_outputs(notebook_with(error("NotImplementedError", "not implemented yet"),
-                                error("NameError", "name 'builder' is not defined")), student=True)
+    stub = STUBS["zh"].not_implemented
+    check_outputs(notebook_with(error("NotImplementedError", stub), error("NameError", "name 'builder' is not defined")),
+                  stub)
     with pytest.raises(BuildError, match="cell 2: TypeError"):
-        check_outputs(notebook_with(error("NotImplementedError", "not implemented yet"), error("TypeError", "bad operand")),
-                      student=True)
+        check_outputs(notebook_with(error("NotImplementedError", stub), error("TypeError", "bad operand")), stub)
     with pytest.raises(BuildError, match="cell 1: NameError"):
-        check_outputs(notebook_with(error("NameError", "name 'x' is not defined")), student=True)
-    with pytest.raises(BuildError, match="without a NotImplementedError"):
-        check_outputs(notebook_with(), student=True)
+        check_outputs(notebook_with(error("NameError", "name 'x' is not defined")), stub)
     with pytest.raises(BuildError, match="cell 1: NotImplementedError"):
-        check_outputs(notebook_with(error("NotImplementedError", "not implemented yet")), student=False)
+        check_outputs(notebook_with(error("NotImplementedError", "some other message")), stub)
+    with pytest.raises(BuildError, match="without a NotImplementedError"):
+        check_outputs(notebook_with(), stub)
+    with pytest.raises(BuildError, match="cell 1: NotImplementedError"):
+        check_outputs(notebook_with(error("NotImplementedError", stub)), None)
 
 
 def test_a_plot_without_its_glyphs_fails():
     warning = new_output("stream", name="stderr", text="UserWarning: Glyph 25105 (\\N{CJK UNIFIED IDEOGRAPH-6211}) "
                                                        "missing from font(s) DejaVu Sans.")
     with pytest.raises(BuildError, match="cell 1: a plot is missing glyphs"):
-        check_outputs(notebook_with(warning), student=False)
+        check_outputs(notebook_with(warning), None)
 
 
 def test_a_widget_without_saved_state_fails():

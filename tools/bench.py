@@ -117,7 +117,7 @@ def notebook_times() -> tuple[list[tuple[str, float, float]], float]:
                 [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbmake", str(NOTEBOOKS / lang / f"{name}.ipynb")],
                 cwd=ROOT, env=env, capture_output=True,
             )
-            # A failing notebook (wrong result or over budget) is recorded as such, not timed as if it passed.
+            # A failing notebook is recorded as such, not timed as if it passed.
             seconds.append(time.perf_counter() - start if result.returncode == 0 else float("nan"))
         rows.append((name, *seconds))
     topics = [str(NOTEBOOKS / lang / f"{n}.ipynb") for n, *_ in rows for lang in ("en", "zh")]

@@ -5,7 +5,8 @@ images, Chinese text drawn with a Simplified Chinese font that has every glyph (
 read through the DevTools protocol, and their character maps), the language switch, the source and Colab links,
 and that no page fetches anything from another host. Full-page screenshots go to book/_build/screenshots/.
 
-The browser is /usr/bin/chromium (`apt-get install -y chromium fonts-noto-cjk`), or the one named by $BOOK_CHROMIUM.
+The browser is Debian's chromium (`apt-get install -y chromium fonts-noto-cjk`), or the one $CHROMIUM names (as for
+tests/browser/test_jupyterlab.py).
 """
 from __future__ import annotations
 
@@ -64,9 +65,9 @@ def site():
 def browser():
     from playwright.sync_api import sync_playwright
 
-    executable = os.environ.get("BOOK_CHROMIUM") or shutil.which("chromium")
+    executable = os.environ.get("CHROMIUM") or shutil.which("chromium")
     if not executable:
-        pytest.fail("no Chromium: install Debian's (apt-get install -y chromium fonts-noto-cjk) or set BOOK_CHROMIUM")
+        pytest.fail("no Chromium: install Debian's (apt-get install -y chromium fonts-noto-cjk) or set CHROMIUM")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable)
         yield browser
