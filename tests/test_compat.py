@@ -66,3 +66,21 @@ def test_backbone_checkpointing_keeps_exactly_one_input_hook():
     for handle in compat.input_grad_hooks(backbone.llm):
         handle.remove()
     assert not embedding._forward_hooks, "every hook must be removable through the handles"
+
+
+def test_checkpointing_restores_the_input_hook_when_the_library_does_not(monkeypatch):
+    """A transformers that enables checkpointing without registering its own hook still leaves exactly one."""
+    backbone, _ = vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure")
+    model = backbone.llm
+    name = "activation_checkpointing_enable" if hasattr(model, "activation_checkpointing_enable") else "gradient_checkpointing_enable"
+    original = getattr(type(model), name)
+
+    def enable_without_hook(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        for handle in compat.input_grad_hooks(self):
+            handle.remove()
+
+    monkeypatch.setattr(type(model), name, enable_without_hook)
+    backbone.enable_gradient_checkpointing()
+    assert compat.is_checkpointing(model)
+    assert compat.has_input_grad_hook(model) and len(model.get_input_embeddings()._forward_hooks) == 1

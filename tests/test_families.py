@@ -198,19 +198,59 @@ def test_inference_mode_has_architecture_without_pretrained_weights():
     assert not torch.equal(fresh.llm.model.layers[0].mlp.up_proj.weight, trained.llm.model.layers[0].mlp.up_proj.weight)
 
 
-def test_qwen_extra_adds_256_tokens_and_keeps_its_pad():
-    pure, pure_tok = load("qwen25-0_5b-pure")
+# REFERENCE §9: after upstream's init -- PAD token and id, embedding rows before -> after the multiple-of-64 resize.
+AFTER_INIT = {
+    "llama2-7b-pure": ("<PAD>", 32000, 32000, 32064),
+    "vicuna-v15-7b": ("<PAD>", 32000, 32000, 32064),
+    "mistral-v0.1-7b-pure": ("<PAD>", 32000, 32000, 32064),
+    "phi-2-3b": ("<|pad|>", 50295, 51200, 50304),
+    "qwen25-0_5b-pure": ("<|endoftext|>", 151643, 151936, 151680),
+    "qwen25-0_5b-extra": ("<|endoftext|>", 151643, 151936, 151936),
+    "opt-125m": ("<pad>", 1, 50272, 50304),
+}
+
+
+@pytest.mark.parametrize("backbone_id", list(AFTER_INIT))
+def test_pad_and_resize_are_the_real_figures(backbone_id):
+    pad_token, pad_id, rows_before, rows_after = AFTER_INIT[backbone_id]
+    backbone, tokenizer = load(backbone_id)
+    assert (tokenizer.pad_token, tokenizer.pad_token_id, backbone.pad_token_id) == (pad_token, pad_id, pad_id)
+    from vla_backbone.tiny import TINY_SPECS
+
+    assert TINY_SPECS[backbone.llm_family].hub_config["vocab_size"] == rows_before
+    assert backbone.llm.get_input_embeddings().weight.shape[0] == rows_after
+    assert backbone.llm.get_output_embeddings().weight.shape[0] == rows_after
+
+
+def test_qwen_extra_adds_256_tokens_reusing_checkpoint_rows():
+    _, pure_tok = load("qwen25-0_5b-pure")
     extra, extra_tok = load("qwen25-0_5b-extra")
-    assert len(extra_tok) == len(pure_tok) + 256
-    assert extra_tok.convert_tokens_to_ids("<|extra_0|>") == len(pure_tok)
-    assert pure_tok.pad_token == "<|endoftext|>" and pure_tok.bos_token_id is None
-    assert extra.llm.get_input_embeddings().weight.shape[0] == 1280
+    assert len(pure_tok) == 151665 and len(extra_tok) == 151921
+    assert extra_tok.convert_tokens_to_ids(["<|extra_0|>", "<|extra_255|>"]) == [151665, 151920]
+    # 151921 tokens round up to 151936 rows: exactly the checkpoint's, so the extra tokens reuse rows it already had.
+    assert extra.llm.get_input_embeddings().weight.shape[0] == 151936 == extra.llm.config.vocab_size
 
 
-def test_llama_pad_and_resize_mirror_llama2_arithmetic():
-    backbone, tokenizer = load("llama2-7b-pure")
-    assert tokenizer.pad_token == "<PAD>" and tokenizer.pad_token_id == 1024
-    assert backbone.llm.get_input_embeddings().weight.shape[0] == 1088
+LLAMA2_MULTI_TURN = "In: What action should the robot take to pick up the cup?\nOut: ok</s>In: again"
+
+
+@pytest.mark.parametrize("backbone_id", ["llama2-7b-pure", "llama2-7b-chat", "vicuna-v15-7b"])
+def test_llama2_ids_are_the_4x_ids_checkpoints_were_trained_on(backbone_id):
+    """REFERENCE §9: 4.40.1 and 4.57 end with [..., 3431, 2, 512, 29901, 1449]; plain 5.x gives 797 for "In"."""
+    _, tokenizer = load(backbone_id)
+    assert tokenizer(LLAMA2_MULTI_TURN).input_ids[-6:] == [29901, 3431, 2, 512, 29901, 1449]
+    assert tokenizer("In: What action should the robot take to pick up the cup?\nOut:").input_ids == [
+        1, 512, 29901, 1724, 3158, 881, 278, 19964, 2125, 304, 5839, 701, 278, 18002, 29973, 13, 3744, 29901
+    ]
+
+
+@pytest.mark.parametrize("backbone_id", ONE_PER_FAMILY)
+def test_upstream_vlm_single_token_words(backbone_id):
+    """PrismaticVLM.__init__ asserts these are one token each (REFERENCE §11)."""
+    _, tokenizer = load(backbone_id)
+    words = ["True", "False", "Yes", "No", *map(chr, range(ord("A"), ord("Z") + 1))]
+    for word in words:
+        assert len(tokenizer(word, add_special_tokens=False).input_ids) == 1, word
 
 
 def test_loading_is_deterministic():
@@ -219,3 +259,18 @@ def test_loading_is_deterministic():
     ids = tokenizer(["pick up the cup"], return_tensors="pt").input_ids
     with torch.no_grad():
         torch.testing.assert_close(first(input_ids=ids).logits, second(input_ids=ids).logits, rtol=0, atol=0)
+
+
+def test_llama2_tokenizer_is_what_openvla_predict_action_requires():
+    """OpenVLA.predict_action asserts isinstance(tokenizer, LlamaTokenizerFast); on 5.x that name is LlamaTokenizer."""
+    from transformers import LlamaTokenizerFast
+
+    _, tokenizer = load("llama2-7b-pure")
+    assert isinstance(tokenizer, LlamaTokenizerFast)
+    # predict_action appends 29871 (the empty "▁" piece) when the inference prompt does not end with it.
+    assert tokenizer.convert_ids_to_tokens(29871) == "▁"
+
+
+def test_qwen_loads_without_a_false_mistral_regex_warning(capfd):
+    vla_backbone.get_llm_backbone_and_tokenizer("qwen25-0_5b-pure")
+    assert "incorrect regex pattern" not in capfd.readouterr().err

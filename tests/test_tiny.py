@@ -1,8 +1,10 @@
 """Tiny replicas: the real classes, deterministic, built once, safe under concurrency, rebuilt when corrupt."""
 import hashlib
 import json
-import multiprocessing
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,29 +31,56 @@ def digests(path):
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.iterdir())}
 
 
+# REFERENCE §9, measured on the hub checkpoints: config vocab_size, bos/eos/pad ids, tied embeddings, stored dtype,
+# then the tokenizer's len / vocab_size and "Test 123" encoded with special tokens.
+HUB_FACTS = {
+    "llama2": (32000, 1, 2, None, False, torch.float16, 32000, 32000, [1, 4321, 29871, 29896, 29906, 29941]),
+    "mistral": (32000, 1, 2, None, False, torch.bfloat16, 32000, 32000, [1, 3735, 28705, 28740, 28750, 28770]),
+    "phi": (51200, 50256, 50256, None, False, torch.float16, 50295, 50257, [14402, 17031]),
+    "qwen25": (151936, 151643, 151643, None, True, torch.bfloat16, 151665, 151643, [2271, 220, 16, 17, 18]),
+    "opt": (50272, 2, 2, 1, True, torch.float16, 50265, 50265, [2, 34603, 17072]),
+}
+
+
 @pytest.mark.parametrize("family", list(tiny.TINY_SPECS))
-def test_replica_is_the_real_architecture_with_family_tokens(family, home):
+def test_replica_is_the_real_architecture_with_the_real_tokenizer(family, home):
     import transformers
 
+    vocab, bos, eos, pad, tied, dtype, tokenizer_len, tokenizer_vocab, test_ids = HUB_FACTS[family]
     path = tiny.tiny_checkpoint(family)
     assert path.is_relative_to(home) and tiny.is_valid(path)
     model_name, layer_name = FAMILY_CLASSES[family]
-    model = getattr(transformers, model_name).from_pretrained(path)
+    model = getattr(transformers, model_name).from_pretrained(path, dtype="auto")
     layers = [m for m in model.modules() if type(m).__name__ == layer_name]
     assert len(layers) == 2 and model.config.hidden_size == 64
+    config = model.config
+    assert (config.vocab_size, config.bos_token_id, config.eos_token_id, config.pad_token_id) == (vocab, bos, eos, pad)
+    assert (model.get_input_embeddings().weight is model.get_output_embeddings().weight) == tied
+    assert model.dtype == dtype
     tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-    assert tokenizer.vocab_size == tiny.VOCAB_SIZE >= 256 + 512
-    ids = tokenizer("Test 123").input_ids
-    bos = tokenizer.bos_token_id
-    if family in ("llama2", "mistral"):
-        assert tokenizer.bos_token == "<s>" and ids[0] == bos and tokenizer.pad_token is None
-    elif family == "opt":
-        assert tokenizer.bos_token == "</s>" == tokenizer.eos_token and ids[0] == bos and tokenizer.pad_token == "<pad>"
-    elif family == "phi":
-        assert tokenizer.bos_token == tokenizer.eos_token == "<|endoftext|>" and ids[0] != bos
-    else:
-        assert bos is None and tokenizer.pad_token == "<|endoftext|>"
-        assert {"<|im_start|>", "<|im_end|>", "<|endoftext|>"} <= set(tokenizer.get_vocab())
+    assert (len(tokenizer), tokenizer.vocab_size) == (tokenizer_len, tokenizer_vocab)
+    assert tokenizer("Test 123").input_ids == test_ids
+
+
+def test_shipped_tokenizer_files_are_the_recorded_originals():
+    """Every file in vla_backbone/tokenizers/ matches the sha256 its provenance records (SHA256SUMS)."""
+    recorded = dict(
+        reversed(line.split()) for line in (tiny.TOKENIZERS / "SHA256SUMS").read_text().splitlines() if line.strip()
+    )
+    shipped = {
+        str(p.relative_to(tiny.TOKENIZERS)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in tiny.TOKENIZERS.glob("*/*")
+    }
+    assert shipped == recorded
+    assert set(tiny.TINY_SPECS) == {path.split("/")[0] for path in shipped}
+    assert "LLAMA 2 Community License" in (tiny.TOKENIZERS / "NOTICE").read_text()
+
+
+def test_replica_tokenizer_files_are_copied_byte_for_byte(home):
+    for family in tiny.TINY_SPECS:
+        path = tiny.tiny_checkpoint(family)
+        for original in (tiny.TOKENIZERS / family).iterdir():
+            assert (path / original.name).read_bytes() == original.read_bytes()
 
 
 def test_builds_are_deterministic(tmp_path, monkeypatch):
@@ -78,30 +107,40 @@ def test_corrupt_cache_is_rebuilt(home, damage):
     elif damage == "drop_manifest":
         (path / tiny.MANIFEST).unlink()
     else:
-        (path / "tokenizer.json").write_text("{")
+        (path / "tokenizer_config.json").write_text("{")
     assert not tiny.is_valid(path)
     assert tiny.tiny_checkpoint("llama2") == path
     assert digests(path) == good
 
 
-def _build_in_child(home_dir, family, start, queue):
-    os.environ["VLA_BACKBONE_HOME"] = home_dir
-    start.wait(30)
-    queue.put(str(tiny.tiny_checkpoint(family)))
+# Each child imports the package, says it is ready, then waits for the go file, so all four build at the same moment.
+# Fresh interpreters, not fork: a fork after torch has run its thread pool can deadlock the child.
+_BUILD_IN_CHILD = """
+import os, sys, time
+from pathlib import Path
+from vla_backbone import tiny
+import transformers
+Path(sys.argv[1] + f".ready{os.getpid()}").touch()
+while not Path(sys.argv[1]).exists():
+    time.sleep(0.01)
+print(tiny.tiny_checkpoint("qwen25"))
+"""
 
 
 def test_concurrent_builds_are_safe(tmp_path):
-    # Forked workers already have transformers imported, so they reach the build at the same moment.
-    context = multiprocessing.get_context("fork")
-    start, queue = context.Event(), context.Queue()
-    workers = [context.Process(target=_build_in_child, args=(str(tmp_path), "qwen25", start, queue)) for _ in range(4)]
-    for worker in workers:
-        worker.start()
-    start.set()
-    for worker in workers:
-        worker.join(120)
-        assert worker.exitcode == 0
-    paths = {queue.get(timeout=5) for _ in workers}
+    go = tmp_path / "go"
+    env = {**os.environ, "VLA_BACKBONE_HOME": str(tmp_path)}
+    workers = [
+        subprocess.Popen([sys.executable, "-c", _BUILD_IN_CHILD, str(go)], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    deadline = time.monotonic() + 300
+    while len(list(tmp_path.glob("go.ready*"))) < len(workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    go.touch()
+    outputs = [worker.communicate(timeout=300)[0] for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0, 0, 0]
+    paths = {output.strip() for output in outputs}
     assert len(paths) == 1
     assert tiny.is_valid(Path(paths.pop()))
     leftovers = [p.name for p in (tmp_path / "tiny").rglob(".*")]

@@ -1,45 +1,48 @@
-"""OpenVLA's action tokenizer: continuous actions <-> the last 256 token ids of the vocabulary."""
+"""OpenVLA's action tokenizer, as upstream (``prismatic/vla/action_tokenizer.py``), with MiniVLA's ``use_extra``.
+
+Each action dimension is clipped to [min_action, max_action] and cut into ``bins`` bins; bin ``d`` (1-based, what
+``numpy.digitize`` returns) is written as token id ``tokenizer.vocab_size - d``: the tail of the trained vocabulary,
+its least-used tokens, becomes the actions (ids 31744-31999 on Llama-2). Everything is numpy, as upstream.
+"""
 from __future__ import annotations
 
-import torch
+import numpy as np
 
 
 class ActionTokenizer:
-    """Clip each action dimension to [min_action, max_action], cut it into ``n_bins`` bins, and write bin ``b``
-    (1-based) as token id ``vocab_size - b``: the tail of the vocabulary, the least-used tokens, becomes actions.
-    """
-
-    def __init__(self, tokenizer, n_bins: int = 256, min_action: float = -1.0, max_action: float = 1.0) -> None:
-        self.tokenizer, self.n_bins = tokenizer, n_bins
-        self.min_action, self.max_action = min_action, max_action
-        self.bins = torch.linspace(min_action, max_action, n_bins)
+    def __init__(self, tokenizer, bins: int = 256, min_action: int = -1, max_action: int = 1, use_extra: bool = False) -> None:
+        self.tokenizer, self.n_bins, self.min_action, self.max_action = tokenizer, bins, min_action, max_action
+        self.bins = np.linspace(min_action, max_action, self.n_bins)
         self.bin_centers = (self.bins[:-1] + self.bins[1:]) / 2.0
-        # `vocab_size` counts the trained vocabulary only, not tokens added later (such as <PAD>).
-        self.vocab_size = tokenizer.vocab_size
-        if self.vocab_size <= n_bins:
-            raise ValueError(f"A vocabulary of {self.vocab_size} tokens cannot hold {n_bins} action bins.")
+        # MiniVLA's Qwen variant: count bins down from the end of the whole tokenizer (its 256 added <|extra_i|>
+        # tokens, which never merge with neighbours) instead of the end of the trained vocabulary.
+        self.use_extra = use_extra
+        self.tokenizer_len = len(tokenizer) if use_extra else tokenizer.vocab_size
+        if self.tokenizer_len <= self.n_bins:
+            raise ValueError(f"A vocabulary of {self.tokenizer_len} tokens cannot hold {self.n_bins} action bins.")
+        # One below the smallest action id: upstream's training loop masks actions with `ids > action_token_begin_idx`.
+        self.action_token_begin_idx = int(self.tokenizer_len - (self.n_bins + 1))
+        self.action_token_end_idx = self.tokenizer_len
+
+    def token_ids(self, action: np.ndarray) -> np.ndarray:
+        """Actions (any shape) -> their token ids. Upstream computes this inside ``__call__`` without returning it."""
+        clipped = np.clip(action, a_min=float(self.min_action), a_max=float(self.max_action))
+        return self.tokenizer_len - np.digitize(clipped, self.bins)
+
+    def __call__(self, action: np.ndarray) -> str | list[str]:
+        """Actions -> the text OpenVLA writes as the answer turn (a list of texts for a 2-D batch)."""
+        ids = self.token_ids(np.asarray(action))
+        if ids.ndim == 1:
+            return self.tokenizer.decode(list(ids))
+        return self.tokenizer.batch_decode(ids.tolist())
+
+    def decode_token_ids_to_actions(self, action_token_ids: np.ndarray) -> np.ndarray:
+        """Token ids -> the centre of their bin. There are ``bins - 1`` centres, so the top two bins share the last."""
+        discretized = self.tokenizer_len - np.asarray(action_token_ids)
+        discretized = np.clip(discretized - 1, a_min=0, a_max=self.bin_centers.shape[0] - 1)
+        return self.bin_centers[discretized]
 
     @property
-    def action_token_begin_idx(self) -> int:
-        """The smallest token id an action can become."""
-        return self.vocab_size - self.n_bins
-
-    def bin_index(self, actions: torch.Tensor) -> torch.Tensor:
-        """1-based bin of each value (what ``numpy.digitize`` returns upstream)."""
-        clipped = actions.clamp(self.min_action, self.max_action).contiguous()
-        return torch.bucketize(clipped, self.bins, right=True).clamp(max=self.n_bins)
-
-    def encode(self, actions: torch.Tensor) -> torch.Tensor:
-        """Actions (any shape) -> token ids of the same shape."""
-        return self.vocab_size - self.bin_index(actions)
-
-    def decode(self, token_ids: torch.Tensor) -> torch.Tensor:
-        """Token ids -> the centre of their bin (a bin edge cannot be recovered exactly)."""
-        index = (self.vocab_size - token_ids - 1).clamp(0, self.bin_centers.numel() - 1)
-        return self.bin_centers[index]
-
-    def __call__(self, actions: torch.Tensor) -> str:
-        """Actions -> their text, as OpenVLA writes the answer turn. OpenVLA then tokenizes that text and labels
-        its last tokens, which relies on the text encoding back to exactly :meth:`encode`'s ids: true on the tiny
-        replicas (their action tail is registered as tokens), and worth checking on any new tokenizer."""
-        return self.tokenizer.decode(self.encode(actions).flatten().tolist())
+    def vocab_size(self) -> int:
+        """The number of action bins (upstream's meaning), not the tokenizer's vocabulary size."""
+        return self.n_bins

@@ -5,11 +5,13 @@ of the package (and the notebooks) can stay version-free.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import transformers
+from packaging.version import Version
 
 if TYPE_CHECKING:
     import torch
@@ -18,8 +20,14 @@ if TYPE_CHECKING:
 TRANSFORMERS_VERSION: str = transformers.__version__
 IS_V5: bool = int(TRANSFORMERS_VERSION.split(".")[0]) >= 5
 
-# 5.x renamed gradient checkpointing to activation checkpointing, made it non-reentrant by default, and has it
-# register the input-grad hook by itself; 4.57 does neither.
+# 4.57.3 to 4.57.x look for a Mistral regex bug in every tokenizer of more than 100k tokens whose checkpoint config was
+# written by 4.57.3 or later, and warn for Qwen too (a config re-saved here is such a config). Passing
+# fix_mistral_regex=False says no fix is wanted and silences the false warning; 5.x checks Mistral models only.
+FALSE_MISTRAL_REGEX_WARNING: bool = not IS_V5 and Version(TRANSFORMERS_VERSION) >= Version("4.57.3")
+
+# 5.x renamed gradient checkpointing to activation checkpointing, made it non-reentrant by default, and (in the
+# versions tested, 5.0 to 5.24) has it register the input-grad hook by itself; 4.57 does neither. Notebook 07 shows
+# it; enable_checkpointing() below checks the model instead of relying on this.
 CHECKPOINTING_REGISTERS_INPUT_HOOK: bool = IS_V5
 
 
@@ -44,17 +52,21 @@ def set_greedy_generation(model: "PreTrainedModel") -> None:
 
 
 def enable_checkpointing(model: "PreTrainedModel", use_reentrant: bool = False) -> None:
-    """Turn on activation (gradient) checkpointing without the 5.x deprecation warning."""
+    """Turn on activation (gradient) checkpointing without the 5.x deprecation warning, keeping the input-grad hook.
+
+    Afterwards a model that had the hook has exactly one. 5.x registers a hook of its own while enabling (and
+    remembers only the newest handle), 4.57 does not; rather than trust either, remove ours first and check after.
+    """
+    had_hook = has_input_grad_hook(model)
+    for handle in input_grad_hooks(model):
+        handle.remove()
     kwargs = {"use_reentrant": use_reentrant}
-    if CHECKPOINTING_REGISTERS_INPUT_HOOK:
-        # 5.x registers the input-grad hook again and remembers only the newest handle; removing ours first leaves
-        # exactly one hook on the embedding, whose handle the model still knows.
-        for handle in input_grad_hooks(model):
-            handle.remove()
     if hasattr(model, "activation_checkpointing_enable"):
         model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    if had_hook and not has_input_grad_hook(model):
+        model.enable_input_require_grads()
 
 
 def disable_checkpointing(model: "PreTrainedModel") -> None:
@@ -109,3 +121,17 @@ def output_cache(output):
     """The KV cache of a model output (``.cache`` on recent 5.x, ``.past_key_values`` before)."""
     fields = getattr(type(output), "__dataclass_fields__", {})
     return output.cache if "cache" in fields else output.past_key_values
+
+
+@contextlib.contextmanager
+def quiet_progress_bars() -> Iterator[None]:
+    """No progress bars inside the block (5.x draws one per load and save, even for a tiny local checkpoint)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()

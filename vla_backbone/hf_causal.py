@@ -8,7 +8,7 @@ import os
 import socket
 import threading
 from abc import ABC
-from typing import TYPE_CHECKING, Callable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, ClassVar, Iterator, Optional, Sequence
 from urllib.parse import urlparse
 
 import torch
@@ -177,6 +177,9 @@ def translated_load_errors(hf_hub_path: str, hf_token: Optional[str]) -> Iterato
 class HFCausalLLMBackbone(LLMBackbone, ABC):
     """Loads a ``*ForCausalLM`` and its tokenizer the way OpenVLA does, on transformers 4.57 through 5.x."""
 
+    # Extra ``AutoTokenizer.from_pretrained`` arguments a family needs to get the ids its checkpoints were trained on.
+    tokenizer_kwargs: ClassVar[dict] = {}
+
     def __init__(
         self,
         llm_backbone_id: str,
@@ -202,7 +205,9 @@ class HFCausalLLMBackbone(LLMBackbone, ABC):
             check_local_checkpoint(hf_hub_path)
         # An unreachable hub makes huggingface_hub retry for ~20 s; asking the local cache only fails in milliseconds.
         cache_only = not local and not hub_reachable()
-        with translated_load_errors(hf_hub_path, hf_token):
+        # Local checkpoints load in milliseconds: no progress bars (a hub download keeps its bars).
+        quiet = compat.quiet_progress_bars() if local else contextlib.nullcontext()
+        with translated_load_errors(hf_hub_path, hf_token), quiet:
             if not inference_mode:
                 # The concrete class, not AutoModel: the family decides exactly which architecture it gets.
                 self.llm = llm_cls.from_pretrained(
@@ -220,8 +225,9 @@ class HFCausalLLMBackbone(LLMBackbone, ABC):
             # A KV cache is useless in training and clashes with gradient checkpointing.
             self.llm.config.use_cache = inference_mode
 
-            # With every LLM weight frozen and checkpointing on, nothing entering the checkpointed blocks would
-            # require grad and backward would break; the hook marks the embedding output as requiring grad.
+            # If the embeddings are frozen and only weights inside the layers train (adapters, or the last layer) under
+            # reentrant gradient checkpointing, nothing entering a checkpointed block requires grad, so the block's
+            # backward never runs. The hook marks the embedding output as requiring grad; harmless otherwise.
             if not inference_mode:
                 self.llm.enable_input_require_grads()
 
@@ -231,6 +237,7 @@ class HFCausalLLMBackbone(LLMBackbone, ABC):
                 token=hf_token,
                 padding_side="right",
                 local_files_only=cache_only,
+                **self.tokenizer_kwargs,
             )
 
         if self.identifier in SPECIAL_CASES:

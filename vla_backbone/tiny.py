@@ -1,9 +1,11 @@
-"""Offline tiny replicas: the real model and decoder-layer classes at toy size, with tokenizers trained in code.
+"""Offline tiny replicas: each family's real tokenizer and real model class, at toy width and depth.
 
 Each family gets one checkpoint directory under ``$VLA_BACKBONE_HOME/tiny/`` (default ``~/.cache/vla_backbone``),
-built on first use in about a tenth of a second and reused afterwards. A replica keeps what the notebooks teach —
-the ``*ForCausalLM`` class, the decoder-layer class FSDP wraps, the special tokens and the BOS behaviour — and
-shrinks everything else (hidden size 64, 2 layers, a 1024-token vocabulary).
+built on first use and reused afterwards. A replica is the family's genuine tokenizer files (shipped in
+``vla_backbone/tokenizers/``) beside a randomly initialised ``*ForCausalLM`` whose config has the hub checkpoint's
+vocabulary size, special ids, embedding tying and stored dtype; only width and depth shrink (hidden size 64,
+2 layers). BOS behaviour, PAD ids, resizes and action-token ids are therefore the real ones: nothing about them is
+written here by hand.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -21,88 +23,71 @@ import torch
 
 from vla_backbone import compat
 
-FORMAT_VERSION = 3
-VOCAB_SIZE = 1024
-ACTION_BINS = 256  # the tail of the vocabulary is kept free of trained merges, for OpenVLA's action bins
+FORMAT_VERSION = 4
 MANIFEST = "tiny_manifest.json"
-REQUIRED_FILES = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"}
+REQUIRED_FILES = {"config.json", "model.safetensors", "tokenizer_config.json"}
 SEED = 0
-
-# A small English corpus in the register the notebooks use: robot instructions, prompt templates, numbers.
-_OBJECTS = "cup bowl block drawer door towel sponge apple banana carrot spoon fork plate bottle lid box pot pan".split()
-_COLORS = "red blue green yellow black white orange purple".split()
-_PLACES = "table shelf sink counter tray basket cabinet stove floor bin".split()
-_VERBS = "pick up|put|move|place|push|pull|open|close|lift|wipe|stack|slide|turn|grasp|drop".split("|")
-_TEMPLATES = (
-    "In: What action should the robot take to {verb} the {color} {obj}?\nOut: ",
-    "USER: {verb} the {obj} on the {place} ASSISTANT: ",
-    "[INST] {verb} the {color} {obj} next to the {place} [/INST] ",
-    "Input: {verb} the {obj} into the {place}\nOutput: ",
-    "The robot will {verb} the {obj} from the {place} in {n} steps.",
-    "Test {n}: the {color} {obj} is {n} cm from the {place}.",
-)
-
-
-def _corpus() -> list[str]:
-    lines = []
-    for i, template in enumerate(_TEMPLATES):
-        for j, obj in enumerate(_OBJECTS):
-            verb = _VERBS[(i + j) % len(_VERBS)]
-            color = _COLORS[(i * 3 + j) % len(_COLORS)]
-            place = _PLACES[(i + 2 * j) % len(_PLACES)]
-            lines.append(template.format(verb=verb, color=color, obj=obj, place=place, n=(7 * i + j) % 100))
-    lines += [" ".join(map(str, range(k, k + 12))) for k in range(0, 200, 12)]
-    return lines
+TOKENIZERS = Path(__file__).resolve().parent / "tokenizers"
 
 
 @dataclass(frozen=True)
 class TinySpec:
-    """How to build one family's replica."""
+    """How to build one family's replica: the hub config's identity, at toy size."""
 
     family: str
     config_cls: str
     model_cls: str
-    style: str  # "metaspace" (SentencePiece-like: Llama, Mistral) or "bytelevel" (GPT-2-like: Phi, Qwen, OPT)
-    special_tokens: tuple[str, ...]  # trained into the vocabulary first, in this order
-    token_roles: dict  # bos_token / eos_token / unk_token / pad_token -> token
-    prepend: Optional[str]  # the token the post-processor puts in front of every encoding, if any
-    config: dict = field(default_factory=dict)
+    hub_config: dict  # vocab_size, special ids, tying: as in the hub checkpoint's config.json (REFERENCE §9)
+    stored_dtype: torch.dtype  # the dtype the hub checkpoint is stored in
+    layers: dict  # the toy width and depth
+    tokenizer_dir: Optional[Path] = None  # the real tokenizer files; default: vla_backbone/tokenizers/<family>
 
 
-QWEN2_SPLIT_PATTERN = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
+_SMALL = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
 
-_LAYERS = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 2048}
-
+# === The five families (hub repo whose config is mirrored, in the comment) ===
 TINY_SPECS = {
+    # meta-llama/Llama-2-7b-hf
     "llama2": TinySpec(
-        "llama2", "LlamaConfig", "LlamaForCausalLM", "metaspace", ("<unk>", "<s>", "</s>"),
-        {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}, "<s>",
-        {**_LAYERS, "intermediate_size": 128, "num_key_value_heads": 2},
+        "llama2", "LlamaConfig", "LlamaForCausalLM",
+        {"vocab_size": 32000, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": None, "tie_word_embeddings": False,
+         "max_position_embeddings": 4096},
+        torch.float16, {**_SMALL, "intermediate_size": 128, "num_key_value_heads": 2},
     ),
+    # mistralai/Mistral-7B-v0.1
     "mistral": TinySpec(
-        "mistral", "MistralConfig", "MistralForCausalLM", "metaspace", ("<unk>", "<s>", "</s>"),
-        {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}, "<s>",
-        {**_LAYERS, "intermediate_size": 128, "num_key_value_heads": 2, "sliding_window": 4096},
+        "mistral", "MistralConfig", "MistralForCausalLM",
+        {"vocab_size": 32000, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": None, "tie_word_embeddings": False,
+         "max_position_embeddings": 32768, "sliding_window": 4096},
+        torch.bfloat16, {**_SMALL, "intermediate_size": 128, "num_key_value_heads": 2},
     ),
+    # microsoft/phi-2
     "phi": TinySpec(
-        "phi", "PhiConfig", "PhiForCausalLM", "bytelevel", ("<|endoftext|>",),
-        {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}, None,
-        {**_LAYERS, "intermediate_size": 256, "partial_rotary_factor": 0.4},
+        "phi", "PhiConfig", "PhiForCausalLM",
+        {"vocab_size": 51200, "bos_token_id": 50256, "eos_token_id": 50256, "pad_token_id": None,
+         "tie_word_embeddings": False, "max_position_embeddings": 2048, "partial_rotary_factor": 0.4},
+        torch.float16, {**_SMALL, "intermediate_size": 256},
     ),
+    # Qwen/Qwen2.5-0.5B
     "qwen25": TinySpec(
-        "qwen25", "Qwen2Config", "Qwen2ForCausalLM", "bytelevel", ("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
-        {"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}, None,
-        {**_LAYERS, "intermediate_size": 128, "num_key_value_heads": 2, "tie_word_embeddings": True},
+        "qwen25", "Qwen2Config", "Qwen2ForCausalLM",
+        {"vocab_size": 151936, "bos_token_id": 151643, "eos_token_id": 151643, "pad_token_id": None,
+         "tie_word_embeddings": True, "max_position_embeddings": 32768},
+        torch.bfloat16, {**_SMALL, "intermediate_size": 128, "num_key_value_heads": 2},
     ),
+    # facebook/opt-125m
     "opt": TinySpec(
-        "opt", "OPTConfig", "OPTForCausalLM", "bytelevel", ("<s>", "<pad>", "</s>", "<unk>"),
-        {"bos_token": "</s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}, "</s>",
-        {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 2048,
-         "ffn_dim": 128, "word_embed_proj_dim": 64},
+        "opt", "OPTConfig", "OPTForCausalLM",
+        {"vocab_size": 50272, "bos_token_id": 2, "eos_token_id": 2, "pad_token_id": 1, "tie_word_embeddings": True,
+         "max_position_embeddings": 2048},
+        torch.float16, {**_SMALL, "ffn_dim": 128, "word_embed_proj_dim": 64},
     ),
 }
+
+
+def tokenizer_files(spec: TinySpec) -> Path:
+    """The directory of the real tokenizer files a replica is built around."""
+    return spec.tokenizer_dir or TOKENIZERS / spec.family
 
 
 def tiny_home() -> Path:
@@ -118,77 +103,19 @@ def tiny_dir(family: str) -> Path:
     return tiny_home() / "tiny" / f"v{FORMAT_VERSION}-transformers-{compat.TRANSFORMERS_VERSION}" / family
 
 
-def _train_tokenizer(spec: TinySpec):
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-
-    if spec.style == "metaspace":
-        tokenizer = Tokenizer(models.BPE(unk_token=spec.token_roles["unk_token"]))
-        tokenizer.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
-        tokenizer.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.Fuse(), decoders.Strip(" ", 1, 0)])
-        alphabet = []
-    else:
-        tokenizer = Tokenizer(models.BPE())
-        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        if spec.family == "qwen25":
-            # Qwen2's own split (digits one by one); transformers 5 re-applies it when loading a Qwen2 tokenizer,
-            # so training with it keeps the trained merges and the loaded tokenizer in agreement.
-            tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-                [
-                    pre_tokenizers.Split(Regex(QWEN2_SPLIT_PATTERN), behavior="isolated"),
-                    pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-                ]
-            )
-        tokenizer.decoder = decoders.ByteLevel()
-        alphabet = pre_tokenizers.ByteLevel.alphabet()
-    trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE - ACTION_BINS, special_tokens=list(spec.special_tokens), initial_alphabet=alphabet, show_progress=False
-    )
-    tokenizer.train_from_iterator(_corpus(), trainer)
-
-    # Fill the vocabulary up to VOCAB_SIZE with entries no merge ever produces: like the rarely used tail of a
-    # real vocabulary, they are what OpenVLA overwrites with its 256 action bins. Registering them as (non-special)
-    # added tokens makes their text encode back to the same id, so action text round-trips as OpenVLA expects.
-    data = json.loads(tokenizer.to_str())
-    vocab = data["model"]["vocab"]
-    for index in range(len(vocab), VOCAB_SIZE):
-        vocab[f"<unused_{index}>"] = index
-        data["added_tokens"].append(
-            {"id": index, "content": f"<unused_{index}>", "single_word": False, "lstrip": False, "rstrip": False,
-             "normalized": False, "special": False}
-        )
-    if spec.prepend is not None:
-        data["post_processor"] = json.loads(
-            processors.TemplateProcessing(
-                single=f"{spec.prepend} $A",
-                pair=f"{spec.prepend} $A {spec.prepend} $B",
-                special_tokens=[(spec.prepend, vocab[spec.prepend])],
-            ).__getstate__()
-        )
-    elif spec.style == "bytelevel":
-        data["post_processor"] = json.loads(processors.ByteLevel(trim_offsets=False).__getstate__())
-    return Tokenizer.from_str(json.dumps(data))
-
-
 def _build(spec: TinySpec, target: Path) -> None:
     import transformers
 
-    # Only the inputs every family's model accepts: 4.57 would otherwise also return token_type_ids.
-    tokenizer = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=_train_tokenizer(spec), model_input_names=["input_ids", "attention_mask"], **spec.token_roles
-    )
-    ids = {role: tokenizer.convert_tokens_to_ids(token) for role, token in spec.token_roles.items()}
-    config = getattr(transformers, spec.config_cls)(
-        vocab_size=len(tokenizer),
-        bos_token_id=ids.get("bos_token"),
-        eos_token_id=ids.get("eos_token"),
-        pad_token_id=ids.get("pad_token"),
-        **spec.config,
-    )
+    # The tokenizer is copied, not re-saved: the files stay byte for byte the real ones.
+    for source in sorted(tokenizer_files(spec).iterdir()):
+        shutil.copyfile(source, target / source.name)
+    config = getattr(transformers, spec.config_cls)(**spec.hub_config, **spec.layers)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         model = getattr(transformers, spec.model_cls)(config)
-    model.save_pretrained(target)
-    tokenizer.save_pretrained(target)
+    # Stored in the hub checkpoint's dtype, so loading without an explicit dtype behaves as it would on real weights.
+    with compat.quiet_progress_bars():
+        model.to(spec.stored_dtype).save_pretrained(target)
     files = sorted(p.name for p in target.iterdir())
     manifest = {"family": spec.family, "format": FORMAT_VERSION, "files": {name: _sha256(target / name) for name in files}}
     # Written last: a directory without a manifest was never finished.

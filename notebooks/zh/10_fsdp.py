@@ -3,7 +3,7 @@
 #
 # 用 Adam 在 fp32 下训练一个 70 亿参数的 VLA，每个参数大约需要 16 字节（权重、梯度、两个优化器动量），合计超过 100 GB，没有哪块 GPU 单独装得下。OpenVLA 用 FSDP（全分片数据并行）来训练：每个 rank（进程编号）只保存权重、梯度和优化器状态的一个切片（即一个*分片*），并且每次只在某个 *FSDP 单元* 即将运行前，才把这个单元的完整权重收集起来。哪些模块成为单元，是骨干网络唯一需要决定的事，通过 `get_fsdp_wrapping_policy()` 给出。本 notebook 先把这个策略拆开，在不启动 FSDP 的情况下预览各个单元，然后把一个微型骨干网络分片到两个真实进程上运行，再用 FSDP2 核对结果。
 #
-# **本节你将学到**
+# **你将学到**
 # - `get_fsdp_wrapping_policy()` 返回什么，FSDP 又是如何用 `recurse=True` 和 `recurse=False` 询问它的；
 # - 如何用 `wrap_plan` 和 `unit_parameter_counts` 预览各个单元及其大小，无需进程组；
 # - OpenVLA 的 VLM 如何用 `_or_policy` 组合多个策略（视觉 block、解码器层、投影器）；

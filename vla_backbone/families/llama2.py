@@ -26,6 +26,10 @@ class LLaMa2LLMBackbone(FamilyBackbone):
     decoder_layer_path = "transformers.models.llama.modeling_llama.LlamaDecoderLayer"
     # Llama-2 ships without a PAD token; batching needs one (id 32000, hence 32064 embedding rows).
     pad_token = "<PAD>"
+    # The hub's tokenizer_config says `"legacy": false`. transformers 4.x ignored that for the fast tokenizer, but 5.x
+    # rebuilds the tokenizer and honours it, dropping the "▁" before a word that follows a special token written in
+    # the text ("</s>In:" -> 797 instead of 512). OpenVLA checkpoints were trained on the 4.x ids: keep them.
+    tokenizer_kwargs = {"legacy": True}
 
     @property
     def prompt_builder_fn(self) -> type[PromptBuilder]:

@@ -5,6 +5,7 @@ from typing import Sequence
 
 from torch import nn
 
+from vla_backbone import compat
 from vla_backbone.families._common import FamilyBackbone
 from vla_backbone.prompting import PromptBuilder, QwenPromptBuilder
 
@@ -27,6 +28,7 @@ class Qwen25LLMBackbone(FamilyBackbone):
     llm_cls_path = "transformers.Qwen2ForCausalLM"
     decoder_layer_path = "transformers.models.qwen2.modeling_qwen2.Qwen2DecoderLayer"
     # Qwen already has a PAD token (<|endoftext|>), so pad_token stays None and nothing is added.
+    tokenizer_kwargs = {"fix_mistral_regex": False} if compat.FALSE_MISTRAL_REGEX_WARNING else {}
 
     def extra_tokens(self) -> Sequence[str]:
         return [f"<|extra_{i}|>" for i in range(NUM_EXTRA_TOKENS)] if self.identifier.endswith("-extra") else ()

@@ -1,18 +1,14 @@
-"""`PromptBuilder` and the turn logic every concrete builder shares."""
+"""`PromptBuilder` and the turn logic every concrete builder shares.
+
+Upstream writes the same ``add_turn`` / ``get_potential_prompt`` / ``get_prompt`` five times; here the alternation,
+the message clean-up and the bookkeeping live once, and a builder only states its template (REFERENCE §4).
+"""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Optional
+from typing import ClassVar, Mapping, Optional
 
 from vla_backbone.errors import PromptTurnError
-
-# Prismatic and OpenVLA use the same default system prompt.
-_DEFAULT_SYSTEM_PROMPT = (
-    "You are a helpful language and vision assistant. "
-    "You are able to understand the visual content that the user provides, "
-    "and assist the user with a variety of tasks using natural language."
-)
-SYS_PROMPTS = {"prismatic": _DEFAULT_SYSTEM_PROMPT, "openvla": _DEFAULT_SYSTEM_PROMPT}
 
 
 def openvla_action_prompt(instruction: str) -> str:
@@ -25,30 +21,35 @@ class PromptBuilder(ABC):
 
     def __init__(self, model_family: str, system_prompt: Optional[str] = None) -> None:
         self.model_family = model_family
-        # Only some templates use a system prompt; subclasses decide how.
         self.system_prompt = system_prompt
 
     @abstractmethod
     def add_turn(self, role: str, message: str) -> str: ...
 
     @abstractmethod
-    def get_potential_prompt(self, user_msg: str) -> str: ...
+    def get_potential_prompt(self, message: str) -> str: ...
 
     @abstractmethod
     def get_prompt(self) -> str: ...
 
 
 class TurnPromptBuilder(PromptBuilder):
-    """The shared turn logic: alternating roles, message clean-up, and the final strip.
+    """The shared turn logic. A concrete builder says how it wraps a human and a gpt message, and, where its
+    template has one, what the first turn adds (a system prompt, or a BOS written by hand)."""
 
-    A concrete builder only says how it wraps a human and a gpt message (and, if it has one, how the system prompt
-    joins the first human turn).
-    """
-
-    bos: str = "<s>"
-    eos: str = "</s>"
+    bos: ClassVar[str] = "<s>"
+    eos: ClassVar[str] = "</s>"
+    # model family -> default system prompt, for templates that have one (upstream keeps one dict per builder).
+    default_system_prompts: ClassVar[Optional[Mapping[str, str]]] = None
 
     def __init__(self, model_family: str, system_prompt: Optional[str] = None) -> None:
+        if system_prompt is None and self.default_system_prompts is not None:
+            if model_family not in self.default_system_prompts:
+                raise ValueError(
+                    f"{type(self).__name__} has no default system prompt for model family '{model_family}' (known: "
+                    f"{', '.join(sorted(self.default_system_prompts))}). Pass system_prompt=... to use your own."
+                )
+            system_prompt = self.default_system_prompts[model_family]
         super().__init__(model_family, system_prompt)
         self.prompt, self.turn_count = "", 0
 
@@ -59,27 +60,13 @@ class TurnPromptBuilder(PromptBuilder):
         return f"{message}{self.eos}"
 
     def first_human_turn(self, message: str) -> str:
-        """The first human turn; templates with a system prompt or a hand-written BOS override this."""
+        """The first human turn as both ``add_turn`` and ``get_potential_prompt`` write it (a system prompt goes here)."""
         return self.wrap_human(message)
 
-    def default_system_prompt(self) -> str:
-        """``system_prompt`` if given, else the model family's default (for templates that use one)."""
-        if self.system_prompt is not None:
-            return self.system_prompt
-        if self.model_family not in SYS_PROMPTS:
-            raise ValueError(
-                f"No default system prompt for model family '{self.model_family}' (known: "
-                f"{', '.join(sorted(SYS_PROMPTS))}). Pass system_prompt=... to {type(self).__name__}."
-            )
-        return SYS_PROMPTS[self.model_family]
-
-    @staticmethod
-    def clean(message: str) -> str:
-        # Image placeholders never reach the text: patches are spliced in as embeddings instead.
-        return message.replace("<image>", "").strip()
-
-    def _human(self, message: str) -> str:
-        return self.first_human_turn(message) if self.turn_count == 0 else self.wrap_human(message)
+    def open_conversation(self, first_turn: str) -> tuple[str, str]:
+        """What ``add_turn`` appends to the prompt on turn 0, and what it returns; ``get_potential_prompt`` never
+        sees this step (upstream's Phi and Qwen builders add their extras in ``add_turn`` only)."""
+        return first_turn, first_turn
 
     def add_turn(self, role: str, message: str) -> str:
         expected = "human" if self.turn_count % 2 == 0 else "gpt"
@@ -88,16 +75,24 @@ class TurnPromptBuilder(PromptBuilder):
                 f"{type(self).__name__}: turn {self.turn_count} must come from '{expected}', got '{role}'. "
                 "Roles alternate human, gpt, human, ...; start a new builder for a new conversation."
             )
-        message = self.clean(message)
-        # An empty answer still gets a space, so the EOS after it is tokenized the same way.
-        wrapped = self._human(message) if role == "human" else self.wrap_gpt(message or " ")
-        self.prompt += wrapped
+        # Image placeholders never reach the text: patches are spliced in as embeddings instead.
+        message = message.replace("<image>", "").strip()
+        if role == "gpt":
+            # An empty answer still gets a space, so the EOS after it is tokenized the same way.
+            appended = returned = self.wrap_gpt(message or " ")
+        elif self.turn_count == 0:
+            appended, returned = self.open_conversation(self.first_human_turn(message))
+        else:
+            appended = returned = self.wrap_human(message)
+        self.prompt += appended
         self.turn_count += 1
-        return wrapped
+        return returned
 
-    def get_potential_prompt(self, user_msg: str) -> str:
-        """The prompt as it would read if the user said ``user_msg`` next; the builder itself is unchanged."""
-        return self.finish(self.prompt + self._human(self.clean(user_msg)))
+    def get_potential_prompt(self, message: str) -> str:
+        """The prompt if the user said ``message`` next; the builder is unchanged. As upstream (which nothing calls),
+        the message is used as given: no ``<image>`` removal, no strip."""
+        human = self.first_human_turn(message) if self.turn_count == 0 else self.wrap_human(message)
+        return self.finish_potential(self.prompt + human)
 
     def get_prompt(self) -> str:
         return self.finish(self.prompt)
@@ -105,3 +100,6 @@ class TurnPromptBuilder(PromptBuilder):
     def finish(self, prompt: str) -> str:
         # The tokenizer adds BOS itself, so a BOS at the start of the text would appear twice.
         return prompt.removeprefix(self.bos).rstrip()
+
+    def finish_potential(self, prompt: str) -> str:
+        return self.finish(prompt)

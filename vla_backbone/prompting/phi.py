@@ -11,10 +11,11 @@ class PhiPromptBuilder(TurnPromptBuilder):
     def wrap_gpt(self, message: str) -> str:
         return f"{message}\n{self.eos}"
 
-    def first_human_turn(self, message: str) -> str:
-        # The BOS the tokenizer will not add; the VLM splices image patches in right after it.
-        return self.bos + self.wrap_human(message)
+    def open_conversation(self, first_turn: str) -> tuple[str, str]:
+        # The BOS the tokenizer will not add; the VLM splices image patches in right after it. Upstream writes it
+        # in add_turn only, so get_potential_prompt on an empty builder starts without it.
+        return self.bos + first_turn, self.bos + first_turn
 
     def finish(self, prompt: str) -> str:
-        # Keep the hand-written BOS at the start: only trailing whitespace goes.
+        # The hand-written BOS stays: only trailing whitespace goes.
         return prompt.rstrip()
