@@ -29,7 +29,8 @@ if ! dpkg -s chromium fonts-noto-cjk >/dev/null 2>&1; then
         echo "run_all.sh: the browser test needs Debian's chromium and fonts-noto-cjk (apt-get install, as root)" >&2
     fi
 fi
-HF_HUB_OFFLINE=1 VLA_BACKBONE_REQUIRE_BROWSER=1 .venv/bin/python -m pytest tests/browser/test_jupyterlab.py
+# Two workers, each with its own JupyterLab server and Chromium.
+HF_HUB_OFFLINE=1 VLA_BACKBONE_REQUIRE_BROWSER=1 .venv/bin/python -m pytest -n 2 tests/browser/test_jupyterlab.py
 
 # --- The oldest supported transformers: the package tests, and the notebooks (en only: the zh code cells are the
 # same, which the suite check proves) so that every `else:` branch for 4.57 runs.
