@@ -29,7 +29,8 @@ KERNEL = {
     "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
     "language_info": {"name": "python"},
 }
-PAIR_FILTERS = {"notebook_metadata_filter": "-all", "cell_metadata_filter": "-all"}
+# Cells keep one kind of metadata: nbgrader's, which marks the assignments' solution, test and graded cells.
+PAIR_FILTERS = {"notebook_metadata_filter": "-all", "cell_metadata_filter": "nbgrader"}
 
 
 def repository() -> str:
@@ -143,7 +144,8 @@ def _jupytext():
 
 
 def clean(nb):
-    """Drop outputs, execution counts and metadata; keep only the kernel. Cell ids are numbered, not random."""
+    """Drop outputs, execution counts and metadata; keep only the kernel and nbgrader's cell metadata. Cell ids are
+    numbered, not random."""
     import nbformat
 
     cells = []
@@ -155,6 +157,8 @@ def clean(nb):
             cells.append(nbformat.v4.new_markdown_cell(source))
         else:
             cells.append(nbformat.v4.new_raw_cell(source))
+        if "nbgrader" in cell.get("metadata", {}):
+            cells[-1].metadata["nbgrader"] = json.loads(json.dumps(cell.metadata["nbgrader"], sort_keys=True))
     for index, cell in enumerate(cells):
         cell["id"] = f"cell-{index:03d}"
     return nbformat.v4.new_notebook(cells=cells, metadata=json.loads(json.dumps(KERNEL)))
@@ -235,6 +239,20 @@ def copy_code(en_nb, zh_nb, name: str):
     return zh_nb
 
 
+def copy_grading(en_nb, zh_nb, name: str):
+    """zh_nb with each cell's nbgrader metadata (points, ids, solution and test marks) taken from en's, cell by cell."""
+    if not any("nbgrader" in cell.metadata for cell in en_nb.cells + zh_nb.cells):
+        return zh_nb
+    if [c.cell_type for c in en_nb.cells] != [c.cell_type for c in zh_nb.cells]:
+        raise SystemExit(f"{name}: en and zh have their cells in another order, so their nbgrader metadata cannot be "
+                         "matched cell by cell. Give zh the cells of en, in the same order, then run sync again.")
+    for en_cell, zh_cell in zip(en_nb.cells, zh_nb.cells, strict=True):
+        zh_cell.metadata.pop("nbgrader", None)
+        if "nbgrader" in en_cell.metadata:
+            zh_cell.metadata["nbgrader"] = json.loads(json.dumps(en_cell.metadata["nbgrader"]))
+    return zh_nb
+
+
 def sync(selected: list[str] | None = None) -> None:
     chosen = selected or names()
     for name in chosen:
@@ -243,7 +261,7 @@ def sync(selected: list[str] | None = None) -> None:
             raise SystemExit(f"{name}: there is a zh notebook but no en one; en is where code is written.")
         _write(name, "en", en_nb)
         if zh_nb is not None:
-            _write(name, "zh", copy_code(en_nb, zh_nb, name))
+            _write(name, "zh", copy_grading(en_nb, copy_code(en_nb, zh_nb, name), name))
     print(f"synced {len(chosen)} notebooks")
 
 
@@ -263,6 +281,29 @@ def stamp(selected: list[str]) -> None:
         stamps[name] = markdown_fingerprint(read(NOTEBOOKS / "en" / f"{name}.ipynb"))
     save_stamps(stamps)
     print(f"stamped {', '.join(selected)}")
+
+
+def grading(nb) -> list:
+    """Each cell's nbgrader metadata (``None`` where it has none)."""
+    return [cell.metadata.get("nbgrader") for cell in nb.cells]
+
+
+def grading_problems(name: str, twins: dict) -> list[str]:
+    """Assignments carry nbgrader metadata that matches their delimiters, the same in both languages; topics none."""
+    # tools.release builds on this module, so it is imported here, when a check runs, not at the top.
+    from tools import release
+
+    problems = []
+    for lang, nb in twins.items():
+        if not name.startswith("assignments/"):
+            if any(grading(nb)):
+                problems.append(f"{lang}/{name}: nbgrader metadata belongs in assignments only (clear it in JupyterLab's "
+                                "property inspector)")
+            continue
+        problems += [f"{lang}/{name}: {problem}" for problem in release.grading_problems(nb)]
+    if len(twins) == 2 and grading(twins["en"]) != grading(twins["zh"]):
+        problems.append(f"{name}: nbgrader metadata differs between en and zh (edit it in en, then run sync)")
+    return problems
 
 
 GLOSSARY = NOTEBOOKS / "GLOSSARY.md"
@@ -409,6 +450,7 @@ def check() -> list[str]:
                 problems.append(f"{lang}/{name}: the first code cell is not the shared set-up cell")
             if len(code) < 2 or code[1] != language_cell(lang):
                 problems.append(f"{lang}/{name}: the second code cell must be the language cell for '{lang}'")
+        problems += grading_problems(name, twins)
         if len(twins) == 2:
             if code_sources(twins["en"]) != code_sources(twins["zh"]):
                 problems.append(f"{name}: code cells differ between en and zh (run sync)")
