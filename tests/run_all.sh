@@ -34,7 +34,8 @@ HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -n 2 --nbmake --nbmake-timeout=$CELL
 HF_HUB_OFFLINE=1 .venv/bin/python -m pytest --nbmake --nbmake-timeout=$CELL_TIMEOUT_S -m "exclusive and not browser"
 
 # --- The learner in a real browser: JupyterLab in Debian's Chromium. Screenshots land in test-artifacts/browser/.
-HF_HUB_OFFLINE=1 VLA_BACKBONE_REQUIRE_BROWSER=1 .venv/bin/python -m pytest tests/browser/test_jupyterlab.py
+# Two workers, each with its own JupyterLab server and Chromium.
+HF_HUB_OFFLINE=1 VLA_BACKBONE_REQUIRE_BROWSER=1 .venv/bin/python -m pytest -n 2 tests/browser/test_jupyterlab.py
 
 # --- The instructor's extras (nbgrader), once the environment has been tested as a learner gets it; then nbgrader
 # itself on the masters (the main run skipped that file; the import makes a missing install fail, not skip).

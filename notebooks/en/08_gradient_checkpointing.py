@@ -113,18 +113,21 @@ assert counts == {"eval": (layers, 0), "train": (layers, layers)}
 #
 # For clearer numbers than the 64-wide replica gives, we build a slightly wider model from the tiny checkpoint's own
 # config: hidden size 128 (twice the replica's), the same 2 layers and `LlamaForCausalLM` class, random weights,
-# every parameter trainable (full fine-tuning). `saved_activation_bytes(model, compute_loss)` counts the bytes autograd keeps for backward
+# every parameter trainable (full fine-tuning), and a vocabulary of 1024 tokens instead of Llama-2's 32000: with the
+# full vocabulary the logits (batch × length × 32000 floats, which checkpointing cannot drop) would dwarf the layer
+# activations this section is about. `saved_activation_bytes(model, compute_loss)` counts the bytes autograd keeps for backward
 # while `compute_loss()` runs, parameters excluded: the memory that checkpointing is meant to cut.
 # `median_seconds(step)` times a whole forward-plus-backward step (after the memory measurement, which doubles as
 # a warm-up). Batch 2; sequence lengths 64 to 512.
 
 # %%
 config = type(llm.config).from_dict(
-    {**llm.config.to_dict(), "hidden_size": 128, "intermediate_size": 256, "head_dim": 32}
+    {**llm.config.to_dict(), "hidden_size": 128, "intermediate_size": 256, "head_dim": 32, "vocab_size": 1024,
+     "pad_token_id": None}
 )
 torch.manual_seed(0)
 model = type(llm)(config).train()
-print(type(model).__name__, "hidden", config.hidden_size, "layers", config.num_hidden_layers,
+print(type(model).__name__, "hidden", config.hidden_size, "layers", config.num_hidden_layers, "vocabulary", config.vocab_size,
       "parameters", sum(p.numel() for p in model.parameters()))
 assert all(p.requires_grad for p in model.parameters())
 

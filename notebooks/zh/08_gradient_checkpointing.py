@@ -95,15 +95,16 @@ assert counts == {"eval": (layers, 0), "train": (layers, layers)}
 # %% [markdown]
 # ## 实测：内存和时间随序列长度的变化
 #
-# 64 维的微型副本给出的数字不够清楚，所以我们用微型 checkpoint 自己的 config 构造一个稍宽一点的模型：隐藏维度 128（微型副本的两倍），层数仍是 2 层，同样是 `LlamaForCausalLM` 类，随机权重，所有参数都可训练（全量微调）。`saved_activation_bytes(model, compute_loss)` 统计 `compute_loss()` 运行期间 autograd 为反向传播保存的字节数，不含参数本身，这正是梯度检查点要削减的那部分内存。`median_seconds(step)` 计量完整的一步（前向加反向）的耗时（先做的内存测量顺便充当了预热）。batch 为 2，序列长度从 64 到 512。
+# 64 维的微型副本给出的数字不够清楚，所以我们用微型 checkpoint 自己的 config 构造一个稍宽一点的模型：隐藏维度 128（微型副本的两倍），层数仍是 2 层，同样是 `LlamaForCausalLM` 类，随机权重，所有参数都可训练（全量微调），词表只有 1024 个 token，而不是 Llama-2 的 32000 个：如果用完整词表，logits（batch × 长度 × 32000 个浮点数，梯度检查点丢不掉它们）会把本节要看的各层激活完全盖过去。`saved_activation_bytes(model, compute_loss)` 统计 `compute_loss()` 运行期间 autograd 为反向传播保存的字节数，不含参数本身，这正是梯度检查点要削减的那部分内存。`median_seconds(step)` 计量完整的一步（前向加反向）的耗时（先做的内存测量顺便充当了预热）。batch 为 2，序列长度从 64 到 512。
 
 # %%
 config = type(llm.config).from_dict(
-    {**llm.config.to_dict(), "hidden_size": 128, "intermediate_size": 256, "head_dim": 32}
+    {**llm.config.to_dict(), "hidden_size": 128, "intermediate_size": 256, "head_dim": 32, "vocab_size": 1024,
+     "pad_token_id": None}
 )
 torch.manual_seed(0)
 model = type(llm)(config).train()
-print(type(model).__name__, "hidden", config.hidden_size, "layers", config.num_hidden_layers,
+print(type(model).__name__, "hidden", config.hidden_size, "layers", config.num_hidden_layers, "vocabulary", config.vocab_size,
       "parameters", sum(p.numel() for p in model.parameters()))
 assert all(p.requires_grad for p in model.parameters())
 

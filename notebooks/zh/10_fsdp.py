@@ -147,10 +147,12 @@ layer_names = [name for name, m in backbone.named_modules() if isinstance(m, bac
 assert wrap_plan(backbone, policy) == ["", *layer_names] == list(counts)
 assert layer_names == [f"llm.model.layers.{i}" for i in range(llm.config.num_hidden_layers)]
 assert sum(counts.values()) == total
-assert 0.6 < counts[""] / total < 0.7
+vocab_rows, width = llm.config.vocab_size, llm.config.hidden_size
+assert counts[""] == 2 * vocab_rows * width + width  # embeddings + LM head (untied) + final norm
+assert counts[""] / total > 0.98
 
 # %% [markdown]
-# 根单元拥有嵌入、最终归一化层和 LM head：在微型副本上这占了模型的 65%，因为 1088 个词的词表远远大于两个宽度为 64 的层。真实的 Llama-2-7B 则是另一番景象。它的结构可以构建在 PyTorch 的 `meta` 设备上（只有形状、不占内存），包装计划在上面照样能用。
+# 根单元拥有嵌入、最终归一化层和 LM head：在微型副本上这占了模型的 98%，因为 Llama-2 的真实词表（添加 PAD token 并按 64 的倍数 resize 之后有 32,064 行）远远大于两个宽度为 64 的层。真实的 Llama-2-7B 则是另一番景象。它的结构可以构建在 PyTorch 的 `meta` 设备上（只有形状、不占内存），包装计划在上面照样能用。
 
 # %%
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -364,7 +366,7 @@ assert {p.dtype for p in openvla_fsdp.parameters()} == {torch.float32} == {p.gra
 
 
 # %% [markdown]
-# 在前向传播内部，权重是 bf16（来自 FSDP 的策略），autocast 也以同样的 dtype 开启；logits 是 bf16，损失是 fp32（transformers 用 fp32 计算交叉熵），而存储的参数及其梯度仍是 fp32。参与计算的 bf16 正是骨干网络的 `half_precision_dtype`（见 notebook 09）。FSDP2 用 `fully_shard(module, mp_policy=MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32))` 做同样的选择，演示程序在支持 bf16 的 GPU 上传的就是这个。在 OpenVLA 中，*冻结的*视觉编码器会在包装之前直接转成 bf16，因为没有优化器需要它的 fp32 副本。
+# 在前向传播内部，权重是 bf16（来自 FSDP 的策略），autocast 也以同样的 dtype 开启；logits 是 bf16，损失是 fp32（transformers 用 fp32 计算交叉熵），而存储的参数及其梯度仍是 fp32。参与计算的 bf16 正是骨干网络的 `half_precision_dtype`（见 notebook 09）。FSDP2 用 `fully_shard(module, mp_policy=MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32))` 做同样的选择，在支持 bf16 的 GPU 上，演示程序传入的正是这个策略。在 OpenVLA 中，*冻结的*视觉编码器会在包装之前直接转成 bf16，因为没有优化器需要它的 fp32 副本。
 #
 # ## LoRA 陷阱：“uniform requires_grad”
 #
@@ -397,7 +399,7 @@ with expect_error(ValueError, match="uniform `requires_grad`"):
     fsdp1_one_rank(lora_model, auto_wrap_policy=lora_model.get_fsdp_wrapping_policy(), use_orig_params=False)
 
 # %% [markdown]
-# 在 `use_orig_params=True` 下，FSDP1 把每个原始参数连同它自己的 `requires_grad` 保留为扁平参数上的视图，同一个模型就能正常包装和训练：一次反向传播之后，恰好只有适配器的权重有梯度。（FSDP2 从来没有这个问题，因为它是逐参数分片的。）OpenVLA 传入了 `use_orig_params=True`，也就为这种用法留了门。
+# 在 `use_orig_params=True` 下，FSDP1 把每个原始参数连同它自己的 `requires_grad` 保留为扁平参数上的视图，同一个模型就能正常包装和训练：一次反向传播之后，恰好只有适配器的权重有梯度。（FSDP2 从来没有这个问题，因为它是逐参数分片的。）OpenVLA 传入了 `use_orig_params=True`，这种用法因此是可行的。
 
 # %%
 lora_model = backbone_with_lora()
@@ -566,7 +568,7 @@ else:
 # - `get_fsdp_wrapping_policy()` 就是绑定了解码器层类的 `transformer_auto_wrap_policy`：处处深入（`recurse=True`），把每个解码器层做成一个单元（`recurse=False`），其余参数归根单元。
 # - `wrap_plan` 和 `unit_parameter_counts` 无需进程组就能预览各单元及其大小；真实运行打印出的是同一份计划。
 # - VLM 的策略是视觉策略、LLM 策略和投影器的 `_module_wrap_policy` 三者的 `_or_policy`；没有任何策略点名的类最终落在根单元里。
-# - 两个进程在 CPU 上把微型骨干网络各分一半并用 FSDP1（包装模块，每个单元一个扁平参数）完成训练；FSDP2（`fully_shard`，每个参数一个 DTensor）训练出的损失完全相同。
+# - 两个进程在 CPU 上把微型骨干网络各分一半并用 FSDP1（包装模块，每个单元一个扁平参数）完成训练；FSDP2（`fully_shard`，每个参数一个 DTensor）训练出的损失也相同（至多相差归约中的舍入误差）。
 # - OpenVLA 的 `full-shard` 对应 `HYBRID_SHARD`（节点内分片、节点间复制；在单个节点上等同于 `FULL_SHARD`），`shard-grad-op` 对应 `_HYBRID_SHARD_ZERO2`；它的精度是 autocast 到 `half_precision_dtype` 再加上 FSDP 的 `MixedPrecision`（bf16 计算、fp32 归约、fp32 主权重）；它传入 `use_orig_params=True`（它让同一单元内混合不同的 `requires_grad` 成为合法），并用 `checkpoint_wrapper` 对每个解码器层做激活检查点。
 # - 只有一个 rank 时，FSDP1 会把任何策略都换成 `NO_SHARD`：单块 GPU 跑通的是代码，而不是分片。在 GPU 上，演示程序使用 nccl、每块 GPU 一个进程，并且只在 GPU 支持时才用 bf16（否则用带损失缩放的 fp16）。
 #
