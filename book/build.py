@@ -5,18 +5,19 @@
 
 Everything goes under ``--out`` (default ``book/_build/``):
 
-    src/en/, src/zh/      the pages of each language: topic notebooks, the assignments' student versions, the
-                          glossary, the upstream differences and a landing page (written only when changed, so
-                          Sphinx re-reads only what changed)
+    stage/en/, stage/zh/  the notebooks to execute: topic notebooks and the assignments' student versions
+    cache/                jupyter-cache (book/execute.py): a notebook whose code cells did not change is not executed
+                          again; dropped when the package's files or any installed distribution changed, since
+                          jupyter-cache knows only the notebooks' code
+    src/en/, src/zh/      each language's Sphinx sources: the executed notebooks, the glossary, the upstream
+                          differences and a landing page (written only when changed: Sphinx re-reads only those)
     student/              the student versions laid out as the Colab links expect them
                           (``notebooks/{en,zh}/assignments/``; the publishing workflow pushes this to its own branch)
-    cache/en/, cache/zh/  jupyter-cache: a notebook whose code cells did not change is not executed again; the
-                          whole cache is dropped when the package's files or any installed distribution changed,
-                          since jupyter-cache knows only the notebooks' code
     html/                 the site: ``index.html`` (choose a language), ``en/``, ``zh/``
 
-The build fails on a cell error, a Sphinx warning (broken cross-reference included), a page without its twin in
-the other language, a broken link or anchor in the written HTML, or a resource loaded from another host.
+The build fails on a cell error, a plot without its glyphs, an unexpected error in a student version, a Sphinx
+warning (broken cross-reference included), a page without its twin in the other language, a broken link or anchor
+in the written HTML, or a resource loaded from another host.
 """
 from __future__ import annotations
 
@@ -37,7 +38,11 @@ import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import nbformat
+
+from book.execute import BuildError, execute
 from tools import suite
+from tools.release import STUBS
 
 ROOT = suite.ROOT
 BOOK = ROOT / "book"
@@ -59,14 +64,14 @@ STUDENT_NOTE_TITLE = {"en": "Student version.", "zh": "学生版。"}
 STUDENT_NOTE = {
     "en": (
         f"> **{STUDENT_NOTE_TITLE['en']}** This page is the assignment as students receive it, run from top to bottom. Each "
-        "cell marked `# YOUR CODE HERE` raises `NotImplementedError` until it is filled in, and the checks that use "
-        "its code fail with it (often as a `NameError`): those errors are expected. Open the notebook in Colab, or "
-        "download it, to work on it; the README's section for instructors explains how it is graded."
+        f"cell marked `{STUBS['en'].code_comment}` raises `NotImplementedError` until it is filled in, and the checks "
+        "that use its code fail with it (often as a `NameError`): those errors are expected. Open the notebook in "
+        "Colab, or download it, to work on it; the README's section for instructors explains how it is graded."
     ),
     "zh": (
-        f"> **{STUDENT_NOTE_TITLE['zh']}** 本页就是学生拿到的作业，从头到尾运行了一遍。标有 `# YOUR CODE HERE` 的单元格在补全之前会抛出 "
-        "`NotImplementedError`，用到这些代码的检查单元格也会随之报错（常见的是 `NameError`）：这些错误都在预期之中。"
-        "要动手完成作业，请在 Colab 中打开或下载这个 notebook；评分方式见 README 中面向教师的部分。"
+        f"> **{STUDENT_NOTE_TITLE['zh']}** 本页就是学生拿到的作业，从头到尾运行了一遍。标有 `{STUBS['zh'].code_comment}` "
+        "的单元格在补全之前会抛出 `NotImplementedError`，用到这些代码的检查单元格也会随之报错（常见的是 `NameError`）："
+        "这些错误都在预期之中。要动手完成作业，请在 Colab 中打开或下载这个 notebook；评分方式见 README 中面向教师的部分。"
     ),
 }
 
@@ -101,8 +106,7 @@ def environment() -> dict:
 
 
 def drop_stale_cache(out: Path) -> None:
-    """Empty the execution cache when the environment it was made in is not this one, and Sphinx's saved state
-    with it (Sphinx re-reads only changed sources, so it would keep the old outputs of unchanged notebooks)."""
+    """Empty the execution cache when the environment it was made in is not this one."""
     record = out / "cache" / "environment.json"
     current = environment()
     if record.exists() and json.loads(record.read_text()) == current:
@@ -110,7 +114,6 @@ def drop_stale_cache(out: Path) -> None:
     if record.exists():
         print("the package or the installed packages changed since the last build: every notebook runs again")
     shutil.rmtree(out / "cache", ignore_errors=True)
-    shutil.rmtree(out / "doctrees", ignore_errors=True)
     record.parent.mkdir(parents=True)
     record.write_text(json.dumps(current, indent=1) + "\n")
 
@@ -133,15 +136,15 @@ def student_versions(out: Path) -> Path:
 
 
 def student_page(path: Path, lang: str) -> str:
-    """A student version as a book page: a note that its errors are expected, and MyST-NB told to allow them.
+    """A student version as a book page: a note that its errors are expected, and its execution told to allow them.
 
-    Allowing errors for the whole file (instead of tagging cells) is needed because one unfinished task makes every
-    later check that uses it fail too; the book's extension then checks that every error is one of those.
+    Allowing errors for the whole file (instead of tagging cells ``raises-exception``) is needed because one
+    unfinished task makes every later check that uses it fail too; book/execute.py then checks every error.
     """
     nb = json.loads(path.read_text(encoding="utf-8"))
     note = {"cell_type": "markdown", "id": "book-student-note", "metadata": {}, "source": STUDENT_NOTE[lang]}
     nb["cells"].insert(1, note)
-    nb["metadata"]["mystnb"] = {"execution_allow_errors": True}
+    nb["metadata"]["execution"] = {"allow_errors": True}
     return json.dumps(nb, ensure_ascii=False, indent=1) + "\n"
 
 
@@ -236,13 +239,15 @@ def write_tree(base: Path, files: dict[str, str]) -> None:
             path.rmdir()
 
 
-def stage(notebooks: Path, out: Path, only_notebooks: bool) -> None:
-    """Write each language's pages to ``out/src/{lang}/`` with a manifest of their source and Colab links.
+def stage(notebooks: Path, out: Path, only_notebooks: bool) -> dict[str, dict[str, str]]:
+    """The pages of each language: ``{lang: {relative path: text}}``, notebooks not yet executed, with a manifest of
+    each page's source and Colab links.
 
     A page is staged for a language only where that language has a source; the book's Sphinx extension fails the
     build when a page lacks its twin, so a missing translation cannot go unnoticed.
     """
     students_root = None if only_notebooks else student_versions(out)
+    pages = {}
     for lang in LANGS:
         files, manifest = {}, {}
         topics = topic_notebooks(notebooks, lang)
@@ -257,8 +262,7 @@ def stage(notebooks: Path, out: Path, only_notebooks: bool) -> None:
                 files[f"assignments/{path.name}"] = student_page(path, lang)
                 repository_path = f"notebooks/{lang}/assignments/{path.name}"
                 manifest[f"assignments/{path.stem}"] = {"source": github_url(repository_path, STUDENT_BRANCH),
-                                                        "colab": colab_url(repository_path, STUDENT_BRANCH),
-                                                        "student": True}
+                                                        "colab": colab_url(repository_path, STUDENT_BRANCH)}
         reference = []
         book_paths = {f"notebooks/{lang}/{path.name}": path.name for path in topics}
         book_paths.update({sources[lang]: f"{docname}.md" for docname, sources in REFERENCE_PAGES.items()})
@@ -272,7 +276,21 @@ def stage(notebooks: Path, out: Path, only_notebooks: bool) -> None:
         files["index.md"] = landing_page(lang, topics, students, reference)
         manifest["index"] = {"source": github_url(f"book/pages/index.{lang}.md")}
         files[MANIFEST] = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
-        write_tree(out / "src" / lang, files)
+        pages[lang] = files
+    return pages
+
+
+def execute_pages(pages: dict[str, dict[str, str]], out: Path) -> dict[str, dict[str, str]]:
+    """``pages`` with every notebook replaced by its executed, static version (book/execute.py)."""
+    staged = {f"{lang}/{relative}": text for lang, files in pages.items() for relative, text in files.items()
+              if relative.endswith(".ipynb")}
+    write_tree(out / "stage", staged)
+    executed = execute(out / "cache" / "notebooks",
+                       {out / "stage" / name: STUBS[name.split("/")[0]].not_implemented
+                        if name.split("/")[1] == "assignments" else None for name in staged})
+    return {lang: {relative: nbformat.writes(executed[out / "stage" / lang / relative]) + "\n"
+                   if relative.endswith(".ipynb") else text for relative, text in files.items()}
+            for lang, files in pages.items()}
 
 
 def _stream(process: subprocess.Popen, prefix: str) -> None:
@@ -282,7 +300,7 @@ def _stream(process: subprocess.Popen, prefix: str) -> None:
 
 
 def render(out: Path) -> None:
-    """Run Sphinx for both languages at once (separate caches and doctrees); fail if either fails."""
+    """Run Sphinx for both languages at once; fail if either fails."""
     processes = {}
     for lang in LANGS:
         command = [sys.executable, "-m", "sphinx", "-b", "html", "-c", str(BOOK),
@@ -322,8 +340,16 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out.resolve()
     start = time.perf_counter()
     drop_stale_cache(out)
-    stage(args.notebooks.resolve(), out, args.only_notebooks)
-    staged = time.perf_counter()
+    pages = stage(args.notebooks.resolve(), out, args.only_notebooks)
+    try:
+        pages = execute_pages(pages, out)
+    except BuildError as exc:
+        print(exc, file=sys.stderr)
+        print("the notebooks above failed or show what the book must not publish", file=sys.stderr)
+        return 1
+    for lang, files in pages.items():
+        write_tree(out / "src" / lang, files)
+    executed = time.perf_counter()
     render(out)
     rendered = time.perf_counter()
     write_root(out / "html")
@@ -332,8 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(problems), file=sys.stderr)
         print(f"the site has {len(problems)} problem(s), listed above", file=sys.stderr)
         return 1
-    print(f"book built in {time.perf_counter() - start:.0f} s (staging {staged - start:.0f} s, Sphinx "
-          f"{rendered - staged:.0f} s): {out / 'html' / 'index.html'}")
+    print(f"book built in {time.perf_counter() - start:.0f} s (staging and execution {executed - start:.0f} s, "
+          f"Sphinx {rendered - executed:.0f} s): {out / 'html' / 'index.html'}")
     return 0
 
 

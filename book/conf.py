@@ -22,21 +22,12 @@ extensions = ["myst_nb", "book.bilingual"]
 book_pages = json.loads((BUILD / "src" / book_lang / MANIFEST).read_text(encoding="utf-8"))
 book_twin_srcdir = str(BUILD / "src" / ("zh" if book_lang == "en" else "en"))
 
-# Execution: each notebook runs once and is cached by the hash of its code cells, so a prose edit re-renders a page
-# from the cache in a second. A cell error is logged as a warning with the cell and its traceback, and -W (build.py)
-# turns it into a failed build once every notebook has been tried, so one build lists every broken notebook. The
-# assignments' student versions allow errors file by file (see book/build.py), and the book's extension checks
-# that each of their errors is an expected one.
-nb_execution_mode = "cache"
-nb_execution_cache_path = str(BUILD / "cache" / book_lang)
-nb_execution_raise_on_error = False
-nb_execution_show_tb = True
-nb_execution_timeout = 300
-# Notebooks write only to temporary folders of their own; running them elsewhere keeps the staged sources clean.
-nb_execution_in_temp = True
+# The notebooks arrive executed (book/execute.py runs them through jupyter-cache, in parallel, both languages at once,
+# and makes their widgets static); Sphinx only renders them.
+nb_execution_mode = "off"
 nb_merge_streams = True
-# The widgets take their plain path in the book (VLA_BACKBONE_WIDGETS=0, set by build.sh): a static page has no
-# kernel to drive them, and no widget state means no require.js or widget manager fetched from a CDN.
+# No widget state reaches a page (book/execute.py shows each widget's outputs instead), so no page needs require.js
+# or the widget manager, which MyST-NB would otherwise fetch from a CDN.
 nb_ipywidgets_js = {}
 
 html_theme = "sphinx_book_theme"

@@ -137,7 +137,7 @@ def choose_precision(device_type: str, bf16_supported: bool, requested: str = "a
     gpu_without_bf16 = device_type == "cuda" and not bf16_supported
     if requested == "bf16" and gpu_without_bf16:
         raise FSDPLaunchError("this GPU has no native bf16 (compute capability below 8.0, e.g. T4 or V100); "
-                         "run with `--precision fp16` or `--precision fp32`")
+                              "run with `--precision fp16` or `--precision fp32`")
     if requested != "auto":
         return Precision(requested, f"requested with --precision {requested}")
     if device_type != "cuda":
@@ -171,15 +171,15 @@ def fsdp1_sharding_strategy(sharding: str, local_world_size: int, world_size: in
 
 
 def shard_with_fsdp1(model: nn.Module, policy: Callable, device: torch.device, strategy: str, mesh, precision: Precision) -> nn.Module:
-    """Wrap ``model`` (still on the CPU) with FSDP1 as OpenVLA does; FSDP1 moves each unit to ``device`` as it
-    shards it, so no rank ever holds the whole model on its GPU."""
+    """Wrap ``model`` (still on the CPU) with FSDP1 as OpenVLA does: ``strategy`` names a ``ShardingStrategy``,
+    ``mesh`` is the (nodes, GPUs per node) device mesh a hybrid strategy needs, else ``None``. FSDP1 moves one unit
+    at a time to ``device`` and shards it there, so a GPU never holds the whole model next to its shards."""
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
     from torch.distributed.fsdp import MixedPrecision, ShardingStrategy
 
     mixed = None
     if precision.mixed:
         mixed = MixedPrecision(param_dtype=precision.compute_dtype, reduce_dtype=torch.float32, buffer_dtype=torch.float32)
-    hybrid = strategy in OPENVLA_SHARDING.values()
     with warnings.catch_warnings():
         # With one rank per node FSDP1 falls back to NO_SHARD and warns; the report states the effective strategy.
         warnings.filterwarnings("ignore", message="FSDP is switching to use `NO_SHARD`")
@@ -187,7 +187,7 @@ def shard_with_fsdp1(model: nn.Module, policy: Callable, device: torch.device, s
             model,
             auto_wrap_policy=policy,
             sharding_strategy=ShardingStrategy[strategy],
-            device_mesh=mesh if hybrid else None,
+            device_mesh=mesh,
             mixed_precision=mixed,
             device_id=device,
             use_orig_params=True,

@@ -5,7 +5,8 @@ images, Chinese text drawn with a Simplified Chinese font that has every glyph (
 read through the DevTools protocol, and their character maps), the language switch, the source and Colab links,
 and that no page fetches anything from another host. Full-page screenshots go to book/_build/screenshots/.
 
-The browser is /usr/bin/chromium (`apt-get install -y chromium fonts-noto-cjk`), or the one named by $BOOK_CHROMIUM.
+The browser is Debian's chromium (`apt-get install -y chromium fonts-noto-cjk`), or the one $CHROMIUM names (as for
+tests/browser/test_jupyterlab.py).
 """
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ class QuietHandler(SimpleHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def site():
     """Build the book (a few seconds when nothing changed since the last build) and serve it on a local port."""
-    subprocess.run(["bash", str(ROOT / "book" / "build.sh")], cwd=ROOT, check=True)
+    subprocess.run(["bash", str(ROOT / "book" / "build.sh")], cwd=ROOT, env={**os.environ, "PYTHON": sys.executable},
+                   check=True)
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(BUILD / "html")))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -63,9 +65,9 @@ def site():
 def browser():
     from playwright.sync_api import sync_playwright
 
-    executable = os.environ.get("BOOK_CHROMIUM") or shutil.which("chromium")
+    executable = os.environ.get("CHROMIUM") or shutil.which("chromium")
     if not executable:
-        pytest.fail("no Chromium: install Debian's (apt-get install -y chromium fonts-noto-cjk) or set BOOK_CHROMIUM")
+        pytest.fail("no Chromium: install Debian's (apt-get install -y chromium fonts-noto-cjk) or set CHROMIUM")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable)
         yield browser
@@ -99,12 +101,10 @@ def screenshot(page, name: str) -> None:
 
 
 def executed_notebook(lang: str, docname: str):
-    """The notebook as the book executed it, from the book's execution cache."""
+    """The notebook as the book rendered it: executed, widgets shown by their outputs (book/execute.py)."""
     import nbformat
-    from jupyter_cache import get_cache
 
-    notebook = nbformat.read(BUILD / "src" / lang / f"{docname}.ipynb", as_version=4)
-    return get_cache(str(BUILD / "cache" / lang)).merge_match_into_notebook(notebook)[1]
+    return nbformat.read(BUILD / "src" / lang / f"{docname}.ipynb", as_version=4)
 
 
 @pytest.mark.parametrize("lang", LANGS)
@@ -142,7 +142,10 @@ def test_notebook_page_shows_outputs_and_plots(open_page, lang):
     with_outputs = [cell for cell in executed.cells if cell.cell_type == "code" and cell.outputs]
     plots = [output for cell in with_outputs for output in cell.outputs if "image/png" in output.get("data", {})]
     assert len(plots) >= 2, f"{NOTEBOOK} was expected to draw plots"
-    assert page.locator(".cell_output").count() == len(with_outputs), "every cell's output must be on the page"
+    outputs = page.locator(".cell_output")
+    assert outputs.count() == len(with_outputs), "every cell's output must be on the page"
+    shown = outputs.evaluate_all("outputs => outputs.map(o => o.innerText.trim().length > 0 || o.querySelector('img') !== null)")
+    assert all(shown), f"outputs that show nothing (a widget without its outputs?): {[i for i, s in enumerate(shown) if not s]}"
     images = page.locator(".cell_output img")
     assert images.count() == len(plots)
     for i in range(images.count()):

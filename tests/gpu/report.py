@@ -161,7 +161,7 @@ def main() -> int:
     if not torch.cuda.is_available():
         sys.exit("no CUDA GPU visible to torch: tests/gpu/report.py only measures the GPU path")
     home = tempfile.mkdtemp(prefix="vla_backbone_home_")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLA_BACKBONE_HOME": home, "VLA_BACKBONE_WIDGETS": "0",
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLA_BACKBONE_HOME": home,
            "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
     facts = machine()
     tests = gpu_tests(env)
