@@ -225,8 +225,9 @@ class HFCausalLLMBackbone(LLMBackbone, ABC):
             # A KV cache is useless in training and clashes with gradient checkpointing.
             self.llm.config.use_cache = inference_mode
 
-            # With every LLM weight frozen and checkpointing on, nothing entering the checkpointed blocks would
-            # require grad and backward would break; the hook marks the embedding output as requiring grad.
+            # If the embeddings are frozen and only weights inside the layers train (adapters, or the last layer) under
+            # reentrant gradient checkpointing, nothing entering a checkpointed block requires grad, so the block's
+            # backward never runs. The hook marks the embedding output as requiring grad; harmless otherwise.
             if not inference_mode:
                 self.llm.enable_input_require_grads()
 

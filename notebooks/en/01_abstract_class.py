@@ -507,6 +507,7 @@ from vla_backbone.notebook import explore
 
 def show_members(backbone_id: str) -> dict:
     row = members(backbone_id)
+    print(f"{'backbone id':28s} {backbone_id}")
     for name, value in row.items():
         print(f"{name:28s} {value}")
     return row

@@ -313,13 +313,18 @@ assert cache_infer.get_seq_length() == batch.input_ids.shape[1]
 # that warning out of every training step.
 
 # %%
+from vla_backbone.notebook import transformers_log
+
 train_bb.enable_gradient_checkpointing()
 train_bb.train()
-refused = compat.output_cache(train_bb(input_ids=batch.input_ids, use_cache=True))
+with transformers_log() as logged:
+    refused = compat.output_cache(train_bb(input_ids=batch.input_ids, use_cache=True))
 compat.disable_checkpointing(train_bb.llm)
 train_bb.eval()
 print("cache with checkpointing on, use_cache=True:", refused)
+print("transformers log:", logged)
 assert refused is None and not compat.is_checkpointing(train_bb.llm)
+assert all("use_cache=False" in message for message in logged)
 
 # %% [markdown]
 # ## Step 5 · `enable_input_require_grads`, in training mode only
@@ -351,9 +356,11 @@ train_bb.requires_grad_(True)
 # %%
 short_bb, short_tokenizer = get_llm_backbone_and_tokenizer("llama2-7b-pure", llm_max_length=64)
 long_text = " ".join(str(i) for i in range(200))
-print("model_max_length:", short_tokenizer.model_max_length,
-      "| tokens without / with truncation:", len(short_tokenizer(long_text).input_ids),
-      "/", len(short_tokenizer(long_text, truncation=True).input_ids))
+with transformers_log() as logged:
+    print("model_max_length:", short_tokenizer.model_max_length,
+          "| tokens without / with truncation:", len(short_tokenizer(long_text).input_ids),
+          "/", len(short_tokenizer(long_text, truncation=True).input_ids))
+print("transformers log:", logged)
 assert short_tokenizer.model_max_length == short_bb.llm_max_length == 64
 assert tokenizer.model_max_length == 2048
 assert len(short_tokenizer(long_text).input_ids) > 64 == len(short_tokenizer(long_text, truncation=True).input_ids)

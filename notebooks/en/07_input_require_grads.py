@@ -354,12 +354,14 @@ assert all(v == "adapters get gradients" for k, v in table.items() if k[:2] != (
 
 # %%
 def show_outcome(checkpointing, hook, trainable_head):
-    print(f"checkpointing={checkpointing}, hook={hook}, trainable head={trainable_head}:",
-          outcome(checkpointing, hook, trainable_head))
+    result = outcome(checkpointing, hook, trainable_head)
+    print(f"checkpointing={checkpointing}, hook={hook}, trainable head={trainable_head}:", result)
+    return result
 
 
-explore(show_outcome,
-        checkpointing=["reentrant", "non-reentrant", None], hook=[False, True], trainable_head=[False, True])
+first_outcome = explore(show_outcome,
+                        checkpointing=["reentrant", "non-reentrant", None], hook=[False, True], trainable_head=[False, True])
+assert first_outcome == table["reentrant", False, False]
 
 # %% [markdown]
 # ## The `inputs_embeds` pitfall
@@ -406,7 +408,7 @@ configure("reentrant", hook=True)
 before = model.get_input_embeddings()
 rows_before = before.weight.shape[0]
 print("hook before the resize:", compat.has_input_grad_hook(model), "| rows:", rows_before)
-model.resize_token_embeddings(rows_before + extra_rows)
+model.resize_token_embeddings(rows_before + extra_rows, mean_resizing=False)
 after = model.get_input_embeddings()
 print("hook after the resize: ", compat.has_input_grad_hook(model), "| rows:", after.weight.shape[0],
       "| same module:", after is before)
@@ -476,25 +478,31 @@ else:
 # Two hooks setting the same flag are harmless, but removing "the hook" through the handles would then leave one
 # behind. `compat.enable_checkpointing`, which `backbone.enable_gradient_checkpointing()` calls, removes the old
 # handles first, so the backbone always ends up with exactly one hook whose handle the model knows. (This
-# notebook still removes hooks after enabling checkpointing, because there it wants none at all.)
+# notebook still removes hooks after enabling checkpointing, because there it wants none at all.) The cell below
+# keeps the first handle before the library call, so it can remove both hooks afterwards and leave the model as
+# the widget above expects it.
 
 # %%
 def hooks_after(enable) -> tuple[int, int]:
     """(hooks on the embedding module, handles the model remembers) after hook + `enable()`."""
     configure(None, hook=True)
+    before = compat.input_grad_hooks(model)
     enable()
     counts = len(model.get_input_embeddings()._forward_hooks), len(compat.input_grad_hooks(model))
     compat.disable_checkpointing(model)
+    # We kept the first hook's handle, so both hooks go: the model is left as `configure` expects it.
+    for handle in [*before, *compat.input_grad_hooks(model)]:
+        handle.remove()
     return counts
 
 
 through_backbone = hooks_after(backbone.enable_gradient_checkpointing)
-# Last, because on 5.x it leaves a hook behind that no handle can remove.
 library_call = getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)
 raw = hooks_after(library_call)
 print("library call: hooks, handles =", raw, "| backbone.enable_gradient_checkpointing():", through_backbone)
 assert raw == ((2, 1) if compat.CHECKPOINTING_REGISTERS_INPUT_HOOK else (1, 1))
 assert through_backbone == (1, 1)
+assert not model.get_input_embeddings()._forward_hooks
 
 # %% [markdown]
 # ## Summary

@@ -290,7 +290,7 @@ assert not hasattr(backbones["opt"].llm.model, "layers")
 # Not in the list: the final norm after the last layer (`model.norm` for Llama) and every earlier layer. So
 # "last-layer" fine-tuning trains the last block but not the normalisation that follows it.
 #
-# On a tiny replica these three modules are most of the model: the vocabulary (1088 rows of width 64) dominates
+# On a tiny replica these three modules are most of the model: the vocabulary (32064 rows of width 64) dominates
 # two tiny layers. On the real Llama-2-7B it is the other way round. Its architecture can be built on PyTorch's
 # `meta` device, which records shapes and allocates nothing, to count exactly.
 

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 02 · 加载：训练模式与推理模式
 #
-# `HFCausalLLMBackbone.__init__` 一屏就能看完，可其中几乎每一行都有它的理由，而这些理由往往要等它缺席时才会显现：模型悄无声息地以 bfloat16 训练；本该贪心解码的生成却在采样；LLM 一冻结，反向传播就断掉；batch 填充在了错误的一侧；访问 token 出现在了日志里。本 notebook 按 OpenVLA 使用的两种模式逐步走读这个构造函数——**训练模式**（加载预训练权重，用来微调）和**推理模式**（只搭建架构，因为 VLA 的 checkpoint 会提供全部权重）——并在微型副本上逐一验证每个步骤。
+# `HFCausalLLMBackbone.__init__` 一屏就能看完，可其中几乎每一行都有它的理由，而这些理由往往要等它缺席时才会显现：模型静默地以 bfloat16 训练；本该贪心解码的生成却在采样；LLM 一冻结，反向传播就断掉；batch 填充在了错误的一侧；访问 token 出现在了日志里。本 notebook 按 OpenVLA 使用的两种模式逐步走读这个构造函数——**训练模式**（加载预训练权重，用来微调）和**推理模式**（只搭建架构，因为 VLA 的 checkpoint 会提供全部权重）——并在微型副本上逐一验证每个步骤。
 #
 # **你将学到**
 # - 训练模式为什么调用具体的 `*ForCausalLM.from_pretrained`，并显式传入 `dtype=torch.float32`；
@@ -275,13 +275,18 @@ assert cache_infer.get_seq_length() == batch.input_ids.shape[1]
 # 与梯度检查点的冲突，transformers 会自行处理：开启检查点后，处于训练状态的模型即使被要求返回缓存，也只会打印一条警告，然后不返回缓存。提前设置 `use_cache=False`，就能让每个训练步都不再出现这条警告。
 
 # %%
+from vla_backbone.notebook import transformers_log
+
 train_bb.enable_gradient_checkpointing()
 train_bb.train()
-refused = compat.output_cache(train_bb(input_ids=batch.input_ids, use_cache=True))
+with transformers_log() as logged:
+    refused = compat.output_cache(train_bb(input_ids=batch.input_ids, use_cache=True))
 compat.disable_checkpointing(train_bb.llm)
 train_bb.eval()
 print("cache with checkpointing on, use_cache=True:", refused)
+print("transformers log:", logged)
 assert refused is None and not compat.is_checkpointing(train_bb.llm)
+assert all("use_cache=False" in message for message in logged)
 
 # %% [markdown]
 # ## 第 5 步 · `enable_input_require_grads`：仅限训练模式
@@ -307,9 +312,11 @@ train_bb.requires_grad_(True)
 # %%
 short_bb, short_tokenizer = get_llm_backbone_and_tokenizer("llama2-7b-pure", llm_max_length=64)
 long_text = " ".join(str(i) for i in range(200))
-print("model_max_length:", short_tokenizer.model_max_length,
-      "| tokens without / with truncation:", len(short_tokenizer(long_text).input_ids),
-      "/", len(short_tokenizer(long_text, truncation=True).input_ids))
+with transformers_log() as logged:
+    print("model_max_length:", short_tokenizer.model_max_length,
+          "| tokens without / with truncation:", len(short_tokenizer(long_text).input_ids),
+          "/", len(short_tokenizer(long_text, truncation=True).input_ids))
+print("transformers log:", logged)
 assert short_tokenizer.model_max_length == short_bb.llm_max_length == 64
 assert tokenizer.model_max_length == 2048
 assert len(short_tokenizer(long_text).input_ids) > 64 == len(short_tokenizer(long_text, truncation=True).input_ids)

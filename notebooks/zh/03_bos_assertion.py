@@ -1,11 +1,11 @@
 # %% [markdown]
 # # 03 · BOS 断言
 #
-# OpenVLA 的每个骨干网络在构造函数的最后都会对分词器做一个两行的检查：对 `"Test 123"` 编码时，带特殊 token 的结果必须以 BOS（beginning-of-sequence，序列起始）id 开头，不带特殊 token 的结果则不能以它开头。这看上去像是吹毛求疵，但视觉-语言模型恰恰依赖这一点：它把图像拼接进提示词的固定位置——紧跟在第一个 token 之后，并默认第一个 token 就是 BOS。分词器只要违反其中任何一半，图像就会悄悄挪了位置，或者 BOS 被重复，而训练照常进行，不报任何错。本 notebook 在五个家族真实的分词器文件上运行这个检查，并故意把真实的 Llama-2 分词器弄坏，每一半各弄坏一次。
+# OpenVLA 的每个骨干网络在构造函数的最后都会对分词器做一个两行的检查：对 `"Test 123"` 编码时，带特殊 token 的结果必须以 BOS（beginning-of-sequence，序列起始）id 开头，不带特殊 token 的结果则不能以它开头。这看上去像是吹毛求疵，但视觉-语言模型恰恰依赖这一点：它把图像拼接进提示词的固定位置——紧跟在第一个 token 之后，并默认第一个 token 就是 BOS。分词器只要违反其中任何一个条件，图像就会悄悄挪了位置，或者 BOS 被重复，而训练照常进行，不报任何错。本 notebook 在五个家族真实的分词器文件上运行这个检查，并故意把真实的 Llama-2 分词器弄坏，让两个条件各被违反一次。
 #
 # **你将学到**
 # - 为什么图像 patch 需要位置 0 上有 BOS，用的是 OpenVLA 动作提示词的真实 id；
-# - 检查的两半各管什么，以及每一半在真实的 Llama-2 分词器上怎样失败：去掉 post-processor、`add_bos_token=False`、由 normalizer 写入的 BOS、本身就以 `<s>` 开头的文本；
+# - 检查的两个条件各管什么，以及每个条件在真实的 Llama-2 分词器上怎样被违反：去掉 post-processor、`add_bos_token=False`、由 normalizer 写入的 BOS、本身就以 `<s>` 开头的文本；
 # - 哪些家族能通过、哪些被豁免（`SPECIAL_CASES`：phi-2 和各个 Qwen id），以及为什么 OPT 的 BOS 是 `</s>`；
 # - 为什么这个包写的是 `raise` 而不是 `assert`（在 `python -O` 下验证）；
 # - 为什么在 transformers 5 上要检查编码出来的 id，而绝不能看 `add_bos_token` 标志。
@@ -121,7 +121,7 @@ ax.set_title(TEXT["title"])
 plt.show()
 
 # %% [markdown]
-# ## 2. 检查的两半
+# ## 2. 检查的两个条件
 #
 # `vla_backbone.hf_causal` 中的 `check_bos` 会把探测文本 `"Test 123"` 编码两次：
 #
@@ -154,7 +154,7 @@ assert llama_tok.convert_ids_to_tokens(ids_without) == ["▁Test", "▁", "1", "
 assert check_bos(llama_tok, "llama2-7b-pure") is None
 
 # %% [markdown]
-# ## 3. 违反第一半：去掉 BOS 的真实分词器
+# ## 3. 违反条件一：去掉 BOS 的真实分词器
 #
 # fast 分词器本质上是 `tokenizers` 库里的一条流水线：normalizer、pre-tokenizer、模型（这里是 BPE）和 post-processor。添加 BOS 是 post-processor 的工作：Llama-2 的 `tokenizer.json` 里有一个模板为 `<s> $A`（`$A` 代表文本）的 `TemplateProcessing`，它只在请求特殊 token 时才运行。
 #
@@ -183,7 +183,7 @@ never_bos = wrap(never_pipeline)
 print(never_bos(BOS_PROBE_TEXT).input_ids, never_bos(BOS_PROBE_TEXT, add_special_tokens=False).input_ids)
 
 # %% [markdown]
-# 它仍然知道自己的 BOS token（`bos_token_id` 是 1），只是从来不写它，所以第一半失败。报错信息写明了分词器类名、骨干网络 id、两次编码结果和 BOS id，并告诉你该怎么做。
+# 它仍然知道自己的 BOS token（`bos_token_id` 是 1），只是从来不写它，所以条件一不成立。报错信息写明了分词器类名、骨干网络 id、两次编码结果和 BOS id，并告诉你该怎么做。
 
 # %%
 from vla_backbone.errors import TokenizerBOSError
@@ -209,7 +209,7 @@ with expect_error(TokenizerBOSError, match="does not prepend BOS when add_specia
     check_bos(switched_off, "llama2-7b-pure")
 
 # %% [markdown]
-# ## 4. 违反第二半：不是由特殊 token 步骤加上的 BOS
+# ## 4. 违反条件二：不是由特殊 token 步骤加上的 BOS
 #
 # 为什么要坚持不带特殊 token 时*不能*出现 BOS？因为构造训练样本的代码依赖这一点。Prismatic 的微调数据集（OpenVLA 沿用了它）按轮次逐段对对话做分词，参数是 `add_special_tokens=(turn_idx == 0)`，再把各段拼起来：BOS 只出现一次，就在开头。
 #
@@ -241,7 +241,7 @@ always_bos = wrap(always_pipeline)
 print(always_bos(BOS_PROBE_TEXT).input_ids, always_bos(BOS_PROBE_TEXT, add_special_tokens=False).input_ids)
 
 # %% [markdown]
-# 第一半通过，第二半失败。带特殊 token 时，post-processor 又在 normalizer 写入的 BOS 前面加了一个：BOS 重复了两次，图像会落在这两个 BOS 之间。
+# 条件一成立，条件二不成立。带特殊 token 时，post-processor 又在 normalizer 写入的 BOS 前面加了一个：开头有了两个 BOS，图像会落在这两个 BOS 之间。
 
 # %%
 assert always_bos(BOS_PROBE_TEXT, add_special_tokens=False).input_ids == [1] + ids_without
@@ -285,7 +285,7 @@ assert [i for i, t in enumerate(bad_ids) if t == 1] == [0, 1, first_turn_length 
 # %% [markdown]
 # ## 5. 每个家族，用它真实的分词器文件
 #
-# 对每个家族做同样的两次编码，每个分词器都按其骨干网络的方式从真实文件加载。下面的 id 与 Hub 上的分词器给出的完全相同。第一半首先要求有 BOS id：Qwen 根本没有 BOS token，`bos_token_id` 是 `None`，所以第一半按定义就失败。Phi-2 有 BOS token `<|endoftext|>`（50256，同时也是它的 EOS），但它的分词器从不添加。OPT 能通过，只是 BOS 有点特别：它在开头加的是 `</s>`（id 2），而这同时也是它的 EOS。在 transformers 5 上每个家族只有一个分词器类（Mistral 加载出来的是通用的 `TokenizersBackend`）；在 4.57 上则是各个 `*Fast` 类。
+# 对每个家族做同样的两次编码，每个分词器都按其骨干网络的方式从真实文件加载。下面的 id 与 Hub 上的分词器给出的完全相同。条件一首先要求有 BOS id：Qwen 根本没有 BOS token，`bos_token_id` 是 `None`，所以条件一按定义就不成立。Phi-2 有 BOS token `<|endoftext|>`（50256，同时也是它的 EOS），但它的分词器从不添加。OPT 能通过，只是 BOS 有点特别：它在开头加的是 `</s>`（id 2），而这同时也是它的 EOS。在 transformers 5 上每个家族只有一个分词器类（Mistral 加载出来的是通用的 `TokenizersBackend`）；在 4.57 上则是各个 `*Fast` 类。
 
 # %%
 from vla_backbone import compat
@@ -313,7 +313,7 @@ for family, tokenizer in tokenizers_by_family.items():
           f"{with_special!s:38s} {'pass' if half1 else 'FAIL':7s} {'pass' if half2 else 'FAIL'}")
 
 # %% [markdown]
-# Llama-2、Mistral 和 OPT 两半都通过；Phi-2 和 Qwen 第一半失败、第二半通过。
+# Llama-2、Mistral 和 OPT 两个条件都成立；Phi-2 和 Qwen 条件一不成立、条件二成立。
 
 # %%
 REAL_TEST_123 = {
@@ -355,9 +355,9 @@ assert SPECIAL_CASES == {"phi-2-3b"} | {i for i in list_backbones() if backbone_
 # %% [markdown]
 # ## 6. 用 `raise` 而不是 `assert`：检查在 `python -O` 下依然有效
 #
-# 上游把这个检查写成了 `assert`。Python 以 `-O` 运行（或设置了环境变量 `PYTHONOPTIMIZE`）时，会丢掉所有 `assert` 语句，有缺陷的分词器就会悄无声息地通过。`check_bos` 最后用的是显式的 `raise`，`-O` 不会去掉它。
+# 上游把这个检查写成了 `assert`。Python 以 `-O` 运行（或设置了环境变量 `PYTHONOPTIMIZE`）时，会丢掉所有 `assert` 语句，有缺陷的分词器就会静默通过。`check_bos` 最后用的是显式的 `raise`，`-O` 不会去掉它。
 #
-# 我们在一个单独的 `python -O` 进程里验证这一点。在那里导入 torch 和 transformers 要花很多秒（在 `-O` 下，Python 第一次运行时要重新编译它们），所以子进程运行的是 `check_bos` 的*原样源码*（通过 `inspect.getsource` 取得），作用对象是第 3 节那条从不加 BOS 的流水线（去掉了 BOS 模板的真实 Llama-2 `tokenizer.json`）——先存成文件，再只用 `tokenizers` 库读回来。旁边还放了一个用 `assert` 写的第一半检查作对照。
+# 我们在一个单独的 `python -O` 进程里验证这一点。在那里导入 torch 和 transformers 要花很多秒（在 `-O` 下，Python 第一次运行时要重新编译它们），所以子进程运行的是 `check_bos` 的*原样源码*（通过 `inspect.getsource` 取得），作用对象是第 3 节那条从不加 BOS 的流水线（去掉了 BOS 模板的真实 Llama-2 `tokenizer.json`）——先存成文件，再只用 `tokenizers` 库读回来。旁边还放了一个用 `assert` 写的条件一检查作对照。
 
 # %%
 import os
@@ -481,14 +481,14 @@ assert first is True
 # %% [markdown]
 # ## 小结
 # - VLM 把图像 patch 拼接在位置 0 之后（`[emb[:, :1], patches, emb[:, 1:]]`），所以位置 0 必须是 BOS；否则图像会落在第一个文本 token（OpenVLA 提示词里的 `▁In`）之后，而且不会有任何报错。
-# - 第一半：带特殊 token 时，id 以 BOS 开头。post-processor 丢了 BOS 模板，或者加载分词器时传了 `add_bos_token=False`，这一半就会失败。
-# - 第二半：不带特殊 token 时，id 不以 BOS 开头，因为训练样本是按轮次逐段分词的，只有第一轮带特殊 token。BOS 只要来自别处（以 `<s>` 开头的文本、会写入 BOS 的 normalizer），就会造成开头 BOS 重复，并在样本中间插入 BOS。
-# - 在真实文件上，Llama-2、Mistral 和 OPT（BOS 为 `</s>`）能通过；phi-2（BOS = EOS = `<|endoftext|>`，从不添加）和 Qwen（没有 BOS token）按设计在第一半失败，它们恰好就是 `SPECIAL_CASES`。
+# - 条件一：带特殊 token 时，id 以 BOS 开头。post-processor 丢了 BOS 模板，或者加载分词器时传了 `add_bos_token=False`，这个条件就不成立。
+# - 条件二：不带特殊 token 时，id 不以 BOS 开头，因为训练样本是按轮次逐段分词的，只有第一轮带特殊 token。BOS 只要来自别处（以 `<s>` 开头的文本、会写入 BOS 的 normalizer），就会造成开头 BOS 重复，并在样本中间插入 BOS。
+# - 在真实文件上，Llama-2、Mistral 和 OPT（BOS 为 `</s>`）能通过；phi-2（BOS = EOS = `<|endoftext|>`，从不添加）和 Qwen（没有 BOS token）按设计不满足条件一，它们恰好就是 `SPECIAL_CASES`。
 # - 显式的 `raise` 在 `python -O` 下依然有效，`assert` 则不然。
 # - 要检查编码出来的 id，绝不能只看 `add_bos_token` 标志：在 transformers 5 上，保存并重新加载之后它读作 `False`，而 BOS 照样会加在开头。
 #
 # ## 练习
-# 1. 换一种方式违反第一半：保留 post-processor，但把包装后分词器的 `bos_token` 设为 `</s>`。`check_bos` 会报告什么？报错信息里的 `bos_token_id` 是哪个 id？
+# 1. 换一种方式违反条件一：保留 post-processor，但把包装后分词器的 `bos_token` 设为 `</s>`。`check_bos` 会报告什么？报错信息里的 `bos_token_id` 是哪个 id？
 # 2. 写一个 `fix_always_bos(tokenizer)`，通过恢复原来的 normalizer 修好第 4 节那个总是添加 BOS 的分词器，并用 assert 验证之后 `check_bos` 能通过、`tokenize_turns` 只在位置 0 产生 BOS。
 # 3. 用 Qwen 分词器和 `QwenPromptBuilder` 重做第 1 节的拼接。排在图像前面的是哪个 token？论证这是否可以接受，再与 notebook 04 对照。
 # 4. 扩展 `python -O` 实验：不用 `-O`，而是在子进程的环境中设置 `PYTHONOPTIMIZE=2`，看看 `sys.flags.optimize` 报告什么，结果有没有变化。

@@ -8,7 +8,7 @@
 # - 为什么 Qwen 既不需要 BOS，也不需要新的 PAD，以及 `SPECIAL_CASES` 豁免了哪些 id；
 # - 哪些家族会添加 PAD token、它拿到哪个 id，以及随之而来的行数：Llama-2 和 Mistral 是 32000 -> 32064，OPT 是 50272 -> 50304（变大）；phi-2 是 51200 -> 50304，Qwen 是 151936 -> 151680（变小）；`-extra` 的 256 个动作 token 则落在 Qwen checkpoint 原本就有的行上；
 # - 哪些行被保留、哪些行是新的以及如何初始化、哪些行被删去；为什么 PAD 行永远进不了损失；
-# - 在如今的 transformers 上，input-grad 钩子能挺过 resize（上游用的 4.40 上会丢失）。
+# - 在如今的 transformers 上，输入梯度钩子能挺过 resize（上游用的 4.40 上会丢失）。
 
 # %%
 # Set-up, the same in every notebook: on Colab install the package; everywhere print versions and seed.
@@ -62,7 +62,7 @@ assert phi_prompt.startswith("<|endoftext|>Input: ")
 assert phi_ids[0] == bos == 50256 and phi_ids.count(bos) == 1
 
 # %% [markdown]
-# 模型回答之后，同一个 id 会第二次出现，这次是作为 EOS：gpt 轮次以 `\n<|endoftext|>` 结尾。一个 id，两种角色，只能靠位置来区分。
+# 模型回答之后，同一个 id 会第二次出现，这次是作为 EOS：gpt 轮次以 `\n<|endoftext|>` 结尾。同一个 id 扮演两个角色，只能靠位置来区分。
 
 # %%
 builder.add_turn("gpt", "1 2 3")
@@ -71,7 +71,7 @@ print(conversation_ids)
 assert [i for i, t in enumerate(conversation_ids) if t == bos] == [0, len(conversation_ids) - 1]
 
 # %% [markdown]
-# BOS 检查本身会拒绝这个分词器；上面的骨干网络之所以照样加载成功，是因为 `"phi-2-3b"` 在 `SPECIAL_CASES` 里，构造函数对它跳过了检查。
+# BOS 检查本身会拒绝这个分词器；上面的骨干网络之所以照样能加载，是因为 `"phi-2-3b"` 在 `SPECIAL_CASES` 里，构造函数对它跳过了检查。
 
 # %%
 from vla_backbone.errors import TokenizerBOSError
@@ -98,7 +98,7 @@ assert masked_with_own_pad == [len(conversation_ids), len(conversation_ids) + 1,
 assert masked_if_pad_were_eos == [0, len(conversation_ids) - 1]
 
 # %% [markdown]
-# **动手试试：** 修改上面的指令或回答，然后重新运行；BOS 始终在位置 0，而且每个提示词里只出现一次。
+# **动手试试：** 修改上面的指令或回答，然后重新运行；BOS 始终在位置 0，并且每条提示词里只出现一次。
 
 # %% [markdown]
 # ## 2. Qwen：根本没有 BOS token
@@ -130,7 +130,7 @@ print(qwen_tok.convert_ids_to_tokens(qwen_ids[:4]), "...")
 assert qwen_ids[0] == qwen_tok.convert_tokens_to_ids("<|im_start|>") == 151644
 
 # %% [markdown]
-# 因此 `SPECIAL_CASES` 就是 phi-2 加上注册表里所有的 Qwen-2.5 id，别无其他。
+# 所以 `SPECIAL_CASES` 就是 phi-2 加上注册表中所有 Qwen-2.5 的 id，别无其他。
 
 # %%
 from vla_backbone.families import QWEN25_MODELS
@@ -267,7 +267,7 @@ assert padding_rows_real == 63 and padding_rows_real / 32064 < 0.002
 # %% [markdown]
 # ### 库的行为与之一致
 #
-# 我们的函数只是 `resize_token_embeddings` 的一个模型；下面直接调用库本身：取一份新的 Llama-2 微型副本（32000 行，和骨干网络一样以 float32 加载），要求 32001 个 token，并像这个包一样传入 `mean_resizing=False`（见第 4 节）。同一次调用还能说明 input-grad 钩子不会丢：我们先像骨干网络的构造函数那样用 `enable_input_require_grads()` 注册钩子，resize 之后再检查一次。
+# 我们的函数只是 `resize_token_embeddings` 的一个模型；下面直接调用库本身：取一份新的 Llama-2 微型副本（32000 行，和骨干网络一样以 float32 加载），要求 32001 个 token，并像这个包一样传入 `mean_resizing=False`（见第 4 节）。同一次调用还能说明输入梯度钩子不会丢：我们先像骨干网络的构造函数那样用 `enable_input_require_grads()` 注册钩子，resize 之后再检查一次。
 
 # %%
 from transformers import LlamaForCausalLM
@@ -363,12 +363,16 @@ torch.testing.assert_close(reloaded_llama.llm.get_input_embeddings().weight, lla
 del reloaded_llama
 
 # %% [markdown]
-# 作为对照，在一份新的微型副本上试试 transformers 自己的默认做法。`mean_resizing=True` 从一个以旧行均值为中心、协方差为旧协方差乘以 1e-9 的正态分布中抽取新行，所以实际上每个新行*就是*平均嵌入（transformers 会为此打印一条提示）。
+# 作为对比，在一份全新的副本上看看 transformers 自己的默认做法。`mean_resizing=True` 从一个以旧行均值为中心的正态分布中采样新行，协方差是旧行协方差乘以 1e-9，所以实际上每个新行*就是*平均嵌入（transformers 会打印一条相关提示）。
 
 # %%
 shipped_rows = checkpoint_tensor("llama2-7b-pure", "model.embed_tokens.weight")
+from vla_backbone.notebook import transformers_log
+
 mean_resized = LlamaForCausalLM.from_pretrained(checkpoint_path("llama2-7b-pure"), dtype=torch.float32)
-mean_resized.resize_token_embeddings(32001, pad_to_multiple_of=64, mean_resizing=True)
+with transformers_log() as note:
+    mean_resized.resize_token_embeddings(32001, pad_to_multiple_of=64, mean_resizing=True)
+print("transformers log:", note)
 old_mean = shipped_rows.mean(dim=0)
 mean_rows = mean_resized.get_input_embeddings().weight.detach()[32000:]
 print("old rows: mean distance from their mean", f"{(shipped_rows - old_mean).norm(dim=1).mean():.4f}")
@@ -457,7 +461,7 @@ assert first == 32064
 # - Qwen 没有 BOS（`bos_token_id` 是 `None`）；提示词以 `<|im_start|>`（151644）开头，`<|endoftext|>`（151643）本来就是 PAD。`SPECIAL_CASES` = phi-2 + 所有 Qwen-2.5 id。
 # - Llama-2 和 Mistral 得到 `<PAD>` = 32000，phi-2 得到 `<|pad|>` = 50295；OPT 和 Qwen 沿用自己的 PAD。resize 把行数设为 `len(tokenizer)` 向上取整到 64 的倍数，不管 checkpoint 原来有多少行：Llama-2 和 Mistral 从 32000 变大到 32064，OPT 从 50272 变大到 50304，phi-2 从 51200 变小到 50304，Qwen 从 151936 变小到 151680，`-extra` 则把 256 个动作 token 放在 checkpoint 原有的第 151665-151920 行上（151936 -> 151936）。
 # - 保留下来的行原样复制；只有让矩阵变大的 resize 才会创建新行，新行像 transformers 4.40 一样使用模型的常规（固定种子的）初始化（较新的 `mean_resizing` 会把它们放在平均嵌入处）。PAD 的输入行永远进不了损失；PAD 和不用的 LM head 行只会被往下压。
-# - 在 transformers 4.57 和 5.x 上，input-grad 钩子能挺过 resize（还是同一个模块）；在 4.40 上则不然。
+# - 在 transformers 4.57 和 5.x 上，输入梯度钩子能挺过 resize（还是同一个模块）；在 4.40 上则不然。
 #
 # ## 练习
 # 1. 给 Llama-2 加一个选项，像 `qwen25-0_5b-extra` 那样再添加 256 个动作 token。它会有多少行（用 `embedding_rows` 算）？其中多少行是填充，哪些行是新的？

@@ -1,10 +1,7 @@
 # %% [markdown]
 # # 11 · VLA 里的骨干网络
 #
-# 前面的 notebook 都是把语言模型单独拿出来看。VLA 使用它的方式很固定：用 `embed_input_ids` 把提示词变成嵌入，把投影后的
-# 图像 patch 插到 BOS token 的紧后面，让这些 patch 不参与损失计算，再让模型预测几个*动作 token*——也就是词表里最后
-# 256 个 id。本 notebook 围绕一个微型骨干网络把这条路径完整搭起来，视觉编码器只是一个一眼就能读完的玩具模型；每一步都和库的
-# 实际行为对照：拼接、标签、HF 算出来的损失、填充、动作区间，以及分词器没有 BOS 时会坏在哪里。
+# 前面的 notebook 都是把语言模型单独拿出来看。VLA 使用它的方式很固定：用 `embed_input_ids` 把提示词变成嵌入，把投影后的图像 patch 插到 BOS token 的紧后面，让这些 patch 不参与损失计算，再让模型预测几个*动作 token*——也就是词表里最后 256 个 id。本 notebook 围绕一个微型骨干网络把这条路径完整搭起来，视觉编码器只是一个一眼就能读完的玩具模型；每一步都和库的实际行为对照：拼接、标签、HF 算出来的损失、填充、动作区间，以及分词器没有 BOS 时会坏在哪里。
 #
 # **你将学到**
 # - 玩具视觉编码器和投影器如何产出宽度为 `backbone.embed_dim` 的 patch 嵌入；
@@ -31,12 +28,9 @@ use_language(LANG)
 # %% [markdown]
 # ## 玩具视觉编码器和投影器
 #
-# 真实的 VLA 里，视觉部分是一个大型的预训练视觉 Transformer；但语言模型从它那里拿到的只是一串向量，每个图像 patch 一个，
-# 宽度与模型的嵌入相同。要扮演这个角色，一个卷积核和步长都为 8 的 `Conv2d` 就够了：它把 3×32×32 的图像切成 4×4 个
-# 8×8 的 patch，再把每个 patch 变成一个 32 维特征。投影器是一个两层的小 MLP，把这些特征映射到 `backbone.embed_dim`。
+# 真实的 VLA 里，视觉部分是一个大型的预训练视觉 Transformer；但语言模型从它那里拿到的只是一串向量，每个图像 patch 一个，宽度与模型的嵌入相同。要扮演这个角色，一个卷积核和步长都为 8 的 `Conv2d` 就够了：它把 3×32×32 的图像切成 4×4 个 8×8 的 patch，再把每个 patch 变成一个 32 维特征。投影器是一个两层的小 MLP，把这些特征映射到 `backbone.embed_dim`。
 #
-# 本 notebook 里的张量都很小，所以 PyTorch 只用一个 CPU 线程（由 `setup()` 设置）：64 维的矩阵用多线程得不到任何好处，机器繁忙时，多个
-# 线程的时间反而都花在互相等待上。
+# 本 notebook 里的张量都很小，所以 PyTorch 只用一个 CPU 线程（由 `setup()` 设置）：64 维的矩阵用多线程得不到任何好处，机器繁忙时，多个线程的时间反而都花在互相等待上。
 
 # %%
 import torch
@@ -79,9 +73,7 @@ assert backbone.embed_input_ids(torch.tensor([[1]])).shape[-1] == patches.shape[
 # %% [markdown]
 # ## 动作提示词
 #
-# 骨干网络通过 `prompt_builder_fn` 指明自己的提示词格式；`llama2-7b-pure` 用的是朴素的 `In: ... Out:` 模板。human
-# 轮次是 OpenVLA 固定的问句，中间嵌入转成小写的指令。BOS（`<s>`）由分词器加在最前面：构造器自己不写 BOS，所以它只出现
-# 一次。
+# 骨干网络通过 `prompt_builder_fn` 指明自己的提示词格式；`llama2-7b-pure` 用的是朴素的 `In: ... Out:` 模板。human 轮次是 OpenVLA 固定的问句，中间嵌入转成小写的指令。BOS（`<s>`）由分词器加在最前面：构造器自己不写 BOS，所以它只出现一次。
 
 # %%
 from vla_backbone.prompting import openvla_action_prompt
@@ -102,10 +94,7 @@ assert prompt_ids[0] == tokenizer.bos_token_id and prompt_ids.count(tokenizer.bo
 # %% [markdown]
 # ## 动作变成 token
 #
-# 我们的动作有七个数，和 OpenVLA 一样（位置增量、旋转增量，最后是夹爪）。`ActionTokenizer` 先把每个数裁剪到
-# [-1, 1]，再在 256 个区间（边界为 `torch.linspace(-1, 1, 256)`）里找到它所在的区间，把第 `b` 个区间写成 token id
-# `vocab_size - b`。`vocab_size` 只算训练出来的词表，这里是 1024：家族后来添加的 `<PAD>`（id 1024）不算在内，所以
-# 动作占用的是 id 768 到 1023。
+# 我们的动作有七个数，和 OpenVLA 一样（位置增量、旋转增量，最后是夹爪）。`ActionTokenizer` 先把每个数裁剪到 [-1, 1]，再在 256 个区间（边界为 `torch.linspace(-1, 1, 256)`）里找到它所在的区间，把第 `b` 个区间写成 token id `vocab_size - b`。`vocab_size` 只算训练出来的词表，这里是 1024：家族后来添加的 `<PAD>`（id 1024）不算在内，所以动作占用的是 id 768 到 1023。
 
 # %%
 from vla_backbone.actions import ActionTokenizer
@@ -125,8 +114,7 @@ assert ((action_ids >= 768) & (action_ids < 1024)).all()
 assert torch.equal(action_tokenizer.encode(torch.tensor([1.7, -3.0])), action_tokenizer.encode(torch.tensor([1.0, -1.0])))
 
 # %% [markdown]
-# 解码无法还原精确值，只能给出区间中心，所以误差最多是半个区间宽度，即 1/255。256 个边界其实只围出 255 个区间：第 256
-# 个区间里只有恰好等于 +1.0 的值，它被解码成最后一个区间的中心，因此 id 768 和 769 解码出同一个值。
+# 解码无法还原精确值，只能给出区间中心，所以误差最多是半个区间宽度，即 1/255。256 个边界其实只围出 255 个区间：第 256 个区间里只有恰好等于 +1.0 的值，它被解码成最后一个区间的中心，因此 id 768 和 769 解码出同一个值。
 
 # %%
 values = torch.linspace(-1.0, 1.0, 20001)
@@ -142,8 +130,7 @@ assert action_tokenizer.bin_index(torch.tensor([1.0, 0.9999])).tolist() == [256,
 assert action_tokenizer.decode(torch.tensor([768])) == action_tokenizer.decode(torch.tensor([769]))
 
 # %% [markdown]
-# 画成阶梯图一目了然：横轴是连续的动作值，纵轴是解码后的动作值。超出 [-1, 1] 的部分阶梯不再上升（裁剪）；右边的放大图
-# 能看清每一级台阶，宽 2/255。
+# 画成阶梯图一目了然：横轴是连续的动作值，纵轴是解码后的动作值。超出 [-1, 1] 的部分阶梯不再上升（裁剪）；右边的放大图能看清每一级台阶，宽 2/255。
 
 # %%
 import matplotlib.pyplot as plt
@@ -168,13 +155,9 @@ plt.show()
 # %% [markdown]
 # ## input ids 与标签
 #
-# 训练序列依次是提示词、动作 id、EOS。标签在需要模型学习的位置照抄 id，其余位置一律填 -100（损失会忽略它）：只有七个
-# 动作 token 和 EOS 带标签，提示词（包括 BOS）全是 -100。
+# 训练序列依次是提示词、动作 id、EOS。标签在需要模型学习的位置照抄 id，其余位置一律填 -100（损失会忽略它）：只有七个动作 token 和 EOS 带标签，提示词（包括 BOS）全是 -100。
 #
-# 我们直接把动作 id 接在后面。OpenVLA 的做法则是先把它们写成文本（`action_tokenizer(action)`），再对整条提示词重新
-# 分词，然后给最后 `len(action) + 1` 个 token 打标签。这只有在文本能原样变回同样的 id 时才行得通。微型副本把词表末尾
-# 的 256 个 token 注册成了独立的 token，所以能做到这一点，下面用 50 个随机动作验证；换成你自己的分词器时，先检查这一步，
-# 再决定能不能走文本这条路。
+# 我们直接把动作 id 接在后面。OpenVLA 的做法则是先把它们写成文本（`action_tokenizer(action)`），再对整条提示词重新分词，然后给最后 `len(action) + 1` 个 token 打标签。这只有在文本能原样变回同样的 id 时才行得通。微型副本把词表末尾的 256 个 token 注册成了独立的 token，所以能做到这一点，下面用 50 个随机动作验证；换成你自己的分词器时，先检查这一步，再决定能不能走文本这条路。
 
 # %%
 IGNORE = -100
@@ -210,8 +193,7 @@ print(f"text round trip gives the same action ids for {same} of {len(samples)} r
 assert same == len(samples)
 
 # %% [markdown]
-# **动手试试。** 选一条指令和一个动作，看看 VLA 训练时用到的 id 和标签。指令再长，也只是多出一些提示词 token（全为
-# -100）；带标签的位置始终是 8 个。
+# **动手试试。** 选一条指令和一个动作，看看 VLA 训练时用到的 id 和标签。指令再长，也只是多出一些提示词 token（全为 -100）；带标签的位置始终是 8 个。
 
 # %%
 from vla_backbone.notebook import explore
@@ -240,9 +222,7 @@ assert labelled == 8
 # %% [markdown]
 # ## 把 patch 拼接在 BOS 紧后面
 #
-# VLM 用 `backbone.embed_input_ids` 得到文本嵌入，然后在第一个位置之后切开序列：`[emb[:, :1], patches, emb[:, 1:]]`。
-# 注意力掩码为每个 patch 补上 True，因为模型必须关注它们；标签为每个 patch 补上 -100，因为没有人要求模型去预测像素。
-# BOS 在位置 0 上的标签仍然是 -100。下面这一个函数就把三件事一起做完，而且支持整个 batch。
+# VLM 用 `backbone.embed_input_ids` 得到文本嵌入，然后在第一个位置之后切开序列：`[emb[:, :1], patches, emb[:, 1:]]`。注意力掩码为每个 patch 补上 True，因为模型必须关注它们；标签为每个 patch 补上 -100，因为没有人要求模型去预测像素。BOS 在位置 0 上的标签仍然是 -100。下面这一个函数就把三件事一起做完，而且支持整个 batch。
 
 # %%
 def splice(embeddings, attention_mask, labels, patches):
@@ -278,9 +258,7 @@ assert vlm_labels[0, 1 + NUM_PATCHES :].tolist() == labels[1:]
 # %% [markdown]
 # ## 像 VLM 那样调用前向传播
 #
-# VLM 根本不传 id，只传拼接好的嵌入：`backbone(input_ids=None, inputs_embeds=..., attention_mask=..., labels=...)`。
-# 标签和输入位于同样的位置，由模型自己做移位，于是位置 *t* 的 logits 对应的是位置 *t + 1* 的标签。我们自己写一遍移位后
-# 的交叉熵来验证这一点。
+# VLM 根本不传 id，只传拼接好的嵌入：`backbone(input_ids=None, inputs_embeds=..., attention_mask=..., labels=...)`。标签和输入位于同样的位置，由模型自己做移位，于是位置 *t* 的 logits 对应的是位置 *t + 1* 的标签。我们自己写一遍移位后的交叉熵来验证这一点。
 
 # %%
 import torch.nn.functional as F
@@ -304,8 +282,7 @@ torch.testing.assert_close(output.loss, by_hand)
 assert not torch.allclose(output.loss, unshifted)
 
 # %% [markdown]
-# 第一个参与计算的 logits 位于提示词的最后一个 token（`Out:` 里的 `:`）：它预测第一个动作 token。BOS、patch 以及提示词
-# 其余位置上的 logits 都不计入损失。
+# 第一个参与计算的 logits 位于提示词的最后一个 token（`Out:` 里的 `:`）：它预测第一个动作 token。BOS、patch 以及提示词其余位置上的 logits 都不计入损失。
 
 # %%
 scored = (vlm_labels[0, 1:] != IGNORE).nonzero().flatten()
@@ -318,9 +295,7 @@ assert tokenizer.convert_ids_to_tokens(input_ids[last_prompt_position - NUM_PATC
 # %% [markdown]
 # ## 右侧填充的 batch
 #
-# 指令长短不一，组成 batch 就需要填充。collator 在**右侧**填充：id 用 `backbone.pad_token_id`，标签用 -100，注意力掩码
-# 用 0。正是右侧填充让拼接能对整个 batch 一次完成：每一行仍然以 BOS 开头，所以位置 1 在每一行都是“BOS 紧后面”。如果
-# 改成左侧填充，较短那一行的第 0 列会是 PAD，它的 patch 就会落在 PAD 之后。
+# 指令长短不一，组成 batch 就需要填充。collator 在**右侧**填充：id 用 `backbone.pad_token_id`，标签用 -100，注意力掩码用 0。正是右侧填充让拼接能对整个 batch 一次完成：每一行仍然以 BOS 开头，所以位置 1 在每一行都是“BOS 紧后面”。如果改成左侧填充，较短那一行的第 0 列会是 PAD，它的 patch 就会落在 PAD 之后。
 
 # %%
 def collate(examples):
@@ -352,8 +327,7 @@ left_padded_short_row = [backbone.pad_token_id] * pad + short[0]
 assert left_padded_short_row[0] == backbone.pad_token_id != tokenizer.bos_token_id
 
 # %% [markdown]
-# 在填充后的 batch 里，短的那一行得到的 logits 与它单独计算时完全相同（因果注意力从不往右看，掩码又遮住了填充位置）；
-# batch 的损失仍然是移位后的交叉熵，在两行共 16 个带标签的 token 上取平均。
+# 在填充后的 batch 里，短的那一行得到的 logits 与它单独计算时完全相同（因果注意力从不往右看，掩码又遮住了填充位置）；batch 的损失仍然是移位后的交叉熵，在两行共 16 个带标签的 token 上取平均。
 
 # %%
 with torch.no_grad():
@@ -368,9 +342,7 @@ print(f"batch loss {batch_out.loss.item():.4f}; the short row's logits match its
 # %% [markdown]
 # ## 训练几步
 #
-# 现在来做最小的 VLA 训练：一个（图像，指令，动作）样本，20 步 AdamW。语言模型除了 `last_layer_finetune_modules`
-# （输入嵌入、最后一个解码器层、LM head）之外全部冻结，这和 OpenVLA 的 `last-layer-finetune` 阶段一样；不同的是我们
-# 同时训练投影器，让图像特征也能随之调整。视觉编码器保持冻结。
+# 现在来做最小的 VLA 训练：一个（图像，指令，动作）样本，20 步 AdamW。语言模型除了 `last_layer_finetune_modules`（输入嵌入、最后一个解码器层、LM head）之外全部冻结，这和 OpenVLA 的 `last-layer-finetune` 阶段一样；不同的是我们同时训练投影器，让图像特征也能随之调整。视觉编码器保持冻结。
 
 # %%
 backbone.requires_grad_(False)
@@ -384,8 +356,7 @@ assert not any(p.requires_grad for p in frozen_layer.parameters())
 assert all(p.requires_grad for p in backbone.llm.model.layers[-1].parameters())
 
 # %% [markdown]
-# 把贪心解码逐步写出来：从拼接好的提示词（BOS、patch、提示词文本）出发，取 arg-max 的 token，把它的嵌入接到序列末尾，
-# 重复七次。解码出的 id 再交给 `ActionTokenizer.decode`。
+# 把贪心解码逐步写出来：从拼接好的提示词（BOS、patch、提示词文本）出发，取 arg-max 的 token，把它的嵌入接到序列末尾，重复七次。解码出的 id 再交给 `ActionTokenizer.decode`。
 
 # %%
 target_ids = action_ids.tolist()
@@ -447,14 +418,11 @@ assert action_error(after) < action_error(before)
 assert not any(p.grad is not None for p in frozen_layer.parameters())
 
 # %% [markdown]
-# **动手试试。** 把 `lr=1e-2` 改成 `3e-2`，或者把步数改成 40，然后从头重新运行 notebook（只重跑训练单元格的话，会在
-# 上次留下的权重上继续训练）。再把投影器也冻结（从 `trainable` 里去掉）：这时只能靠最后一层相关模块，用原样的 patch 完成
-# 全部学习。
+# **动手试试。** 把 `lr=1e-2` 改成 `3e-2`，或者把步数改成 40，然后从头重新运行 notebook（只重跑训练单元格的话，会在上次留下的权重上继续训练）。再把投影器也冻结（从 `trainable` 里去掉）：这时只能靠最后一层相关模块，用原样的 patch 完成全部学习。
 #
 # ## 没有 BOS 的分词器：phi-2 与 Qwen
 #
-# 拼接的前提是位置 0 上是 BOS。骨干网络加载时由 `check_bos` 来保证这一点：分词器必须在带特殊 token 时、且只在这时在开头
-# 加上 BOS。有两个家族按设计就通不过，它们被列在 `SPECIAL_CASES` 里，因此跳过这项检查：
+# 拼接的前提是位置 0 上是 BOS。骨干网络加载时由 `check_bos` 来保证这一点：分词器必须在带特殊 token 时、且只在这时在开头加上 BOS。有两个家族按设计就通不过，它们被列在 `SPECIAL_CASES` 里，因此跳过这项检查：
 # - **phi-2**：唯一的特殊 token `<|endoftext|>` 同时充当 BOS、EOS 和 UNK，分词器什么都不添加；
 # - **Qwen-2.5**（MiniVLA 的那些 id）：根本没有 BOS token。
 
@@ -476,8 +444,7 @@ assert qwen_tokenizer.bos_token_id is None
 assert phi_tokenizer.bos_token == phi_tokenizer.eos_token == "<|endoftext|>"
 
 # %% [markdown]
-# 不加处理会出什么问题：用 Qwen 的分词器对朴素的 `In: ... Out:` 提示词分词，第一个 id 就已经是一个词 `In`。在位置 1 拼接，
-# 图像就会落在这个词*之后*。
+# 不加处理会出什么问题：用 Qwen 的分词器对朴素的 `In: ... Out:` 提示词分词，第一个 id 就已经是一个词 `In`。在位置 1 拼接，图像就会落在这个词*之后*。
 
 # %%
 plain_ids = qwen_tokenizer(prompt).input_ids
@@ -486,8 +453,7 @@ assert qwen_tokenizer.convert_ids_to_tokens(plain_ids[0]) == "In"
 assert plain_ids == qwen_tokenizer(prompt, add_special_tokens=False).input_ids
 
 # %% [markdown]
-# 解决办法在提示词构造器里：由它自己写出第一个 token。`PhiPromptBuilder` 让文本以 phi-2 的 BOS `<|endoftext|>` 开头，
-# 所以 patch 正好落在它后面，和 Llama-2 完全一样。
+# 解决办法在提示词构造器里：由它自己写出第一个 token。`PhiPromptBuilder` 让文本以 phi-2 的 BOS `<|endoftext|>` 开头，所以 patch 正好落在它后面，和 Llama-2 完全一样。
 
 # %%
 phi_builder = phi.prompt_builder_fn("openvla")
@@ -499,10 +465,7 @@ assert phi_builder.get_prompt().startswith("<|endoftext|>Input: ")
 assert phi_ids[0] == phi_tokenizer.bos_token_id and phi_ids[1] != phi_tokenizer.bos_token_id
 
 # %% [markdown]
-# Qwen 没有 BOS 可写。基于 Qwen 的 VLA（例如 MiniVLA）把自己的 id 列进 `SPECIAL_CASES`，让骨干网络能够加载，
-# 第一个 token 则交给提示词构造器：`QwenPromptBuilder` 的每条提示词都以系统轮次开头，所以第一个 id 是 `<|im_start|>`，
-# 在位置 1 拼接时，图像落在 `<|im_start|>` 和角色名 `system` 之间。下面是具体的 id（微型副本的词表很小，`system` 被
-# 拆成了几段）：
+# Qwen 没有 BOS 可写。基于 Qwen 的 VLA（例如 MiniVLA）把自己的 id 列进 `SPECIAL_CASES`，让骨干网络能够加载，第一个 token 则交给提示词构造器：`QwenPromptBuilder` 的每条提示词都以系统轮次开头，所以第一个 id 是 `<|im_start|>`，在位置 1 拼接时，图像落在 `<|im_start|>` 和角色名 `system` 之间。下面是具体的 id（微型副本的词表很小，`system` 被拆成了几段）：
 
 # %%
 qwen_builder = qwen.prompt_builder_fn("openvla")
@@ -516,24 +479,17 @@ assert qwen_ids[0] == im_start and qwen_builder.get_prompt().startswith("<|im_st
 torch.testing.assert_close(qwen_embeds[:, 0], qwen.embed_input_ids(torch.tensor([[im_start]]))[:, 0])
 
 # %% [markdown]
-# 所以这项检查是被跳过了，而不是被满足了：对这些 id 来说，“图像前面总是一个固定的 token”这一保证来自提示词构造器，加载时
-# 没有任何东西去验证它。给这样的骨干网络一条不是由它的构造器生成的提示词，patch 又会跟在一个普通的词后面。
+# 所以这项检查是被跳过了，而不是被满足了：对这些 id 来说，“图像前面总是一个固定的 token”这一保证来自提示词构造器，加载时没有任何东西去验证它。给这样的骨干网络一条不是由它的构造器生成的提示词，patch 又会跟在一个普通的词后面。
 #
 # ## 小结
-# - 视觉部分以 `NUM_PATCHES` 个宽为 `backbone.embed_dim` 的向量进入语言模型，按 `[emb[:, :1], patches, emb[:, 1:]]`
-#   拼接；每个 patch 的注意力掩码为 True，标签为 -100。
+# - 视觉部分以 `NUM_PATCHES` 个宽为 `backbone.embed_dim` 的向量进入语言模型，按 `[emb[:, :1], patches, emb[:, 1:]]` 拼接；每个 patch 的注意力掩码为 True，标签为 -100。
 # - 只有动作 token（`vocab_size - bin`，[-1, 1] 上 256 个区间）和 EOS 带标签；解码返回区间中心，误差最多半个区间（1/255）。
-# - `backbone(input_ids=None, inputs_embeds=..., attention_mask=..., labels=...)` 在模型内部移位标签；collator 在右侧
-#   填充，BOS 因此留在第 0 列。
+# - `backbone(input_ids=None, inputs_embeds=..., attention_mask=..., labels=...)` 在模型内部移位标签；collator 在右侧填充，BOS 因此留在第 0 列。
 # - 只训练投影器和 `last_layer_finetune_modules` 20 步，贪心解码出的动作就已经向目标靠拢。
 # - phi-2 和 Qwen 跳过 BOS 检查（`SPECIAL_CASES`），改由提示词构造器写出第一个 token。
 #
 # ## 练习
-# 1. 挪动拼接位置：把 patch 放在位置 0（BOS 之前），再放到提示词末尾。未训练模型的损失会变吗？训练 20 步后，哪种放法
-#    最先达到目标动作？
-# 2. 为 `phi-2-3b` 和 `qwen25-0_5b-pure` 写出 `make_example`，重做一遍训练。patch 在两者中分别落在哪里？
-#    `ActionTokenizer(tokenizer).action_token_begin_idx` 和 Llama-2 的一样吗？
-# 3. 在一个填充后的 batch 里用两个样本训练，图像不同、动作也不同。训练 40 步后，贪心解码能区分这两张图像吗？如果两张
-#    图像相同又会怎样？
-# 4. 把线性的 patch 切分换成输出 64 个 patch 的版本（卷积核 4）。本 notebook 里哪些行必须改，哪些行因为读取的是
-#    `NUM_PATCHES` 或 `patches.shape` 而保持不变？
+# 1. 挪动拼接位置：把 patch 放在位置 0（BOS 之前），再放到提示词末尾。未训练模型的损失会变吗？训练 20 步后，哪种放法最先达到目标动作？
+# 2. 为 `phi-2-3b` 和 `qwen25-0_5b-pure` 写出 `make_example`，重做一遍训练。patch 在两者中分别落在哪里？`ActionTokenizer(tokenizer).action_token_begin_idx` 和 Llama-2 的一样吗？
+# 3. 在一个填充后的 batch 里用两个样本训练，图像不同、动作也不同。训练 40 步后，贪心解码能区分这两张图像吗？如果两张图像相同又会怎样？
+# 4. 把线性的 patch 切分换成输出 64 个 patch 的版本（卷积核 4）。本 notebook 里哪些行必须改，哪些行因为读取的是 `NUM_PATCHES` 或 `patches.shape` 而保持不变？
