@@ -32,8 +32,8 @@ pytestmark = [pytest.mark.notebooks, pytest.mark.exclusive]
 
 BUILD = ROOT / "book" / "_build"
 SCREENSHOTS = ROOT / "test-artifacts" / "book"
-# A notebook with prose, printed outputs and two plots.
-NOTEBOOK = "05_prompt_builders"
+# A notebook with prose, printed outputs, two plots and a widget (explore()).
+NOTEBOOK = "09_precision_and_freezing"
 ASSIGNMENT = "assignments/A2_prompt_builder"
 LANGS = ("en", "zh")
 HTML_LANG = {"en": "en", "zh": "zh-CN"}
@@ -153,6 +153,9 @@ def test_notebook_page_shows_outputs_and_plots(open_page, lang):
         image.scroll_into_view_if_needed()
         assert image.evaluate("img => img.complete && img.naturalWidth > 100"), f"plot {i} did not load"
     assert page.locator(".traceback").count() == 0, "a topic notebook shows an error"
+    # The widget is shown by its outputs (book/execute.py): no widget view or state is left for a CDN script to draw.
+    assert "widgets" not in executed.metadata
+    assert page.locator('script[type^="application/vnd.jupyter.widget"]').count() == 0
     check_glyphs(page, lang)
 
 
