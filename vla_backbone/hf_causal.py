@@ -225,8 +225,10 @@ class HFCausalLLMBackbone(LLMBackbone, ABC):
             # A KV cache is useless in training and clashes with gradient checkpointing.
             self.llm.config.use_cache = inference_mode
 
-            # With every LLM weight frozen and checkpointing on, nothing entering the checkpointed blocks would
-            # require grad and backward would break; the hook marks the embedding output as requiring grad.
+            # With the LLM's own weights frozen (say, only adapters inside its layers train) and reentrant gradient
+            # checkpointing, nothing entering the checkpointed blocks requires grad: backward fails, or the adapters
+            # silently get no gradient. The hook marks the embedding output as requiring grad. Non-reentrant or no
+            # checkpointing avoid it too; `inputs_embeds` that bypass the embedding module defeat it (notebook 07).
             if not inference_mode:
                 self.llm.enable_input_require_grads()
 
