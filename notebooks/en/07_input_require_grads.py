@@ -2,19 +2,22 @@
 # # 07 · `enable_input_require_grads`: the failure, the hook, the fixes
 #
 # When OpenVLA loads its language model for training, the constructor calls one line that looks like noise:
-# `llm.enable_input_require_grads()`. Take it out, freeze the language model, train small adapters inside its
-# decoder layers with reentrant gradient checkpointing, and training breaks: either loudly, with a `RuntimeError`
-# at `backward()`, or silently, with adapters that never receive a gradient and never learn. This notebook
-# reproduces both failures on a tiny backbone, opens up the hook that prevents them, and compares the three ways to
-# fix the problem, including two traps that defeat the hook.
+# `llm.enable_input_require_grads()`. Take it out, freeze the language model's own weights, train small adapters
+# inside its decoder layers with reentrant gradient checkpointing, and training breaks: nothing entering the
+# checkpointed blocks requires grad, so backward fails loudly, with a `RuntimeError`, or silently, with adapters that
+# never receive a gradient and never learn. This notebook reproduces both failures on a tiny backbone, opens up the
+# hook that prevents them (it marks the embedding output as requiring grad), and compares the three ways to fix the
+# problem: the hook, non-reentrant checkpointing, no checkpointing. Full fine-tuning never needed it. Two traps
+# defeat the hook: `inputs_embeds` that bypass the embedding module, and an embedding module replaced after the hook
+# was registered.
 #
 # **What you will learn here**
 # - the exact warning and error you get on this transformers, and the silent variant that raises nothing;
 # - where the hook lives, what it does (one line), and how to remove it;
 # - three fixes (the hook, non-reentrant checkpointing, no checkpointing) and why each works;
 # - why `inputs_embeds` computed outside the embedding module bypass the hook;
-# - why upstream on transformers 4.40 lost the hook after `resize_token_embeddings`, and what transformers 5.x does
-#   for you.
+# - why upstream on transformers 4.40 lost the hook after `resize_token_embeddings`, what transformers 5.x does
+#   for you, and why the backbone checks for the hook instead of relying on either.
 
 # %%
 # Set-up, the same in every notebook: on Colab install the package; everywhere print versions and seed.
@@ -395,7 +398,8 @@ torch.testing.assert_close(grads, fixed_grads["hook"])
 # ## Why upstream lost the hook on transformers 4.40
 #
 # OpenVLA's constructor registers the hook first, and the Llama-2 family adds a `<PAD>` token and calls
-# `resize_token_embeddings` afterwards (ours does the same: 1024 words plus `<PAD>`, padded to a multiple of 64).
+# `resize_token_embeddings` afterwards (ours does the same: Llama-2's 32000 words plus `<PAD>` make 32001 tokens,
+# padded to 32064 rows, a multiple of 64).
 # On transformers 4.40, resizing built a *new* `nn.Embedding` and installed it in the model; the hook stayed on the
 # old module, which the model no longer called. Transformers 4.57 and 5.x write the resized weight into the *same*
 # module object instead, so the hook survives. On this version:
@@ -406,11 +410,11 @@ configure("reentrant", hook=True)
 before = model.get_input_embeddings()
 rows_before = before.weight.shape[0]
 print("hook before the resize:", compat.has_input_grad_hook(model), "| rows:", rows_before)
-model.resize_token_embeddings(rows_before + extra_rows)
+model.resize_token_embeddings(rows_before + extra_rows, mean_resizing=False)
 after = model.get_input_embeddings()
 print("hook after the resize: ", compat.has_input_grad_hook(model), "| rows:", after.weight.shape[0],
       "| same module:", after is before)
-assert tokenizer.pad_token == "<PAD>" and len(tokenizer) == 1024 + 1 and rows_before == 1088
+assert tokenizer.pad_token == "<PAD>" and len(tokenizer) == 32000 + 1 and rows_before == 32064
 assert after.weight.shape[0] == rows_before + extra_rows
 assert compat.has_input_grad_hook(model) and after is before
 grads, _ = backward_step(input_ids=ids)
@@ -449,10 +453,9 @@ assert compat.has_input_grad_hook(model) and all(g is not None and g.norm() > 0 
 # %% [markdown]
 # ## What transformers 5.x does for you
 #
-# On transformers 5.x, enabling checkpointing (`activation_checkpointing_enable`, the new name of
-# `gradient_checkpointing_enable`) also calls `enable_input_require_grads()` itself (it also defaults to
-# non-reentrant: notebook 08). `compat.CHECKPOINTING_REGISTERS_INPUT_HOOK` says whether this version registers the
-# hook; 4.57 does not.
+# On the transformers 5.x releases we tested, enabling checkpointing (`activation_checkpointing_enable`, the new name
+# of `gradient_checkpointing_enable`) also calls `enable_input_require_grads()` itself (it also defaults to
+# non-reentrant: notebook 08); 4.57 does not. `compat.CHECKPOINTING_REGISTERS_INPUT_HOOK` records that observation.
 # We start from a model without the hook, enable *reentrant* checkpointing, and look. On 5.x the hook appears
 # and the adapters train; on 4.57 the failure is still there. The cell runs on both versions.
 
@@ -475,8 +478,10 @@ else:
 # through the library call registers a *second* one, and the model's list of handles only remembers the newest.
 # Two hooks setting the same flag are harmless, but removing "the hook" through the handles would then leave one
 # behind. `compat.enable_checkpointing`, which `backbone.enable_gradient_checkpointing()` calls, removes the old
-# handles first, so the backbone always ends up with exactly one hook whose handle the model knows. (This
-# notebook still removes hooks after enabling checkpointing, because there it wants none at all.)
+# handles first and, once checkpointing is on, checks that the hook is there, adding it again if the library did not
+# (as 4.57 does not). So a backbone that had the hook ends up with exactly one, whose handle the model knows, on
+# either version. (This notebook still removes hooks after enabling checkpointing, because there it wants none at
+# all.)
 
 # %%
 def hooks_after(enable) -> tuple[int, int]:
@@ -489,12 +494,45 @@ def hooks_after(enable) -> tuple[int, int]:
 
 
 through_backbone = hooks_after(backbone.enable_gradient_checkpointing)
-# Last, because on 5.x it leaves a hook behind that no handle can remove.
-library_call = getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)
-raw = hooks_after(library_call)
-print("library call: hooks, handles =", raw, "| backbone.enable_gradient_checkpointing():", through_backbone)
-assert raw == ((2, 1) if compat.CHECKPOINTING_REGISTERS_INPUT_HOOK else (1, 1))
+print("backbone.enable_gradient_checkpointing(): hooks, handles =", through_backbone)
 assert through_backbone == (1, 1)
+
+# %% [markdown]
+# The check does not depend on what the library happens to do. To see it on 5.x as well, swap the library's enable
+# method for one that removes whatever hook the library registered, which is 4.57's behaviour: the backbone's
+# model still ends up with exactly one hook, and the adapters train under reentrant checkpointing.
+
+# %%
+from unittest import mock
+
+LIBRARY_ENABLE = "activation_checkpointing_enable" if hasattr(model, "activation_checkpointing_enable") else "gradient_checkpointing_enable"
+library_enable = getattr(model, LIBRARY_ENABLE)
+
+
+def enable_without_hook(**kwargs):
+    library_enable(**kwargs)
+    remove_input_grad_hooks(model)
+
+
+configure(None, hook=True)
+with mock.patch.object(model, LIBRARY_ENABLE, enable_without_hook):
+    compat.enable_checkpointing(model, use_reentrant=True)
+model.train()
+counts = len(model.get_input_embeddings()._forward_hooks), len(compat.input_grad_hooks(model))
+grads, _ = backward_step(input_ids=ids)
+print("library without the hook, then compat.enable_checkpointing: hooks, handles =", counts)
+assert counts == (1, 1) and compat.has_input_grad_hook(model)
+assert all(g is not None and g.norm() > 0 for g in grads)
+compat.disable_checkpointing(model)
+
+# %% [markdown]
+# Last, the library call on its own: on 5.x it leaves two hooks behind, one of which no handle can remove (so this
+# cell comes at the end).
+
+# %%
+raw = hooks_after(library_enable)
+print("library call: hooks, handles =", raw)
+assert raw == ((2, 1) if compat.CHECKPOINTING_REGISTERS_INPUT_HOOK else (1, 1))
 
 # %% [markdown]
 # ## Summary
@@ -507,7 +545,8 @@ assert through_backbone == (1, 1)
 # - The hook fires only when the embedding module runs: build `inputs_embeds` with `embed_input_ids`, and re-register
 #   the hook after replacing the embedding module (what 4.40's resize did behind your back).
 # - transformers 5.x registers the hook itself when checkpointing is enabled; on a backbone that already has one,
-#   that makes two, and removing it by handle leaves one behind.
+#   that makes two, and removing it by handle leaves one behind. `compat.enable_checkpointing` removes the old
+#   handles first and checks for the hook afterwards, so the backbone has exactly one on every version.
 #
 # ## Exercises
 # 1. Initialise `up` with zeros, as real LoRA does. Which adapter weights get a zero gradient in the first step with
