@@ -734,11 +734,14 @@ assert np.all(np.abs(decoded - action) <= 1 / 255 + 1e-9)
 # does (the cell runs on 4.57 too, and then says there is no trap):
 
 # %%
+import json
+
 from transformers import AutoTokenizer
 
 from vla_backbone import compat
 from vla_backbone.tiny import tiny_checkpoint
 
+assert json.loads((tiny_checkpoint("llama2") / "tokenizer_config.json").read_text())["legacy"] is False
 MULTI_TURN = "In: What action should the robot take to pick up the cup?\nOut: ok</s>In: again"
 IDS_4X = [1, 512, 29901, 1724, 3158, 881, 278, 19964, 2125, 304, 5839, 701, 278, 18002, 29973, 13, 3744, 29901,
           3431, 2, 512, 29901, 1449]

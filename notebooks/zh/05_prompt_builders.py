@@ -636,11 +636,14 @@ assert np.all(np.abs(decoded - action) <= 1 / 255 + 1e-9)
 # 微型副本的分词器文件就是 Llama-2 自己的，所以直接用 `AutoTokenizer` 加载它们，就能看到当前这个 transformers 版本的行为（这个单元格在 4.57 上也能运行，那时它会告诉你不存在这个坑）：
 
 # %%
+import json
+
 from transformers import AutoTokenizer
 
 from vla_backbone import compat
 from vla_backbone.tiny import tiny_checkpoint
 
+assert json.loads((tiny_checkpoint("llama2") / "tokenizer_config.json").read_text())["legacy"] is False
 MULTI_TURN = "In: What action should the robot take to pick up the cup?\nOut: ok</s>In: again"
 IDS_4X = [1, 512, 29901, 1724, 3158, 881, 278, 19964, 2125, 304, 5839, 701, 278, 18002, 29973, 13, 3744, 29901,
           3431, 2, 512, 29901, 1449]
