@@ -259,3 +259,18 @@ def test_loading_is_deterministic():
     ids = tokenizer(["pick up the cup"], return_tensors="pt").input_ids
     with torch.no_grad():
         torch.testing.assert_close(first(input_ids=ids).logits, second(input_ids=ids).logits, rtol=0, atol=0)
+
+
+def test_llama2_tokenizer_is_what_openvla_predict_action_requires():
+    """OpenVLA.predict_action asserts isinstance(tokenizer, LlamaTokenizerFast); on 5.x that name is LlamaTokenizer."""
+    from transformers import LlamaTokenizerFast
+
+    _, tokenizer = load("llama2-7b-pure")
+    assert isinstance(tokenizer, LlamaTokenizerFast)
+    # predict_action appends 29871 (the empty "▁" piece) when the inference prompt does not end with it.
+    assert tokenizer.convert_ids_to_tokens(29871) == "▁"
+
+
+def test_qwen_loads_without_a_false_mistral_regex_warning(capfd):
+    vla_backbone.get_llm_backbone_and_tokenizer("qwen25-0_5b-pure")
+    assert "incorrect regex pattern" not in capfd.readouterr().err

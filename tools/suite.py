@@ -5,6 +5,7 @@
     python -m tools.suite translate NAME    # start notebooks/zh/NAME from the en notebook (prose to translate)
     python -m tools.suite stamp NAME ...    # after revisiting a zh translation, record the en prose it follows
     python -m tools.suite readme            # regenerate the notebook tables in README.md and README.zh.md
+    python -m tools.suite join [NAME ...]   # put each Chinese Markdown paragraph on one line (what check asks)
 
 Code cells are written once, in en; `sync` copies them into the zh twin (the LANG line aside). In each pair the
 file edited last wins, so edit either the .ipynb in JupyterLab or the .py in an editor, then run `sync`.
@@ -28,7 +29,8 @@ KERNEL = {
     "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
     "language_info": {"name": "python"},
 }
-PAIR_FILTERS = {"notebook_metadata_filter": "-all", "cell_metadata_filter": "-all"}
+# Cells keep one kind of metadata: nbgrader's, which marks the assignments' solution, test and graded cells.
+PAIR_FILTERS = {"notebook_metadata_filter": "-all", "cell_metadata_filter": "nbgrader"}
 
 
 def repository() -> str:
@@ -74,7 +76,7 @@ TEACHES = {
                    "训练模式与推理模式、dtype、贪心解码、`use_cache`、`hf_token`、分词器设置"),
     "03_bos_assertion": ("both halves of the BOS check, on every family", "BOS 检查的两个条件，逐个家族验证"),
     "04_special_cases": ("phi-2 BOS = EOS, Qwen without BOS, PAD tokens, the multiple-of-64 resize",
-                         "phi-2 的 BOS = EOS、没有 BOS 的 Qwen、PAD token、按 64 的倍数扩词表"),
+                         "phi-2 的 BOS = EOS、没有 BOS 的 Qwen、PAD token、按 64 的倍数 resize"),
     "05_prompt_builders": ("every prompt template, the OpenVLA action prompt, tokens and labels",
                            "所有提示词模板、OpenVLA 动作提示词、token 与标签"),
     "06_embed_and_forward": ("`embed_input_ids` and `forward`: every argument, labels and -100, the KV cache",
@@ -142,7 +144,8 @@ def _jupytext():
 
 
 def clean(nb):
-    """Drop outputs, execution counts and metadata; keep only the kernel. Cell ids are numbered, not random."""
+    """Drop outputs, execution counts and metadata; keep only the kernel and nbgrader's cell metadata. Cell ids are
+    numbered, not random."""
     import nbformat
 
     cells = []
@@ -154,6 +157,8 @@ def clean(nb):
             cells.append(nbformat.v4.new_markdown_cell(source))
         else:
             cells.append(nbformat.v4.new_raw_cell(source))
+        if "nbgrader" in cell.get("metadata", {}):
+            cells[-1].metadata["nbgrader"] = json.loads(json.dumps(cell.metadata["nbgrader"], sort_keys=True))
     for index, cell in enumerate(cells):
         cell["id"] = f"cell-{index:03d}"
     return nbformat.v4.new_notebook(cells=cells, metadata=json.loads(json.dumps(KERNEL)))
@@ -234,6 +239,20 @@ def copy_code(en_nb, zh_nb, name: str):
     return zh_nb
 
 
+def copy_grading(en_nb, zh_nb, name: str):
+    """zh_nb with each cell's nbgrader metadata (points, ids, solution and test marks) taken from en's, cell by cell."""
+    if not any("nbgrader" in cell.metadata for cell in en_nb.cells + zh_nb.cells):
+        return zh_nb
+    if [c.cell_type for c in en_nb.cells] != [c.cell_type for c in zh_nb.cells]:
+        raise SystemExit(f"{name}: en and zh have their cells in another order, so their nbgrader metadata cannot be "
+                         "matched cell by cell. Give zh the cells of en, in the same order, then run sync again.")
+    for en_cell, zh_cell in zip(en_nb.cells, zh_nb.cells, strict=True):
+        zh_cell.metadata.pop("nbgrader", None)
+        if "nbgrader" in en_cell.metadata:
+            zh_cell.metadata["nbgrader"] = json.loads(json.dumps(en_cell.metadata["nbgrader"]))
+    return zh_nb
+
+
 def sync(selected: list[str] | None = None) -> None:
     chosen = selected or names()
     for name in chosen:
@@ -242,7 +261,7 @@ def sync(selected: list[str] | None = None) -> None:
             raise SystemExit(f"{name}: there is a zh notebook but no en one; en is where code is written.")
         _write(name, "en", en_nb)
         if zh_nb is not None:
-            _write(name, "zh", copy_code(en_nb, zh_nb, name))
+            _write(name, "zh", copy_grading(en_nb, copy_code(en_nb, zh_nb, name), name))
     print(f"synced {len(chosen)} notebooks")
 
 
@@ -264,10 +283,152 @@ def stamp(selected: list[str]) -> None:
     print(f"stamped {', '.join(selected)}")
 
 
+def grading(nb) -> list:
+    """Each cell's nbgrader metadata (``None`` where it has none)."""
+    return [cell.metadata.get("nbgrader") for cell in nb.cells]
+
+
+def grading_problems(name: str, twins: dict) -> list[str]:
+    """Assignments carry nbgrader metadata that matches their delimiters, the same in both languages; topics none."""
+    # tools.release builds on this module, so it is imported here, when a check runs, not at the top.
+    from tools import release
+
+    problems = []
+    for lang, nb in twins.items():
+        if not name.startswith("assignments/"):
+            if any(grading(nb)):
+                problems.append(f"{lang}/{name}: nbgrader metadata belongs in assignments only (clear it in JupyterLab's "
+                                "property inspector)")
+            continue
+        problems += [f"{lang}/{name}: {problem}" for problem in release.grading_problems(nb)]
+    if len(twins) == 2 and grading(twins["en"]) != grading(twins["zh"]):
+        problems.append(f"{name}: nbgrader metadata differs between en and zh (edit it in en, then run sync)")
+    return problems
+
+
+GLOSSARY = NOTEBOOKS / "GLOSSARY.md"
+HAN = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")
+# A line that starts a Markdown block of its own (list item, heading, table row, fence, quote, HTML), so the line
+# break before it is not a break inside a paragraph.
+BLOCK_START = re.compile(r"^\s*(?:[-*+] |\d+[.)] |#{1,6} |\||```|~~~|>|<)")
+
+
+def glossary_rows() -> list[tuple[str, str, list[str]]]:
+    """(English, Chinese, forms to avoid) for each row of notebooks/GLOSSARY.md."""
+    rows = []
+    for line in GLOSSARY.read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and len(cells) == 3 and cells[0] not in ("English", "---"):
+            rows.append((cells[0], cells[1], [form.strip() for form in cells[2].split(",") if form.strip()]))
+    return rows
+
+
+def chinese_documents() -> list[Path]:
+    """Chinese prose outside the notebooks: the zh README, the glossary, and every docs page with Chinese in it."""
+    docs = sorted((ROOT / "docs").glob("**/*.md"))
+    return [ROOT / "README.zh.md", GLOSSARY, *(p for p in docs if HAN.search(p.read_text(encoding="utf-8")))]
+
+
+def _chinese_paragraph_breaks(lines: list[str]) -> list[int]:
+    """Indices i where lines[i] and lines[i + 1] belong to one Markdown paragraph with Chinese in it.
+
+    Code fences, block starts (list items, headings, tables, ...) and explicit hard breaks (two trailing spaces or
+    a backslash) are left alone.
+    """
+    found, in_fence = [], False
+    for index, (line, following) in enumerate(zip(lines, lines[1:] + [""])):
+        if line.lstrip().startswith(("```", "~~~")):
+            in_fence = not in_fence
+            continue
+        if in_fence or not line.strip() or not following.strip() or line.lstrip().startswith(("|", "#")):
+            continue
+        if BLOCK_START.match(following) or line.endswith(("  ", "\\")):
+            continue
+        if HAN.search(line) or HAN.search(following):
+            found.append(index)
+    return found
+
+
+def broken_chinese_lines(text: str) -> list[str]:
+    """The start of each line that continues a Chinese Markdown paragraph (a browser renders the break as a space)."""
+    lines = text.splitlines()
+    return [lines[index + 1].strip()[:30] for index in _chinese_paragraph_breaks(lines)]
+
+
+def join_chinese_lines(text: str) -> str:
+    """``text`` with every Chinese Markdown paragraph on one line: no space between two Chinese characters or next
+    to Chinese punctuation, one space between Chinese and Latin text (the suite's spacing)."""
+    lines = text.splitlines()
+    for index in reversed(_chinese_paragraph_breaks(lines)):
+        left, right = lines[index].rstrip(), lines[index + 1].strip()
+        tight = re.fullmatch(r"[\u4e00-\u9fff]", left[-1]) and re.fullmatch(r"[\u4e00-\u9fff]", right[0])
+        punctuation = re.compile(r"[\u3000-\u303f\uff00-\uffef“”‘’—…]")
+        glue = "" if tight or punctuation.match(left[-1]) or punctuation.match(right[0]) else " "
+        lines[index:index + 2] = [left + glue + right]
+    return "\n".join(lines) + ("\n" if text.endswith("\n") else "")
+
+
+def join(selected: list[str] | None = None) -> None:
+    """Put every Chinese paragraph on one line: in the zh notebooks' Markdown (both files of each pair), the zh
+    README, the glossary and the docs."""
+    chosen = selected or names()
+    for name in chosen:
+        nb = _newest(name, "zh")
+        if nb is None:
+            continue
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                cell.source = join_chinese_lines(cell.source)
+        _write(name, "zh", nb)
+    if not selected:
+        for path in chinese_documents():
+            path.write_text(join_chinese_lines(path.read_text(encoding="utf-8")), encoding="utf-8")
+    print(f"joined the Chinese paragraphs of {len(chosen)} notebooks" + ("" if selected else " and the zh documents"))
+
+
+def cell_order_problem(name: str, en_nb, zh_nb) -> str | None:
+    """Where the zh notebook's cells stop matching en's, one for one (Markdown beside the same code, same headings)."""
+    en_cells, zh_cells = en_nb.cells, zh_nb.cells
+    for index, (en_cell, zh_cell) in enumerate(zip(en_cells, zh_cells)):
+        if en_cell.cell_type != zh_cell.cell_type:
+            return (f"zh/{name}: cell {index} is {zh_cell.cell_type} where en has {en_cell.cell_type}; from there the "
+                    "zh text sits beside the wrong code (move the Markdown cells to where en has them)")
+        headings = [re.findall(r"^(#{1,6}) ", cell.source, re.M) for cell in (en_cell, zh_cell)]
+        if en_cell.cell_type == "markdown" and headings[0] != headings[1]:
+            return f"zh/{name}: Markdown cell {index} has headings {headings[1]} where en has {headings[0]}"
+    if len(en_cells) != len(zh_cells):
+        return f"zh/{name}: {len(zh_cells)} cells where en has {len(en_cells)}"
+    return None
+
+
+def spaces_between_chinese(text: str) -> list[str]:
+    """A space between two Chinese characters (or next to Chinese punctuation), outside code: always a slip."""
+    found, in_fence = [], False
+    for line in text.splitlines():
+        if line.lstrip().startswith(("```", "~~~")):
+            in_fence = not in_fence
+        elif not in_fence:
+            found += [match.group() for match in re.finditer(rf"{HAN.pattern}{{1,3}} +{HAN.pattern}{{1,3}}", line)]
+    return found
+
+
+def chinese_prose_problems(label: str, text: str, avoided: dict[str, str]) -> list[str]:
+    problems = [f"{label}: line break inside a Chinese paragraph before \"{start}\" (a zh paragraph is one line)"
+                for start in broken_chinese_lines(text)]
+    problems += [f"{label}: a space inside Chinese text: \"{found}\"" for found in spaces_between_chinese(text)]
+    problems += [f"{label}: '{form}' (the glossary says '{preferred}')" for form, preferred in avoided.items() if form in text]
+    return problems
+
+
 def check() -> list[str]:
     """Every way the suite is out of step, one line each (empty when all is well)."""
     problems = []
     stamps = load_stamps()
+    avoided = {form: preferred for _, preferred, forms in glossary_rows() for form in forms}
+    for path in chinese_documents():
+        # The glossary itself lists the forms to avoid.
+        terms = {} if path == GLOSSARY else avoided
+        problems += chinese_prose_problems(str(path.relative_to(ROOT)), path.read_text(encoding="utf-8"), terms)
     for name in names():
         twins = {}
         for lang in LANGS:
@@ -289,9 +450,15 @@ def check() -> list[str]:
                 problems.append(f"{lang}/{name}: the first code cell is not the shared set-up cell")
             if len(code) < 2 or code[1] != language_cell(lang):
                 problems.append(f"{lang}/{name}: the second code cell must be the language cell for '{lang}'")
+        problems += grading_problems(name, twins)
         if len(twins) == 2:
             if code_sources(twins["en"]) != code_sources(twins["zh"]):
                 problems.append(f"{name}: code cells differ between en and zh (run sync)")
+            order = cell_order_problem(name, twins["en"], twins["zh"])
+            if order:
+                problems.append(order)
+            prose = "\n\n".join(cell.source for cell in twins["zh"].cells if cell.cell_type == "markdown")
+            problems += chinese_prose_problems(f"zh/{name}", prose, avoided)
             if stamps.get(name) != markdown_fingerprint(twins["en"]):
                 problems.append(f"zh/{name}: the en prose changed since the zh translation was stamped; revisit it, then `stamp {name}`")
     return problems
@@ -305,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("translate").add_argument("name")
     commands.add_parser("stamp").add_argument("names", nargs="+")
     commands.add_parser("readme")
+    commands.add_parser("join").add_argument("names", nargs="*", help="only these notebooks (default: all, and the zh documents)")
     args = parser.parse_args(argv)
     if args.command == "sync":
         sync(args.names)
@@ -314,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
         stamp(args.names)
     elif args.command == "readme":
         readme()
+    elif args.command == "join":
+        join(args.names)
     else:
         problems = check()
         print("\n".join(problems) or "suite is consistent")

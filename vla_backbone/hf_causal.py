@@ -225,10 +225,11 @@ class HFCausalLLMBackbone(LLMBackbone, ABC):
             # A KV cache is useless in training and clashes with gradient checkpointing.
             self.llm.config.use_cache = inference_mode
 
-            # With the LLM's own weights frozen (say, only adapters inside its layers train) and reentrant gradient
-            # checkpointing, nothing entering the checkpointed blocks requires grad: backward fails, or the adapters
-            # silently get no gradient. The hook marks the embedding output as requiring grad. Non-reentrant or no
-            # checkpointing avoid it too; `inputs_embeds` that bypass the embedding module defeat it (notebook 07).
+            # If the embeddings are frozen and only weights inside the layers train (adapters, or the last layer) under
+            # reentrant gradient checkpointing, nothing entering a checkpointed block requires grad, so the block's
+            # backward never runs. The hook marks the embedding output as requiring grad; harmless otherwise.
+            # Non-reentrant or no checkpointing avoid the failure too; `inputs_embeds` computed without the embedding
+            # module bypass the hook (notebook 07).
             if not inference_mode:
                 self.llm.enable_input_require_grads()
 

@@ -414,8 +414,8 @@ print("checkpoint: tokenizer pad =", raw_tokenizer.pad_token_id, "| config pad =
 assert raw_tokenizer.pad_token_id is None and raw_config.pad_token_id is None
 
 # %% [markdown]
-# The llama2 family adds `<PAD>` to the tokenizer first (it gets the next free id, 1024 in the replica, 32000 in the
-# real model) and only then copies that id into `config.pad_token_id`. After loading, both agree, and a padded
+# The llama2 family adds `<PAD>` to the tokenizer first (it gets the next free id, 32000, in the replica as in the
+# real model: the replica ships Llama-2's real tokenizer) and only then copies that id into `config.pad_token_id`. After loading, both agree, and a padded
 # batch contains exactly `backbone.pad_token_id`.
 
 # %%
@@ -424,14 +424,14 @@ batch = llama_tokenizer(["pick up the cup", "open the drawer next to the red blo
 print("backbone.pad_token_id =", llama.pad_token_id, "| config.pad_token_id =", llama.llm.config.pad_token_id)
 print(batch.input_ids)
 
-assert llama_tokenizer.pad_token == "<PAD>" and llama.pad_token_id == llama_tokenizer.pad_token_id == 1024
+assert llama_tokenizer.pad_token == "<PAD>" and llama.pad_token_id == llama_tokenizer.pad_token_id == 32000
 assert llama.llm.config.pad_token_id == llama.pad_token_id
 padded = batch.attention_mask == 0
 assert padded.any() and (batch.input_ids[padded] == llama.pad_token_id).all()
 
 # %% [markdown]
 # Now change only the tokenizer, as a script that sets `tokenizer.pad_token = tokenizer.eos_token` would. The
-# config still says 1024, but the batches now contain EOS ids in the padded positions — and `pad_token_id`
+# config still says 32000, but the batches now contain EOS ids in the padded positions — and `pad_token_id`
 # follows the tokenizer, which is what code that masks padding needs to know.
 
 # %%
@@ -442,15 +442,16 @@ batch = drifted_tokenizer(sentences, padding=True, return_tensors="pt")
 print("backbone.pad_token_id =", drifted.pad_token_id, "| config.pad_token_id =", drifted.llm.config.pad_token_id)
 
 assert drifted.pad_token_id == drifted_tokenizer.eos_token_id == 2
-assert drifted.llm.config.pad_token_id == 1024
+assert drifted.llm.config.pad_token_id == 32000
 assert (batch.input_ids[batch.attention_mask == 0] == drifted.pad_token_id).all()
 
 # %% [markdown]
 # ## Every family, member by member
 #
 # The same eight members, answered by the five families. A few things stand out: all replicas have `embed_dim` 64
-# (the real models range from 768 for OPT-125m to 5120 for Llama-2-13B); in the replicas, Qwen and OPT keep the PAD
-# token they ship with (ids 0 and 1) while the other three get one appended (1024); every family asks for bfloat16.
+# (the real models range from 768 for OPT-125m to 5120 for Llama-2-13B); Qwen and OPT keep the PAD token their
+# tokenizers ship with (`<|endoftext|>` 151643 and `<pad>` 1), while Llama-2 and Mistral get `<PAD>` appended (32000)
+# and phi-2 `<|pad|>` (50295); every family asks for bfloat16.
 
 # %%
 import functools
@@ -480,11 +481,11 @@ def members(backbone_id: str) -> dict:
 
 table = {backbone_id: members(backbone_id) for backbone_id in REPRESENTATIVES}
 for backbone_id, row in table.items():
-    print(f"{backbone_id:26s} {row['embed_dim']:3d} {row['pad_token_id']:5d}  {row['transformer_layer_cls']:20s} "
+    print(f"{backbone_id:26s} {row['embed_dim']:3d} {row['pad_token_id']:6d}  {row['transformer_layer_cls']:20s} "
           f"{row['half_precision_dtype']:15s} {row['prompt_builder_fn']}")
 
 assert all(row["embed_dim"] == 64 for row in table.values())
-assert [row["pad_token_id"] for row in table.values()] == [1024, 1024, 1024, 0, 1]
+assert [row["pad_token_id"] for row in table.values()] == [32000, 32000, 50295, 151643, 1]
 assert all(row["half_precision_dtype"] == "torch.bfloat16" for row in table.values())
 assert [row["transformer_layer_cls"] for row in table.values()] == [
     "LlamaDecoderLayer", "MistralDecoderLayer", "PhiDecoderLayer", "Qwen2DecoderLayer", "OPTDecoderLayer"]
@@ -500,6 +501,7 @@ from vla_backbone.notebook import explore
 
 def show_members(backbone_id: str) -> dict:
     row = members(backbone_id)
+    print(f"{'backbone id':28s} {backbone_id}")
     for name, value in row.items():
         print(f"{name:28s} {value}")
     return row

@@ -4,9 +4,10 @@
 # `HFCausalLLMBackbone.__init__` fits on one screen, and almost every line in it is there for a reason you only
 # discover when it is missing: a model that silently trains in half precision, a generation that samples when it
 # should be greedy, a backward pass that breaks once the LLM is frozen under reentrant checkpointing, a batch padded
-# on the wrong side, an access token that ends up in a log. This notebook walks through the constructor step by step, in the two modes OpenVLA uses —
-# **training mode** (load pretrained weights to fine-tune them) and **inference mode** (build the architecture
-# only, because a VLA checkpoint will supply every weight) — and checks each step on a tiny replica.
+# on the wrong side, an access token that ends up in a log. This notebook walks through the constructor step by
+# step, in the two modes OpenVLA uses — **training mode** (load pretrained weights to fine-tune them) and
+# **inference mode** (build the architecture only, because a VLA checkpoint will supply every weight) — and checks
+# each step on a tiny replica.
 #
 # **What you will learn here**
 # - why training mode calls the concrete `*ForCausalLM.from_pretrained` with an explicit `dtype=torch.float32`;
@@ -340,26 +341,31 @@ assert cache_infer.get_seq_length() == batch.input_ids.shape[1]
 # that warning out of every training step.
 
 # %%
+from vla_backbone.notebook import transformers_log
+
 train_bb.enable_gradient_checkpointing()
 train_bb.train()
-refused = compat.output_cache(train_bb(input_ids=batch.input_ids, use_cache=True))
+with transformers_log() as logged:
+    refused = compat.output_cache(train_bb(input_ids=batch.input_ids, use_cache=True))
 compat.disable_checkpointing(train_bb.llm)
 train_bb.eval()
 print("cache with checkpointing on, use_cache=True:", refused)
+print("transformers log:", logged)
 assert refused is None and not compat.is_checkpointing(train_bb.llm)
+assert all("use_cache=False" in message for message in logged)
 
 # %% [markdown]
 # ## Step 5 · `enable_input_require_grads`, in training mode only
 #
 # In training mode the constructor registers a forward hook on the input embedding that marks its output as
-# requiring grad. It matters when the language model's own weights are frozen (say, only adapters inside its layers
-# train) and gradient checkpointing is reentrant: then nothing entering the checkpointed blocks requires grad, and
-# backward either fails ("element 0 of tensors does not require grad") or, when something after the layers trains,
-# silently gives the adapters no gradient. Notebook 07 reproduces both. Non-reentrant checkpointing, or no
-# checkpointing, avoids the failure as well; for full fine-tuning the hook is harmless. It works only when the
-# embeddings come out of the embedding module: `inputs_embeds` built some other way bypass it. Inference mode never
-# runs a backward pass, so it skips the hook. With all weights frozen, the embeddings of the training-mode backbone
-# still require grad; those of the inference-mode backbone do not.
+# requiring grad. It matters when the input embeddings are frozen while weights inside the decoder layers train
+# (adapters, or the last layer) and gradient checkpointing is reentrant: then nothing entering the checkpointed
+# blocks requires grad, and backward either fails ("element 0 of tensors does not require grad") or, when something
+# after the layers trains, silently gives those weights no gradient. Notebook 07 reproduces both. Non-reentrant
+# checkpointing, or no checkpointing, avoids the failure as well; for full fine-tuning the hook is harmless. It
+# works only when the embeddings come out of the embedding module: `inputs_embeds` built some other way bypass it.
+# Inference mode never runs a backward pass, so it skips the hook. With all weights frozen, the embeddings of the
+# training-mode backbone still require grad; those of the inference-mode backbone do not.
 
 # %%
 print("hook registered (train / inference):", compat.has_input_grad_hook(train_bb.llm), "/",
@@ -382,9 +388,11 @@ train_bb.requires_grad_(True)
 # %%
 short_bb, short_tokenizer = get_llm_backbone_and_tokenizer("llama2-7b-pure", llm_max_length=64)
 long_text = " ".join(str(i) for i in range(200))
-print("model_max_length:", short_tokenizer.model_max_length,
-      "| tokens without / with truncation:", len(short_tokenizer(long_text).input_ids),
-      "/", len(short_tokenizer(long_text, truncation=True).input_ids))
+with transformers_log() as logged:
+    print("model_max_length:", short_tokenizer.model_max_length,
+          "| tokens without / with truncation:", len(short_tokenizer(long_text).input_ids),
+          "/", len(short_tokenizer(long_text, truncation=True).input_ids))
+print("transformers log:", logged)
 assert short_tokenizer.model_max_length == short_bb.llm_max_length == 64
 assert tokenizer.model_max_length == 2048
 assert len(short_tokenizer(long_text).input_ids) > 64 == len(short_tokenizer(long_text, truncation=True).input_ids)
@@ -560,8 +568,8 @@ shutil.rmtree(workdir, ignore_errors=True)
 #   CUDA GPU it raises `FlashAttentionUnavailableError` before anything loads.
 # - Inference mode builds the architecture from `AutoConfig` with `_from_config`: same config, no pretrained
 #   weights; the VLA checkpoint fills them in.
-# - `use_cache` equals `inference_mode`; the input-grad hook is registered in training mode only, for frozen LLM
-#   weights under reentrant checkpointing.
+# - `use_cache` equals `inference_mode`; the input-grad hook is registered in training mode only, for frozen
+#   embeddings with trainable weights inside the layers under reentrant checkpointing.
 # - The tokenizer gets `model_max_length=llm_max_length` and right padding (BOS stays at position 0); `hf_token` is
 #   passed to the loaders and never stored; `source` picks the replica, the hub or a local directory.
 #

@@ -352,8 +352,12 @@ del reloaded_llama
 # in practice every new row *is* the mean embedding (transformers prints a note about it).
 
 # %%
+from vla_backbone.notebook import transformers_log
+
 mean_resized = LlamaForCausalLM.from_pretrained(checkpoint_path("llama2-7b-pure"))
-mean_resized.resize_token_embeddings(1025, pad_to_multiple_of=64, mean_resizing=True)
+with transformers_log() as note:
+    mean_resized.resize_token_embeddings(1025, pad_to_multiple_of=64, mean_resizing=True)
+print("transformers log:", note)
 old_mean = shipped_rows.mean(dim=0)
 mean_rows = mean_resized.get_input_embeddings().weight.detach()[1024:]
 print("old rows: mean distance from their mean", f"{(shipped_rows - old_mean).norm(dim=1).mean():.4f}")

@@ -384,8 +384,12 @@ assert not torch.allclose(captured["last_layer"], hidden_states[-1])
 # transformers logs a warning and returns no weights (an empty tuple on 5.24, `None` on 4.57).
 
 # %%
-sdpa_out = backbone(input_ids=input_ids, output_attentions=True)
+from vla_backbone.notebook import transformers_log
+
+with transformers_log() as logged:
+    sdpa_out = backbone(input_ids=input_ids, output_attentions=True)
 print(f"attn_implementation={config._attn_implementation!r}  attentions={sdpa_out.attentions!r}")
+print("transformers log:", logged)
 assert config._attn_implementation == "sdpa" and not sdpa_out.attentions
 
 # %% [markdown]

@@ -2,10 +2,10 @@
 # # 07 · `enable_input_require_grads`: the failure, the hook, the fixes
 #
 # When OpenVLA loads its language model for training, the constructor calls one line that looks like noise:
-# `llm.enable_input_require_grads()`. Take it out, freeze the language model's own weights, train small adapters
-# inside its decoder layers with reentrant gradient checkpointing, and training breaks: nothing entering the
-# checkpointed blocks requires grad, so backward fails loudly, with a `RuntimeError`, or silently, with adapters that
-# never receive a gradient and never learn. This notebook reproduces both failures on a tiny backbone, opens up the
+# `llm.enable_input_require_grads()`. Take it out, freeze the language model with its input embeddings, train small
+# adapters inside its decoder layers with reentrant gradient checkpointing, and training breaks: nothing entering
+# the checkpointed blocks requires grad, so backward fails loudly, with a `RuntimeError`, or silently, with adapters
+# that never receive a gradient and never learn. This notebook reproduces both failures on a tiny backbone, opens up the
 # hook that prevents them (it marks the embedding output as requiring grad), and compares the three ways to fix the
 # problem: the hook, non-reentrant checkpointing, no checkpointing. Full fine-tuning never needed it. Two traps
 # defeat the hook: `inputs_embeds` that bypass the embedding module, and an embedding module replaced after the hook
@@ -357,12 +357,14 @@ assert all(v == "adapters get gradients" for k, v in table.items() if k[:2] != (
 
 # %%
 def show_outcome(checkpointing, hook, trainable_head):
-    print(f"checkpointing={checkpointing}, hook={hook}, trainable head={trainable_head}:",
-          outcome(checkpointing, hook, trainable_head))
+    result = outcome(checkpointing, hook, trainable_head)
+    print(f"checkpointing={checkpointing}, hook={hook}, trainable head={trainable_head}:", result)
+    return result
 
 
-explore(show_outcome,
-        checkpointing=["reentrant", "non-reentrant", None], hook=[False, True], trainable_head=[False, True])
+first_outcome = explore(show_outcome,
+                        checkpointing=["reentrant", "non-reentrant", None], hook=[False, True], trainable_head=[False, True])
+assert first_outcome == table["reentrant", False, False]
 
 # %% [markdown]
 # ## The `inputs_embeds` pitfall
@@ -481,41 +483,47 @@ else:
 # handles first and, once checkpointing is on, checks that the hook is there, adding it again if the library did not
 # (as 4.57 does not). So a backbone that had the hook ends up with exactly one, whose handle the model knows, on
 # either version. (This notebook still removes hooks after enabling checkpointing, because there it wants none at
-# all.)
+# all.) The cell below keeps the first handle before the library call, so it can remove both hooks afterwards and
+# leave the model as the widget above expects it.
 
 # %%
 def hooks_after(enable) -> tuple[int, int]:
     """(hooks on the embedding module, handles the model remembers) after hook + `enable()`."""
     configure(None, hook=True)
+    before = compat.input_grad_hooks(model)
     enable()
     counts = len(model.get_input_embeddings()._forward_hooks), len(compat.input_grad_hooks(model))
     compat.disable_checkpointing(model)
+    # We kept the first hook's handle, so both hooks go: the model is left as `configure` expects it.
+    for handle in [*before, *compat.input_grad_hooks(model)]:
+        handle.remove()
     return counts
 
 
 through_backbone = hooks_after(backbone.enable_gradient_checkpointing)
-print("backbone.enable_gradient_checkpointing(): hooks, handles =", through_backbone)
+library_call = getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)
+raw = hooks_after(library_call)
+print("library call: hooks, handles =", raw, "| backbone.enable_gradient_checkpointing():", through_backbone)
+assert raw == ((2, 1) if compat.CHECKPOINTING_REGISTERS_INPUT_HOOK else (1, 1))
 assert through_backbone == (1, 1)
+assert not model.get_input_embeddings()._forward_hooks
 
 # %% [markdown]
 # The check does not depend on what the library happens to do. To see it on 5.x as well, swap the library's enable
 # method for one that removes whatever hook the library registered, which is 4.57's behaviour: the backbone's
-# model still ends up with exactly one hook, and the adapters train under reentrant checkpointing.
+# model still ends up with exactly one hook, and the adapters train under reentrant checkpointing. Afterwards the
+# cell removes that hook too, for the widget above.
 
 # %%
 from unittest import mock
 
-LIBRARY_ENABLE = "activation_checkpointing_enable" if hasattr(model, "activation_checkpointing_enable") else "gradient_checkpointing_enable"
-library_enable = getattr(model, LIBRARY_ENABLE)
-
-
 def enable_without_hook(**kwargs):
-    library_enable(**kwargs)
+    library_call(**kwargs)
     remove_input_grad_hooks(model)
 
 
 configure(None, hook=True)
-with mock.patch.object(model, LIBRARY_ENABLE, enable_without_hook):
+with mock.patch.object(model, library_call.__name__, enable_without_hook):
     compat.enable_checkpointing(model, use_reentrant=True)
 model.train()
 counts = len(model.get_input_embeddings()._forward_hooks), len(compat.input_grad_hooks(model))
@@ -524,15 +532,8 @@ print("library without the hook, then compat.enable_checkpointing: hooks, handle
 assert counts == (1, 1) and compat.has_input_grad_hook(model)
 assert all(g is not None and g.norm() > 0 for g in grads)
 compat.disable_checkpointing(model)
-
-# %% [markdown]
-# Last, the library call on its own: on 5.x it leaves two hooks behind, one of which no handle can remove (so this
-# cell comes at the end).
-
-# %%
-raw = hooks_after(library_enable)
-print("library call: hooks, handles =", raw)
-assert raw == ((2, 1) if compat.CHECKPOINTING_REGISTERS_INPUT_HOOK else (1, 1))
+remove_input_grad_hooks(model)
+assert not model.get_input_embeddings()._forward_hooks
 
 # %% [markdown]
 # ## Summary

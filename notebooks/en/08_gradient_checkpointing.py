@@ -40,7 +40,6 @@ use_language(LANG)
 
 # %%
 import inspect
-import logging
 import warnings
 
 import matplotlib.pyplot as plt
@@ -49,7 +48,7 @@ import torch
 import vla_backbone
 from vla_backbone import compat
 from vla_backbone.measure import median_seconds, saved_activation_bytes
-from vla_backbone.notebook import explore
+from vla_backbone.notebook import explore, transformers_log
 
 backbone, tokenizer = vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure")
 llm = backbone.llm
@@ -299,7 +298,8 @@ def saved_megabytes(length, batch):
     return result
 
 
-explore(saved_megabytes, length=[256, 64, 512, 1024], batch=[2, 1, 4])
+first_megabytes = explore(saved_megabytes, length=[256, 64, 512, 1024], batch=[2, 1, 4])
+assert first_megabytes[True] < first_megabytes[False]
 
 # %% [markdown]
 # ## Reentrant and non-reentrant
@@ -385,36 +385,24 @@ print("llm.config.use_cache =", llm.config.use_cache)
 assert llm.config.use_cache is False and not backbone.inference_mode
 assert "self.llm.config.use_cache = inference_mode" in inspect.getsource(HFCausalLLMBackbone.__init__)
 
-
 # %% [markdown]
 # What if a caller asks for a cache anyway, with checkpointing on, in training mode? We record Python warnings with
 # `warnings.catch_warnings(record=True)` and, since transformers reports through its own logger, its log records
-# too. On this version the request is overridden: no cache comes back, no Python warning is raised, and the
+# too, with `transformers_log()` from `vla_backbone.notebook`, which collects them for the cell to print instead of
+# letting them go to stderr. On this version the request is overridden: no cache comes back, no Python warning is raised, and the
 # transformers logger says it set `use_cache=False` (it says so once per process, so a re-run of the cell shows no
 # record). In eval mode, where checkpointing does not apply, the same call returns a cache holding all 32 positions.
 
 # %%
-class Records(logging.Handler):
-    def __init__(self):
-        super().__init__()
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
-records = Records()
-logging.getLogger("transformers").addHandler(records)
 backbone.train()
-with warnings.catch_warnings(record=True) as caught:
+with warnings.catch_warnings(record=True) as caught, transformers_log() as logged:
     warnings.simplefilter("always")
     trained = llm(input_ids=ids[:, :32], use_cache=True)
-logging.getLogger("transformers").removeHandler(records)
 print("python warnings:", [str(w.message) for w in caught])
-print("transformers log:", records.messages)
+print("transformers log:", logged)
 print("cache returned in training mode:", compat.output_cache(trained))
 assert not caught and compat.output_cache(trained) is None
-assert len(records.messages) <= 1 and all("use_cache=False" in m for m in records.messages)
+assert len(logged) <= 1 and all("use_cache=False" in m for m in logged)
 
 backbone.eval()
 with torch.no_grad():

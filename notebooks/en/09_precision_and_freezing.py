@@ -293,8 +293,9 @@ assert not hasattr(backbones["opt"].llm.model, "layers")
 # "last-layer" fine-tuning trains the last block but not the normalisation that follows it.
 #
 # On a tiny replica these three modules are almost the whole model: the vocabulary, 32064 rows of width 64 in the
-# input embeddings and as many in the untied LM head, dwarfs two 64-wide layers. On the real Llama-2-7B it is the other way round. Its architecture can be built on PyTorch's
-# `meta` device, which records shapes and allocates nothing, to count exactly.
+# input embeddings and as many in the untied LM head, dwarfs two 64-wide layers. On the real Llama-2-7B it is the
+# other way round. Its architecture can be built on PyTorch's `meta` device, which records shapes and allocates
+# nothing, to count exactly.
 
 # %%
 from transformers import LlamaConfig, LlamaForCausalLM

@@ -15,8 +15,12 @@
 # - how OpenVLA's VLM combines policies with `_or_policy` (vision blocks, decoder layers, projector);
 # - a real two-process FSDP run on CPU (gloo), checked: each rank holds half, the loss falls, FSDP2 agrees;
 # - FSDP1 (wrapper modules, flat parameters) against FSDP2 (`fully_shard`, per-parameter DTensors);
-# - OpenVLA's settings: full sharding, bf16 parameters with fp32 reduction, `use_orig_params=True`, activation
-#   checkpointing with `checkpoint_wrapper`, the GPU path, and the LoRA pitfall that `use_orig_params` fixes.
+# - OpenVLA's settings: hybrid sharding (shard within a node, replicate across nodes), autocast plus bf16 mixed
+#   precision with fp32 reduction, `use_orig_params=True`, activation checkpointing with `checkpoint_wrapper`, and the
+#   LoRA pitfall that `use_orig_params` fixes;
+# - why one rank is not "the same path": FSDP1 turns every strategy into `NO_SHARD` at world size 1;
+# - the GPU path (nccl, one process per GPU, bf16 or fp16), run when CUDA is present, with each rank's parameter
+#   bytes and peak GPU memory.
 
 # %%
 # Set-up, the same in every notebook: on Colab install the package; everywhere print versions and seed.
@@ -37,8 +41,10 @@ use_language(LANG)
 # A real FSDP job needs several processes, one per rank, and they must find each other. `torchrun` (the module
 # `torch.distributed.run`) starts them and gives each one its `RANK`, `LOCAL_RANK`, `WORLD_SIZE` and the address
 # of a rendezvous; `--standalone` makes it pick a free local port, so two jobs never collide. The package's demo
-# `python -m vla_backbone.fsdp` then joins a process group (gloo on CPU, nccl on GPUs), shards the backbone,
-# prints each rank's share and trains a few steps. `--fsdp 2` switches from the FSDP1 wrapper to FSDP2.
+# `python -m vla_backbone.fsdp` then joins a process group (gloo on CPU, nccl on GPUs), shards the backbone and
+# trains a few steps. Rank 0 prints a report: the plan (backend, world size, precision, sharding strategy, units),
+# each rank's share of the parameters and its peak GPU memory, and the losses. `--fsdp 2` switches from the FSDP1
+# wrapper to FSDP2.
 #
 # Each run is a pair of fresh Python processes that import torch and transformers before doing any work, which
 # keeps two cores busy for several seconds. So we start it now, in the background, and read its output in the
@@ -130,13 +136,16 @@ assert all(policy(module=m, recurse=r, nonwrapped_numel=0) == my_policy(m, r, 0)
 # %%
 from vla_backbone.notebook import explore
 
+ROOT = "(root)"  # the root module's qualified name is "", which a dropdown would show as a blank entry
+
 def ask_policy(module_name, recurse):
-    module = backbone.get_submodule(module_name)
+    module = backbone.get_submodule("" if module_name == ROOT else module_name)
     answer = policy(module=module, recurse=recurse, nonwrapped_numel=sum(p.numel() for p in module.parameters()))
-    print(f"policy({module_name or '(root)'}: {type(module).__name__}, recurse={recurse}) -> {answer}")
+    print(f"policy({module_name}: {type(module).__name__}, recurse={recurse}) -> {answer}")
     return answer
 
-module_names = sorted((name for name, _ in backbone.named_modules()), key=lambda name: name != "llm.model.layers.1")
+module_names = sorted((name or ROOT for name, _ in backbone.named_modules()), key=lambda name: name != "llm.model.layers.1")
+assert ROOT in module_names and "" not in module_names
 first_answer = explore(ask_policy, module_name=module_names, recurse=[False, True])
 assert first_answer is True
 
@@ -171,11 +180,14 @@ layer_names = [name for name, m in backbone.named_modules() if isinstance(m, bac
 assert wrap_plan(backbone, policy) == ["", *layer_names] == list(counts)
 assert layer_names == [f"llm.model.layers.{i}" for i in range(llm.config.num_hidden_layers)]
 assert sum(counts.values()) == total
-assert 0.6 < counts[""] / total < 0.7
+vocab_rows, width = llm.config.vocab_size, llm.config.hidden_size
+assert counts[""] == 2 * vocab_rows * width + width  # embeddings + LM head (untied) + final norm
+assert counts[""] / total > 0.98
 
 # %% [markdown]
-# The root unit owns the embeddings, the final norm and the LM head: on the tiny replica that is 65% of the model,
-# because a 1088-word vocabulary dwarfs two 64-wide layers. The real Llama-2-7B looks different. Its architecture
+# The root unit owns the embeddings, the final norm and the LM head: on the tiny replica that is 98% of the model,
+# because Llama-2's real vocabulary (32,064 rows after the PAD token and the multiple-of-64 resize) dwarfs two
+# 64-wide layers. The real Llama-2-7B looks different. Its architecture
 # can be built on PyTorch's `meta` device (shapes only, no memory), and the wrap plan works on it just the same.
 
 # %%
@@ -299,8 +311,11 @@ assert without_projector[""] == vlm_counts[""] + vlm_counts["projector"]
 #   `requires_grad`, dtype and optimizer state.
 #
 # A process group of world size 1 (gloo, with an in-memory store as its meeting point) lets FSDP run inside this
-# notebook; with a single rank FSDP1 falls back to "no sharding" and warns about it (we silence that one warning
-# for that one call), but the structure is the same.
+# notebook. One rank has no one to share with, and FSDP1 knows it: whatever strategy it is given, at world size 1 it
+# switches to `NO_SHARD` (no all-gather, no reduce-scatter; the rank keeps every parameter whole) and warns once per
+# unit. We wrap with OpenVLA's strategy, `HYBRID_SHARD` (next section), record the warnings instead of letting them
+# scroll by in red, and print them: this is the behaviour, not noise. The structure (units, flat parameters) is the
+# same as in a sharded run; only the shards are whole.
 
 # %%
 import warnings
@@ -314,21 +329,36 @@ from torch.distributed.tensor import DTensor, Shard
 dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
 
 fsdp1_backbone, _ = get_llm_backbone_and_tokenizer(BACKBONE_ID)
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message="FSDP is switching to use `NO_SHARD`")
-    fsdp1 = FSDP(fsdp1_backbone, auto_wrap_policy=fsdp1_backbone.get_fsdp_wrapping_policy(), device_id=torch.device("cpu"), use_orig_params=False)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    fsdp1 = FSDP(fsdp1_backbone, auto_wrap_policy=fsdp1_backbone.get_fsdp_wrapping_policy(), sharding_strategy=ShardingStrategy.HYBRID_SHARD,
+                 device_id=torch.device("cpu"), use_orig_params=False)
+print(f"FSDP1 warned {len(caught)} times:", *sorted({str(w.message) for w in caught}))
+print("effective strategy of every unit:", {unit.sharding_strategy for unit in FSDP.fsdp_modules(fsdp1)})
 for name, p in fsdp1.named_parameters():
     print(f"FSDP1  {name:75s} {tuple(p.shape)}")
 
 # %% [markdown]
-# FSDP1: three wrapper modules (root plus two layers), and `parameters()` yields three flat parameters whose sizes
-# are exactly the unit counts of the wrap plan.
+# FSDP1: three wrapper modules (root plus two layers), each switched to `NO_SHARD` with one warning, and
+# `parameters()` yields three flat parameters whose sizes are exactly the unit counts of the wrap plan: whole units,
+# since nothing was sharded.
 
 # %%
 assert type(fsdp1) is FSDP and len(FSDP.fsdp_modules(fsdp1)) == 3
+assert {unit.sharding_strategy for unit in FSDP.fsdp_modules(fsdp1)} == {ShardingStrategy.NO_SHARD}
+assert [str(w.message) for w in caught] == ["FSDP is switching to use `NO_SHARD` instead of ShardingStrategy.HYBRID_SHARD since the world size is 1."] * 3
 flat = list(fsdp1.parameters())
 assert all(isinstance(p, FlatParameter) and p.dim() == 1 for p in flat)
 assert [p.numel() for p in flat] == list(counts.values())
+
+def fsdp1_one_rank(model, **fsdp_kwargs):
+    # In this one-rank group FSDP1 always switches to NO_SHARD, as just shown; only that warning is expected here.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="FSDP is switching to use `NO_SHARD`")
+        wrapped = FSDP(model, device_id=torch.device("cpu"), **fsdp_kwargs)
+    assert wrapped.sharding_strategy == ShardingStrategy.NO_SHARD
+    return wrapped
+
 
 # %%
 fsdp2_backbone, _ = get_llm_backbone_and_tokenizer(BACKBONE_ID)
@@ -342,54 +372,79 @@ print(f"FSDP2  {first_name}: {type(first).__name__}, placements={first.placement
 
 # %% [markdown]
 # FSDP2: the same object, now of a generated class `FSDP<original name>`; the original parameter names are kept;
-# every parameter is a DTensor sharded on dimension 0. (It trains further down, next to the real run's losses.)
+# every parameter is a DTensor sharded on dimension 0. FSDP2 has no `NO_SHARD` switch: on a mesh of one rank the
+# single shard is the whole tensor. (It trains further down, next to the real run's losses.)
 
 # %%
 assert fsdp2 is fsdp2_backbone and type(fsdp2).__name__ == "FSDP" + type(backbone).__name__
 assert [name for name, _ in fsdp2.named_parameters()] == [name for name, _ in backbone.named_parameters()]
 assert all(isinstance(p, DTensor) and p.placements == (Shard(0),) for p in fsdp2.parameters())
+assert all(p.to_local().shape == p.shape for p in fsdp2.parameters())
 
 # %% [markdown]
 # ## OpenVLA's settings: sharding strategy and mixed precision
 #
-# OpenVLA's VLA training (and `vla_backbone/fsdp.py` on GPUs) wraps the model with:
+# OpenVLA's VLA training (and `vla_backbone/fsdp.py`, which follows it) wraps the model with:
 #
-# - `sharding_strategy=ShardingStrategy.FULL_SHARD`: parameters, gradients and optimizer state are all sharded; the
-#   alternative `SHARD_GRAD_OP` keeps the gathered parameters between forward and backward (faster, more memory);
+# - a **hybrid** sharding strategy. OpenVLA's option `full-shard` (the VLA default) passes
+#   `sharding_strategy=ShardingStrategy.HYBRID_SHARD`: parameters, gradients and optimizer state are sharded across
+#   the GPUs *of one node* and replicated across nodes, so the all-gathers stay on the fast links inside a node. On
+#   one node that is exactly `FULL_SHARD`. Its option `shard-grad-op` passes `ShardingStrategy._HYBRID_SHARD_ZERO2`,
+#   which also keeps the gathered parameters between forward and backward (faster, more memory). At world size 1
+#   every strategy becomes `NO_SHARD`, as above;
 # - `mixed_precision=MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.float32, buffer_dtype=torch.float32)`:
 #   the gathered parameters are cast to bf16 for computing, gradients are reduced across ranks in fp32, and the
 #   sharded master weights stay fp32;
+# - and the training step itself runs under `torch.autocast("cuda", dtype=half_precision_dtype)`, so OpenVLA's
+#   precision is autocast *plus* the FSDP policy: autocast picks the dtype of each operation as it runs (matrix
+#   products in bf16 even on fp32 inputs, the cross-entropy loss in fp32), the policy decides what is stored and
+#   communicated;
 # - `use_orig_params=True` (see the LoRA pitfall below) and `limit_all_gathers=True` (the CPU thread waits when
 #   two all-gathers are already in flight, so memory for gathered units stays bounded).
 #
-# The same configuration runs in this one-process group on the CPU. A hook on the first attention projection
-# records the dtype of the weight it computes with.
+# The demo maps the two options the same way, and its two-process run reports `HYBRID_SHARD` (checked in "The real
+# run"). The same configuration runs in this one-process group on the CPU, under `torch.autocast("cpu", ...)`. A
+# hook on the first attention projection records the dtype of the weight it computes with and the autocast state.
 
 # %%
 batch = tokenizer(["In: What action should the robot take to slide the yellow lid off the pot near the stove?\nOut: "] * 2, return_tensors="pt")
 mp_backbone, _ = get_llm_backbone_and_tokenizer(BACKBONE_ID)
-mixed = MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.float32, buffer_dtype=torch.float32)
+half = mp_backbone.half_precision_dtype
+mixed = MixedPrecision(param_dtype=half, reduce_dtype=torch.float32, buffer_dtype=torch.float32)
 seen = {}
 q_proj = mp_backbone.llm.model.layers[0].self_attn.q_proj
-hook = q_proj.register_forward_pre_hook(lambda module, args: seen.update(weight=module.weight.dtype))
-openvla_fsdp = FSDP(mp_backbone, auto_wrap_policy=mp_backbone.get_fsdp_wrapping_policy(), sharding_strategy=ShardingStrategy.FULL_SHARD,
-                    mixed_precision=mixed, device_id=torch.device("cpu"), use_orig_params=True, limit_all_gathers=True)
-out = openvla_fsdp(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.input_ids)
+hook = q_proj.register_forward_pre_hook(lambda module, args: seen.update(
+    weight=module.weight.dtype, autocast=torch.is_autocast_enabled("cpu"), autocast_dtype=torch.get_autocast_dtype("cpu")))
+openvla_fsdp = fsdp1_one_rank(mp_backbone, auto_wrap_policy=mp_backbone.get_fsdp_wrapping_policy(), sharding_strategy=ShardingStrategy.HYBRID_SHARD,
+                              mixed_precision=mixed, use_orig_params=True, limit_all_gathers=True)
+with torch.autocast("cpu", dtype=half):
+    out = openvla_fsdp(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.input_ids)
 out.loss.backward()
 hook.remove()
-print("weight dtype inside forward:", seen["weight"], "| logits:", out.logits.dtype, "| loss:", out.loss.dtype)
+print("inside forward: weight", seen["weight"], "| autocast", seen["autocast"], seen["autocast_dtype"], "| logits:", out.logits.dtype, "| loss:", out.loss.dtype)
 print("stored parameters:", {p.dtype for p in openvla_fsdp.parameters()}, "| gradients:", {p.grad.dtype for p in openvla_fsdp.parameters()})
 
 # %%
-assert seen["weight"] == torch.bfloat16 and out.logits.dtype == torch.bfloat16
+from vla_backbone.fsdp import OPENVLA_SHARDING
+
+assert OPENVLA_SHARDING == {"full-shard": "HYBRID_SHARD", "shard-grad-op": "_HYBRID_SHARD_ZERO2"}
+assert half == torch.bfloat16 and seen["weight"] == half and out.logits.dtype == half
+assert seen["autocast"] and seen["autocast_dtype"] == half and out.loss.dtype == torch.float32
+with torch.autocast("cpu", dtype=half):
+    product = torch.randn(4, 8) @ torch.randn(8, 8)
+    product_loss = torch.nn.functional.cross_entropy(product, torch.tensor([0, 1, 2, 3]))
+assert product.dtype == half and product_loss.dtype == torch.float32
 assert {p.dtype for p in openvla_fsdp.parameters()} == {torch.float32} == {p.grad.dtype for p in openvla_fsdp.parameters()}
 
 
 # %% [markdown]
-# bf16 for computing is the backbone's `half_precision_dtype` (notebook 09). FSDP2 takes the same choice as
+# Inside the forward pass the weight is bf16 (the FSDP policy) and autocast is on with the same dtype; the logits
+# come out in bf16, the loss in fp32 (transformers computes the cross-entropy in fp32), and the stored parameters and
+# their gradients stay fp32. bf16 for computing is the backbone's `half_precision_dtype` (notebook 09). FSDP2 takes
+# the same choice as
 # `fully_shard(module, mp_policy=MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32))`,
-# which is what the demo passes on GPUs. In OpenVLA a *frozen* vision encoder is cast to bf16 outright before
-# wrapping, since no optimizer needs its fp32 copy.
+# which is what the demo passes on GPUs with bf16. In OpenVLA a *frozen* vision encoder is cast to bf16 outright
+# before wrapping, since no optimizer needs its fp32 copy.
 #
 # ## The LoRA pitfall: "uniform requires_grad"
 #
@@ -422,7 +477,7 @@ def backbone_with_lora():
 from vla_backbone.notebook import expect_error
 lora_model = backbone_with_lora()
 with expect_error(ValueError, match="uniform `requires_grad`"):
-    FSDP(lora_model, auto_wrap_policy=lora_model.get_fsdp_wrapping_policy(), device_id=torch.device("cpu"), use_orig_params=False)
+    fsdp1_one_rank(lora_model, auto_wrap_policy=lora_model.get_fsdp_wrapping_policy(), use_orig_params=False)
 
 # %% [markdown]
 # With `use_orig_params=True` FSDP1 keeps every original parameter, with its own `requires_grad`, as a view into
@@ -432,7 +487,7 @@ with expect_error(ValueError, match="uniform `requires_grad`"):
 
 # %%
 lora_model = backbone_with_lora()
-lora_fsdp = FSDP(lora_model, auto_wrap_policy=lora_model.get_fsdp_wrapping_policy(), device_id=torch.device("cpu"), use_orig_params=True)
+lora_fsdp = fsdp1_one_rank(lora_model, auto_wrap_policy=lora_model.get_fsdp_wrapping_policy(), use_orig_params=True)
 lora_fsdp(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.input_ids).loss.backward()
 with_grad = sorted(name.replace("_fsdp_wrapped_module.", "") for name, p in lora_fsdp.named_parameters() if p.grad is not None)
 print(with_grad)
@@ -487,9 +542,10 @@ assert saved["checkpointed"] < saved["plain"]
 # %% [markdown]
 # ## The real run
 #
-# Back to the job started at the top. Rank 0 printed the backend and world size, the units (the same plan as our
-# preview), how many parameters each rank holds after sharding, and the loss of each step (the average over both
-# ranks). Both ranks see the same batch, so the loss is the one a single process would compute.
+# Back to the job started at the top. Rank 0 printed the plan (backend, world size, precision, the sharding
+# strategy asked for and the one FSDP applied), the units (the same plan as our preview), how many parameters and
+# bytes each rank holds after sharding (peak GPU memory is "n/a" on a CPU), and the loss of each step (the average
+# over both ranks). Both ranks see the same batch, so the loss is the one a single process would compute.
 
 # %%
 import signal
@@ -512,9 +568,10 @@ for version, stdout in outputs.items():
 
 
 # %% [markdown]
-# We parse three things from each output and check them: each of the two ranks holds half of the parameters, the
-# units match `unit_parameter_counts`, and the loss decreases at every step. The first loss must also equal what
-# one process computes for the demo's prompt, since sharding changes where the weights live, not the arithmetic.
+# We parse the report and check it: FSDP1 was asked for OpenVLA's `HYBRID_SHARD` and kept it (two ranks on one
+# node), and, just as `FULL_SHARD` would, it gave each of the two ranks half of the parameters; the units match
+# `unit_parameter_counts`; the loss decreases at every step. The first loss must also equal what one process
+# computes for the demo's prompt, since sharding changes where the weights live, not the arithmetic.
 
 # %%
 def parse_run(stdout):
@@ -523,6 +580,7 @@ def parse_run(stdout):
     units = {("" if u == "(root)" else u): int(n.replace(",", "")) for u, n in re.findall(r"unit (\S+): ([\d,]+) parameters", stdout)}
     return shares, losses, units
 
+assert "sharding: full-shard -> FSDP1 HYBRID_SHARD" in outputs[1] and "effective HYBRID_SHARD" in outputs[1]
 parsed = {version: parse_run(stdout) for version, stdout in outputs.items()}
 for version, (shares, run_losses, units) in parsed.items():
     assert sorted(shares) == [0, 1], version
@@ -575,24 +633,45 @@ dist.destroy_process_group()
 #
 # ## The GPU path
 #
-# On a machine with CUDA GPUs the same demo uses one process per GPU, the nccl backend, and OpenVLA's bf16 mixed
-# precision, and rank 0 reports its peak GPU memory after sharding. The cell below runs it with
-# `torch.cuda.device_count()` processes (one GPU is enough: FSDP then has nothing to shard, but the path is the
-# same) and prints one skip line on a CPU-only machine.
+# On a machine with CUDA GPUs the same demo starts one process per GPU, uses the nccl backend, and trains with
+# OpenVLA's precision recipe: bf16 where the GPU computes in bf16 natively (A100, L4, H100 and newer), fp16 mixed
+# precision with loss scaling where it does not (Colab's free T4, V100), said in the report's `precision:` line.
+# Asking for more processes than the machine has GPUs stops at once with a message that says what to run instead.
+#
+# One GPU (Colab) is not "the same path, only smaller". With one rank FSDP1 turns `HYBRID_SHARD` into `NO_SHARD`, as
+# in this process above: no all-gather, no reduce-scatter, and the rank holds every parameter, so nothing is saved.
+# FSDP2 still makes every parameter a DTensor, on a mesh of one. Sharding saves memory only from two GPUs on, where
+# each rank's share drops to 1/N. The cell below runs FSDP1 and then FSDP2 with `torch.cuda.device_count()`
+# processes and checks each rank's parameter bytes and peak GPU memory; on a machine without CUDA it prints what it
+# skipped. `tests/gpu/run.sh` runs the same on a GPU machine and writes the figures to `docs/gpu.md`.
 
 # %%
+RANK_LINE = r"rank (\d+) holds ([\d,]+) of [\d,]+ parameters \([\d.]+%\), ([\d,]+) bytes on (\S+); peak GPU memory: ([\d.]+) MiB after sharding, ([\d.]+) MiB while training"
+
 if torch.cuda.is_available():
-    nproc = max(1, torch.cuda.device_count())
-    gpu_env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    gpu_out = collect(launch(torchrun_command(nproc), gpu_env), timeout=300)
-    print(gpu_out)
-    gpu_shares, gpu_losses, _ = parse_run(gpu_out)
-    assert "backend=nccl" in gpu_out and "peak GPU memory" in gpu_out
-    assert sorted(gpu_shares) == list(range(nproc))
-    assert all(abs(held / total - 1 / nproc) < 0.01 for held, _ in gpu_shares.values())
-    assert len(gpu_losses) == STEPS
+    gpu_count = torch.cuda.device_count()
+    expected_precision = "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
+    gpu_env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    gpu_outputs = {}
+    for version in (1, 2):
+        gpu_outputs[version] = collect(launch(torchrun_command(gpu_count, "--fsdp", str(version)), gpu_env), timeout=300)
+        print(f"===== FSDP{version} on {gpu_count} GPU(s) =====\n{gpu_outputs[version]}")
+    print(f"{'':6s}{'rank':>5s}{'parameter bytes':>18s}{'peak after sharding':>22s}{'peak while training':>22s}")
+    for version, stdout in gpu_outputs.items():
+        ranks = re.findall(RANK_LINE, stdout)
+        for rank, _, nbytes, device, after, training in ranks:
+            print(f"FSDP{version} {rank:>5s}{nbytes:>18s}{after + ' MiB':>22s}{training + ' MiB':>22s}")
+        gpu_shares, gpu_losses, _ = parse_run(stdout)
+        assert "backend=nccl" in stdout and f"world_size={gpu_count}" in stdout and f"precision: {expected_precision} " in stdout
+        assert [int(rank) for rank, *_ in ranks] == list(range(gpu_count))
+        assert all(device == f"cuda:{rank}" and float(after) > 0 and float(training) > 0 for rank, _, _, device, after, training in ranks)
+        assert all(abs(held / total - 1 / gpu_count) < 0.01 for held, _ in gpu_shares.values())
+        assert len(gpu_losses) == STEPS and gpu_losses[-1] < gpu_losses[0]
+    assert ("effective NO_SHARD" in gpu_outputs[1]) == (gpu_count == 1)
 else:
-    print("No CUDA GPU here: skipping the GPU part (it runs unchanged on a GPU machine).")
+    print("No CUDA GPU here (torch.cuda.is_available() is False), so this cell skipped the GPU runs: FSDP1 and FSDP2 "
+          "over nccl with one process per GPU, bf16 or fp16 mixed precision, and each rank's parameter bytes and peak "
+          "GPU memory. Everything above ran on the CPU; tests/gpu/run.sh measures the GPU path into docs/gpu.md.")
 
 # %% [markdown]
 # ## Summary
@@ -604,8 +683,13 @@ else:
 #   projector; a class no policy names ends up in the root unit.
 # - Two processes on a CPU shard the tiny backbone half and half and train it with FSDP1 (wrapper modules, one flat
 #   parameter per unit); FSDP2 (`fully_shard`, a DTensor per parameter) trains to the same losses.
-# - OpenVLA wraps with full sharding, bf16 compute and fp32 reduction, `use_orig_params=True` (which makes mixed
-#   `requires_grad` inside a unit legal), and checkpoints activations with `checkpoint_wrapper` on every decoder layer.
+# - OpenVLA's `full-shard` is `HYBRID_SHARD` (shard within a node, replicate across nodes; on one node the same as
+#   `FULL_SHARD`) and `shard-grad-op` is `_HYBRID_SHARD_ZERO2`; its precision is autocast to `half_precision_dtype`
+#   plus FSDP's `MixedPrecision` (bf16 compute, fp32 reduction, fp32 master weights); it passes
+#   `use_orig_params=True` (which makes mixed `requires_grad` inside a unit legal) and checkpoints activations with
+#   `checkpoint_wrapper` on every decoder layer.
+# - With one rank FSDP1 turns every strategy into `NO_SHARD`: one GPU runs the code, not the sharding. On GPUs the
+#   demo uses nccl, one process per GPU, and bf16 only where the GPU has it (fp16 with loss scaling otherwise).
 #
 # ## Exercises
 # 1. Give `unit_parameter_counts` the policy `functools.partial(_module_wrap_policy, module_classes={nn.Linear})`.

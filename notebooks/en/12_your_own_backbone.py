@@ -99,20 +99,22 @@ del toy
 # %% [markdown]
 # ## Step 1 · A tokenizer, and the BOS decision
 #
-# Our tiny replica needs a tokenizer, trained in code the way `vla_backbone/tiny.py` trains the package's: a
-# byte-level BPE on the package's small robot-instruction corpus (`vla_backbone.tiny._corpus()`), with GPT-NeoX's
-# single special token `<|endoftext|>` at id 0, then padded to 1024 entries with `<unused_i>` tokens that no merge
-# produces. We write the builder ourselves and check it against the package: the same recipe gives the same
-# vocabulary as `tiny._train_tokenizer`.
+# The package ships the real tokenizer files of its five families, but not Pythia's (GPT-NeoX-20B's byte-level BPE,
+# 50k tokens). Our tiny replica gets a stand-in trained in code: a byte-level BPE on a few robot instructions, with
+# GPT-NeoX's single special token `<|endoftext|>` at id 0, as in the real one, padded to 1024 entries with
+# `<unused_i>` tokens that no merge produces. What matters below is what the real tokenizer does too: it adds no BOS.
 
 # %%
 import json
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-from vla_backbone import tiny
-
 EOT = "<|endoftext|>"
+CORPUS = [
+    "pick up the red cup", "open the top drawer and put the sponge inside", "close the microwave door",
+    "move the blue block to the left of the bowl", "stack the green block on the yellow block",
+    "What action should the robot take to pick up the cup?", "Test 123",
+]
 
 
 def train_tokenizer(vocab_size: int = 1024) -> Tokenizer:
@@ -122,7 +124,7 @@ def train_tokenizer(vocab_size: int = 1024) -> Tokenizer:
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOT],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tokenizer.train_from_iterator(tiny._corpus(), trainer)
+    tokenizer.train_from_iterator(CORPUS, trainer)
     data = json.loads(tokenizer.to_str())
     vocab = data["model"]["vocab"]
     for index in range(len(vocab), vocab_size):
@@ -131,15 +133,13 @@ def train_tokenizer(vocab_size: int = 1024) -> Tokenizer:
 
 
 base_tokenizer = train_tokenizer()
-package_recipe = tiny.TinySpec("gpt_neox", "GPTNeoXConfig", "GPTNeoXForCausalLM", "bytelevel", (EOT,),
-                               {"bos_token": EOT, "eos_token": EOT, "unk_token": EOT}, None)
 print("vocabulary:", base_tokenizer.get_vocab_size(), " <|endoftext|> id:", base_tokenizer.token_to_id(EOT))
-assert base_tokenizer.get_vocab() == tiny._train_tokenizer(package_recipe).get_vocab()
 assert base_tokenizer.get_vocab_size() == 1024 and base_tokenizer.token_to_id(EOT) == 0
 
 # %% [markdown]
-# Wrapped as a transformers tokenizer, with `<|endoftext|>` as BOS, EOS and UNK, it adds nothing to a text, just
-# like the package's phi-2 replica (same recipe, same ids). `check_bos` (notebook 03) therefore rejects it.
+# Wrapped as a transformers tokenizer, with `<|endoftext|>` as BOS, EOS and UNK, it adds nothing to a text, like the
+# real GPT-NeoX tokenizer and like phi-2's (the package's phi-2 replica ships the real files: the same three roles
+# for `<|endoftext|>`, no BOS added). `check_bos` (notebook 03) therefore rejects it.
 
 # %%
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
@@ -161,8 +161,8 @@ plain = as_transformers(base_tokenizer)
 print("'Test 123' ->", plain("Test 123").input_ids, "with special tokens,", plain("Test 123", add_special_tokens=False).input_ids, "without")
 phi_tokenizer = AutoTokenizer.from_pretrained(checkpoint_path("phi-2-3b"))
 assert plain("Test 123").input_ids == plain("Test 123", add_special_tokens=False).input_ids
-for text in ["Test 123", tiny._corpus()[0]]:
-    assert phi_tokenizer(text).input_ids == plain(text).input_ids
+assert phi_tokenizer.bos_token == phi_tokenizer.eos_token == phi_tokenizer.unk_token == EOT
+assert phi_tokenizer("Test 123").input_ids == phi_tokenizer("Test 123", add_special_tokens=False).input_ids
 with expect_error(TokenizerBOSError, match="does not prepend BOS"):
     check_bos(plain, "pythia-70m")
 
@@ -170,7 +170,7 @@ with expect_error(TokenizerBOSError, match="does not prepend BOS"):
 # Two ways out, both already used by the package:
 #
 # - **Option A: the tokenizer prepends BOS.** A `TemplateProcessing` post-processor puts `<|endoftext|>` in front of
-#   every text encoded with special tokens, as the Llama-2 and OPT replicas do. `check_bos` passes.
+#   every text encoded with special tokens, as the real Llama-2 and OPT tokenizers do. `check_bos` passes.
 # - **Option B: the prompt builder writes BOS.** The tokenizer stays as it is, the ids go into `SPECIAL_CASES` so the
 #   check is skipped, and the prompt builder starts the first turn with `<|endoftext|>`, as phi-2's does.
 
@@ -183,9 +183,11 @@ option_a = as_transformers(with_bos)
 print("'Test 123' ->", option_a("Test 123").input_ids, "with special tokens,", option_a("Test 123", add_special_tokens=False).input_ids, "without")
 check_bos(option_a, "pythia-70m")
 assert option_a("Test 123").input_ids == [0] + plain("Test 123").input_ids
-assert tiny.TINY_SPECS["llama2"].prepend == "<s>" and tiny.TINY_SPECS["opt"].prepend == "</s>"
-assert tiny.TINY_SPECS["phi"].prepend is None and "phi-2-3b" in SPECIAL_CASES
-assert PhiPromptBuilder("openvla").get_potential_prompt("hi").startswith(EOT)
+for backbone_id, bos in (("llama2-7b-pure", "<s>"), ("opt-125m", "</s>")):
+    shipped = AutoTokenizer.from_pretrained(checkpoint_path(backbone_id))
+    assert type(shipped.backend_tokenizer.post_processor).__name__ == "TemplateProcessing"
+    assert shipped.convert_ids_to_tokens(shipped("Test 123").input_ids)[0] == bos
+assert "phi-2-3b" in SPECIAL_CASES and PhiPromptBuilder("openvla").add_turn("human", "hi").startswith(EOT)
 
 # %% [markdown]
 # **We pick option A.** `check_bos` then keeps guarding the family: a tokenizer that loses its BOS fails loudly
@@ -546,12 +548,15 @@ with expect_error(AssertionError, match="pads on the left"):
 # %% [markdown]
 # ## Try it: break the family on purpose
 #
-# Each variant below changes one decision of this notebook. Pick one and see which checks fail; the plain code
-# path runs every variant and asserts the expected failures. Then make the same change by hand in the cells above
+# Each variant below changes one decision of this notebook. Pick one and see which checks fail; the cell first
+# runs every variant and asserts the expected failures. Then make the same change by hand in the cells above
 # (for example, set `pad_token = None` in step 4, or use `plain` instead of `option_a` in step 2) and re-run.
 #
 # The last variant is option B done properly: the tokenizer without BOS, the builder that writes it, and the id
 # added to `SPECIAL_CASES` for the duration of one `with` block. It passes, with the BOS check skipped.
+#
+# The checkpoints stay in their temporary directory while the kernel runs, so the drop-down keeps working after
+# "Run All"; Python deletes the directory when the kernel shuts down (`workdir.cleanup()` deletes it sooner).
 
 # %%
 from transformers.models.gpt_neox.modeling_gpt_neox import GPTNeoXAttention
@@ -609,14 +614,8 @@ for variant, (_, _, expected) in VARIANTS.items():
     with contextlib.redirect_stdout(None):
         assert set(try_variant(variant)) == expected, variant
 assert "pythia-70m" not in SPECIAL_CASES
-explore(try_variant, variant=list(VARIANTS))
-
-# %% [markdown]
-# The temporary directory goes away with the notebook; we remove it explicitly.
-
-# %%
-workdir.cleanup()
-assert not os.path.exists(CHECKPOINT)
+failed_checks = explore(try_variant, variant=list(VARIANTS))
+assert failed_checks == []
 
 # %% [markdown]
 # ## Summary
@@ -632,8 +631,8 @@ assert not os.path.exists(CHECKPOINT)
 #
 # ## Exercises
 # 1. Add a `TinySpec` for `gpt_neox` to `vla_backbone.tiny.TINY_SPECS` (as assignment A1 does for GPT-2), so that
-#    `get_llm_backbone_and_tokenizer("pythia-70m")` works with the default `source="tiny"`. Which spec field
-#    carries your BOS decision?
+#    `get_llm_backbone_and_tokenizer("pythia-70m")` works with the default `source="tiny"`: point its
+#    `tokenizer_dir` at the option-A tokenizer saved in step 2. Where does your BOS decision live now?
 # 2. Register an extra id ending in `-chat` and give it a second prompt builder, with a system prompt on the first
 #    turn. Extend `contract` with a check that the system prompt appears exactly once.
 # 3. Port Falcon (`FalconForCausalLM`, `FalconDecoderLayer`) the same way. Which of the seven members change, and

@@ -371,7 +371,7 @@ print("checkpoint: tokenizer pad =", raw_tokenizer.pad_token_id, "| config pad =
 assert raw_tokenizer.pad_token_id is None and raw_config.pad_token_id is None
 
 # %% [markdown]
-# llama2 家族先往分词器里添加 `<PAD>`（它拿到下一个空闲 id：微型副本里是 1024，真实模型里是 32000），然后才把这个 id 抄进 `config.pad_token_id`。加载完成后两者一致，填充后的 batch 里出现的也正好是 `backbone.pad_token_id`。
+# llama2 家族先往分词器里添加 `<PAD>`（它拿到下一个空闲 id：32000，微型副本和真实模型一样，因为微型副本用的就是 Llama-2 真实的分词器），然后才把这个 id 抄进 `config.pad_token_id`。加载完成后两者一致，填充后的 batch 里出现的也正好是 `backbone.pad_token_id`。
 
 # %%
 llama, llama_tokenizer = get_llm_backbone_and_tokenizer("llama2-7b-pure")
@@ -379,13 +379,13 @@ batch = llama_tokenizer(["pick up the cup", "open the drawer next to the red blo
 print("backbone.pad_token_id =", llama.pad_token_id, "| config.pad_token_id =", llama.llm.config.pad_token_id)
 print(batch.input_ids)
 
-assert llama_tokenizer.pad_token == "<PAD>" and llama.pad_token_id == llama_tokenizer.pad_token_id == 1024
+assert llama_tokenizer.pad_token == "<PAD>" and llama.pad_token_id == llama_tokenizer.pad_token_id == 32000
 assert llama.llm.config.pad_token_id == llama.pad_token_id
 padded = batch.attention_mask == 0
 assert padded.any() and (batch.input_ids[padded] == llama.pad_token_id).all()
 
 # %% [markdown]
-# 现在只改分词器，就像某个脚本执行了 `tokenizer.pad_token = tokenizer.eos_token` 那样。config 仍然写着 1024，但 batch 的填充位置上现在是 EOS 的 id——而 `pad_token_id` 跟随分词器，这正是需要屏蔽填充的代码所要知道的值。
+# 现在只改分词器，就像某个脚本执行了 `tokenizer.pad_token = tokenizer.eos_token` 那样。config 仍然写着 32000，但 batch 的填充位置上现在是 EOS 的 id——而 `pad_token_id` 跟随分词器，这正是需要屏蔽填充的代码所要知道的值。
 
 # %%
 drifted, drifted_tokenizer = get_llm_backbone_and_tokenizer("llama2-7b-pure")
@@ -395,13 +395,13 @@ batch = drifted_tokenizer(sentences, padding=True, return_tensors="pt")
 print("backbone.pad_token_id =", drifted.pad_token_id, "| config.pad_token_id =", drifted.llm.config.pad_token_id)
 
 assert drifted.pad_token_id == drifted_tokenizer.eos_token_id == 2
-assert drifted.llm.config.pad_token_id == 1024
+assert drifted.llm.config.pad_token_id == 32000
 assert (batch.input_ids[batch.attention_mask == 0] == drifted.pad_token_id).all()
 
 # %% [markdown]
 # ## 逐个家族、逐个成员
 #
-# 同样的八个成员，看五个家族各自怎么回答。有几点值得注意：所有微型副本的 `embed_dim` 都是 64（真实模型从 OPT-125m 的 768 到 Llama-2-13B 的 5120 不等）；在微型副本里，Qwen 和 OPT 沿用自带的 PAD token（id 分别为 0 和 1），另外三个家族则在词表末尾追加一个（1024）；所有家族的半精度都选 bfloat16。
+# 同样的八个成员，看五个家族各自怎么回答。有几点值得注意：所有微型副本的 `embed_dim` 都是 64（真实模型从 OPT-125m 的 768 到 Llama-2-13B 的 5120 不等）；Qwen 和 OPT 沿用分词器自带的 PAD token（`<|endoftext|>` 151643 和 `<pad>` 1），Llama-2 和 Mistral 在词表末尾追加 `<PAD>`（32000），phi-2 追加 `<|pad|>`（50295）；所有家族的半精度都选 bfloat16。
 
 # %%
 import functools
@@ -431,11 +431,11 @@ def members(backbone_id: str) -> dict:
 
 table = {backbone_id: members(backbone_id) for backbone_id in REPRESENTATIVES}
 for backbone_id, row in table.items():
-    print(f"{backbone_id:26s} {row['embed_dim']:3d} {row['pad_token_id']:5d}  {row['transformer_layer_cls']:20s} "
+    print(f"{backbone_id:26s} {row['embed_dim']:3d} {row['pad_token_id']:6d}  {row['transformer_layer_cls']:20s} "
           f"{row['half_precision_dtype']:15s} {row['prompt_builder_fn']}")
 
 assert all(row["embed_dim"] == 64 for row in table.values())
-assert [row["pad_token_id"] for row in table.values()] == [1024, 1024, 1024, 0, 1]
+assert [row["pad_token_id"] for row in table.values()] == [32000, 32000, 50295, 151643, 1]
 assert all(row["half_precision_dtype"] == "torch.bfloat16" for row in table.values())
 assert [row["transformer_layer_cls"] for row in table.values()] == [
     "LlamaDecoderLayer", "MistralDecoderLayer", "PhiDecoderLayer", "Qwen2DecoderLayer", "OPTDecoderLayer"]
@@ -450,6 +450,7 @@ from vla_backbone.notebook import explore
 
 def show_members(backbone_id: str) -> dict:
     row = members(backbone_id)
+    print(f"{'backbone id':28s} {backbone_id}")
     for name, value in row.items():
         print(f"{name:28s} {value}")
     return row

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 02 · 加载：训练模式与推理模式
 #
-# `HFCausalLLMBackbone.__init__` 一屏就能看完，可其中几乎每一行都有它的理由，而这些理由往往要等它缺席时才会显现：模型悄无声息地以半精度训练；本该贪心解码的生成却在采样；在可重入梯度检查点下，LLM 一冻结，反向传播就断掉；batch 填充在了错误的一侧；访问 token 出现在了日志里。本 notebook 按 OpenVLA 使用的两种模式逐步走读这个构造函数——**训练模式**（加载预训练权重，用来微调）和**推理模式**（只搭建架构，因为 VLA 的 checkpoint 会提供全部权重）——并在微型副本上逐一验证每个步骤。
+# `HFCausalLLMBackbone.__init__` 一屏就能看完，可其中几乎每一行都有它的理由，而这些理由往往要等它缺席时才会显现：模型静默地以半精度训练；本该贪心解码的生成却在采样；在可重入梯度检查点下，LLM 一冻结，反向传播就断掉；batch 填充在了错误的一侧；访问 token 出现在了日志里。本 notebook 按 OpenVLA 使用的两种模式逐步走读这个构造函数——**训练模式**（加载预训练权重，用来微调）和**推理模式**（只搭建架构，因为 VLA 的 checkpoint 会提供全部权重）——并在微型副本上逐一验证每个步骤。
 #
 # **你将学到**
 # - 训练模式为什么调用具体的 `*ForCausalLM.from_pretrained`，并显式传入 `dtype=torch.float32`；
@@ -296,18 +296,23 @@ assert cache_infer.get_seq_length() == batch.input_ids.shape[1]
 # 与梯度检查点的冲突，transformers 会自行处理：开启检查点后，处于训练状态的模型即使被要求返回缓存，也只会打印一条警告，然后不返回缓存。提前设置 `use_cache=False`，就能让每个训练步都不再出现这条警告。
 
 # %%
+from vla_backbone.notebook import transformers_log
+
 train_bb.enable_gradient_checkpointing()
 train_bb.train()
-refused = compat.output_cache(train_bb(input_ids=batch.input_ids, use_cache=True))
+with transformers_log() as logged:
+    refused = compat.output_cache(train_bb(input_ids=batch.input_ids, use_cache=True))
 compat.disable_checkpointing(train_bb.llm)
 train_bb.eval()
 print("cache with checkpointing on, use_cache=True:", refused)
+print("transformers log:", logged)
 assert refused is None and not compat.is_checkpointing(train_bb.llm)
+assert all("use_cache=False" in message for message in logged)
 
 # %% [markdown]
 # ## 第 5 步 · `enable_input_require_grads`：仅限训练模式
 #
-# 训练模式下，构造函数会在输入嵌入层上注册一个前向钩子，把它的输出标记为需要梯度。它在这样的情形下才起作用：语言模型自身的权重被冻结（比如只训练解码器层内部的适配器），同时使用可重入的梯度检查点。这时进入检查点块的张量都不需要梯度，反向传播要么直接报错（“element 0 of tensors does not require grad”），要么在解码器层之后还有可训练参数时悄无声息地让适配器拿不到梯度。notebook 07 会复现这两种情况。改用非可重入梯度检查点，或者干脆不用梯度检查点，同样能避免这个问题；全量微调时这个钩子也无害。它只在嵌入由嵌入模块算出时才生效：用其他方式构造的 `inputs_embeds` 会绕过它。推理模式从不做反向传播，所以跳过了这个钩子。权重全部冻结后，训练模式骨干网络的嵌入输出仍然需要梯度，推理模式的则不需要。
+# 训练模式下，构造函数会在输入嵌入层上注册一个前向钩子，把它的输出标记为需要梯度。它在这样的情形下才起作用：输入嵌入被冻结，而解码器层内部的权重在训练（适配器，或者最后一层），同时使用可重入的梯度检查点。这时进入检查点块的张量都不需要梯度，反向传播要么当场报错（“element 0 of tensors does not require grad”），要么在解码器层之后还有可训练参数时静默失败，让这些权重拿不到梯度。notebook 07 会复现这两种情况。改用非可重入梯度检查点，或者干脆不用梯度检查点，同样能避免这个问题；全量微调时这个钩子也无害。它只在嵌入由嵌入模块算出时才生效：用其他方式构造的 `inputs_embeds` 会绕过它。推理模式从不做反向传播，所以跳过了这个钩子。权重全部冻结后，训练模式骨干网络的嵌入输出仍然需要梯度，推理模式的则不需要。
 
 # %%
 print("hook registered (train / inference):", compat.has_input_grad_hook(train_bb.llm), "/",
@@ -328,9 +333,11 @@ train_bb.requires_grad_(True)
 # %%
 short_bb, short_tokenizer = get_llm_backbone_and_tokenizer("llama2-7b-pure", llm_max_length=64)
 long_text = " ".join(str(i) for i in range(200))
-print("model_max_length:", short_tokenizer.model_max_length,
-      "| tokens without / with truncation:", len(short_tokenizer(long_text).input_ids),
-      "/", len(short_tokenizer(long_text, truncation=True).input_ids))
+with transformers_log() as logged:
+    print("model_max_length:", short_tokenizer.model_max_length,
+          "| tokens without / with truncation:", len(short_tokenizer(long_text).input_ids),
+          "/", len(short_tokenizer(long_text, truncation=True).input_ids))
+print("transformers log:", logged)
 assert short_tokenizer.model_max_length == short_bb.llm_max_length == 64
 assert tokenizer.model_max_length == 2048
 assert len(short_tokenizer(long_text).input_ids) > 64 == len(short_tokenizer(long_text, truncation=True).input_ids)
@@ -489,7 +496,7 @@ shutil.rmtree(workdir, ignore_errors=True)
 # - 训练模式以 `dtype=torch.float32` 调用家族指定的具体 `*ForCausalLM.from_pretrained`（checkpoint 以 fp16 或 bf16 存储，5.x 会保留这个 dtype，4.x 则加载成 fp32），然后在 `generation_config` 上设置贪心解码，因为 5.x 不再接受在 `from_pretrained` 里传 `do_sample`/`temperature`/`top_p`。
 # - `use_flash_attention_2` 被翻译为 `attn_implementation`，并且最先检查；缺少 flash-attn 和 CUDA GPU 时，在加载任何东西之前就抛出 `FlashAttentionUnavailableError`。
 # - 推理模式用 `AutoConfig` 加 `_from_config` 搭建架构：config 相同，没有预训练权重，由 VLA 的 checkpoint 补上。
-# - `use_cache` 等于 `inference_mode`；输入梯度钩子只在训练模式下注册，用于在可重入梯度检查点下冻结 LLM 权重的情形。
+# - `use_cache` 等于 `inference_mode`；输入梯度钩子只在训练模式下注册，用于嵌入被冻结、层内权重在训练、又使用可重入梯度检查点的情形。
 # - 分词器使用 `model_max_length=llm_max_length` 和右侧填充（BOS 始终在位置 0）；`hf_token` 只转交给加载函数，从不保存；`source` 在微型副本、hub 和本地目录之间选择。
 #
 # ## 练习

@@ -1,15 +1,11 @@
 # %% [markdown]
 # # 03 · BOS 断言
 #
-# OpenVLA 的每个骨干网络在构造函数的最后都会对分词器做一个两行的检查：对 `"Test 123"` 编码时，带特殊 token
-# 的结果必须以 BOS（beginning-of-sequence，序列起始）id 开头，不带特殊 token 的结果则不能以它开头。这看上去像是
-# 吹毛求疵，但视觉-语言模型恰恰依赖这一点：它把图像拼接进提示词的固定位置——紧跟在第一个 token 之后，并默认第一个
-# token 就是 BOS。分词器只要违反其中任何一半，图像就会悄悄挪了位置，或者 BOS 被重复，而训练照常进行，不报任何错。
-# 本 notebook 先演示会出什么问题，再故意造出有缺陷的分词器，最后在每个家族上跑一遍这个检查。
+# OpenVLA 的每个骨干网络在构造函数的最后都会对分词器做一个两行的检查：对 `"Test 123"` 编码时，带特殊 token 的结果必须以 BOS（beginning-of-sequence，序列起始）id 开头，不带特殊 token 的结果则不能以它开头。这看上去像是吹毛求疵，但视觉-语言模型恰恰依赖这一点：它把图像拼接进提示词的固定位置——紧跟在第一个 token 之后，并默认第一个 token 就是 BOS。分词器只要违反其中任何一个条件，图像就会悄悄挪了位置，或者 BOS 被重复，而训练照常进行，不报任何错。本 notebook 先演示会出什么问题，再故意造出有缺陷的分词器，最后在每个家族上跑一遍这个检查。
 #
 # **你将学到**
 # - 为什么图像 patch 需要位置 0 上有 BOS（用一个很小的张量例子说明）；
-# - 检查的两半各管什么，以及分别违反每一半的分词器（用 `tokenizers` 库构造）；
+# - 检查的两个条件各管什么，以及分别违反每个条件的分词器（用 `tokenizers` 库构造）；
 # - 哪些家族能通过、哪些被豁免（`SPECIAL_CASES`），以及为什么 OPT 的 BOS 是 `</s>`；
 # - 为什么这个包写的是 `raise` 而不是 `assert`（在 `python -O` 下验证）；
 # - 为什么在 transformers 5 上要检查编码出来的 id，而绝不能看 `add_bos_token` 标志。
@@ -30,12 +26,9 @@ use_language(LANG)
 # %% [markdown]
 # ## 1. 图像放在哪里：紧跟在 BOS 之后
 #
-# VLM 用骨干网络的 `embed_input_ids` 得到提示词的嵌入，把图像投影成同样宽度的 patch 向量，再沿序列维度拼接：
-# `[emb[:, :1], patches, emb[:, 1:]]`。切片 `:1` 是写死的：位置 0 上无论是什么 token，都会排在图像前面，其余
-# token 都排在图像后面。
+# VLM 用骨干网络的 `embed_input_ids` 得到提示词的嵌入，把图像投影成同样宽度的 patch 向量，再沿序列维度拼接：`[emb[:, :1], patches, emb[:, 1:]]`。切片 `:1` 是写死的：位置 0 上无论是什么 token，都会排在图像前面，其余 token 都排在图像后面。
 #
-# 我们加载 Llama-2 微型副本的分词器（与 `get_llm_backbone_and_tokenizer` 加载的是同一份文件），对同一条提示词
-# 编码两次：一次正常编码，一次不带特殊 token——相当于一个从不添加 BOS 的分词器会给出的结果。
+# 我们加载 Llama-2 微型副本的分词器（与 `get_llm_backbone_and_tokenizer` 加载的是同一份文件），对同一条提示词编码两次：一次正常编码，一次不带特殊 token——相当于一个从不添加 BOS 的分词器会给出的结果。
 
 # %%
 import torch
@@ -51,8 +44,7 @@ print("without BOS:", without_bos, llama_tok.convert_ids_to_tokens(without_bos))
 
 
 # %% [markdown]
-# 为了看清每个位置最后落在哪里，我们给每个 token 一个只有一个数的“嵌入”：它自己的 id。patch 用负数 -1、-2、-3
-# 表示，不会和任何 token 混淆。拼接用的就是 VLM 里那一行代码。
+# 为了看清每个位置最后落在哪里，我们给每个 token 一个只有一个数的“嵌入”：它自己的 id。patch 用负数 -1、-2、-3 表示，不会和任何 token 混淆。拼接用的就是 VLM 里那一行代码。
 
 # %%
 def splice(embeddings: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
@@ -67,9 +59,7 @@ print("with BOS:   ", spliced_good.squeeze().tolist())
 print("without BOS:", spliced_bad.squeeze().tolist())
 
 # %% [markdown]
-# 有 BOS 时，图像位于 BOS 和文本之间，与训练时完全一致。没有 BOS 时，提示词的第一个 token（`▁In`）被从其余部分
-# 切开，图像落进了提示词格式里的 `In:` 标记中间。整个过程不会失败：序列只是短了一个位置，下游的形状都跟着变，
-# 没有任何报错——变的只是含义。
+# 有 BOS 时，图像位于 BOS 和文本之间，与训练时完全一致。没有 BOS 时，提示词的第一个 token（`▁In`）被从其余部分切开，图像落进了提示词格式里的 `In:` 标记中间。整个过程不会失败：序列只是短了一个位置，下游的形状都跟着变，没有任何报错——变的只是含义。
 
 # %%
 bos_id = llama_tok.bos_token_id
@@ -118,7 +108,7 @@ ax.set_title(TEXT["title"])
 plt.show()
 
 # %% [markdown]
-# ## 2. 检查的两半
+# ## 2. 检查的两个条件
 #
 # `vla_backbone.hf_causal` 中的 `check_bos` 会把探测文本 `"Test 123"` 编码两次：
 #
@@ -134,8 +124,7 @@ from vla_backbone.hf_causal import BOS_PROBE_TEXT, SPECIAL_CASES, check_bos
 print(inspect.getsource(check_bos))
 
 # %% [markdown]
-# Llama-2 微型副本能通过：带特殊 token 时 `<s>`（id 1）排在最前，不带时直接从文本开始。一切正常时 `check_bos`
-# 返回 `None`。
+# Llama-2 微型副本能通过：带特殊 token 时 `<s>`（id 1）排在最前，不带时直接从文本开始。一切正常时 `check_bos` 返回 `None`。
 
 # %%
 ids_with = llama_tok(BOS_PROBE_TEXT, add_special_tokens=True).input_ids
@@ -148,12 +137,9 @@ assert ids_with == [llama_tok.bos_token_id] + ids_without
 assert check_bos(llama_tok, "llama2-7b-pure") is None
 
 # %% [markdown]
-# ## 3. 违反第一半：从不添加 BOS 的分词器
+# ## 3. 违反条件一：从不添加 BOS 的分词器
 #
-# fast 分词器本质上是 `tokenizers` 库里的一条流水线：normalizer、pre-tokenizer、模型（BPE）和
-# post-processor。添加 BOS 是 post-processor 的工作：一个模板为 `<s> $A`（`$A` 代表文本）的
-# `TemplateProcessing`，只在请求特殊 token 时才运行。我们复制一份 Llama-2 的流水线，把模板换成 `$A`，再用同样的
-# 特殊 token 把它包装成 transformers 的分词器。
+# fast 分词器本质上是 `tokenizers` 库里的一条流水线：normalizer、pre-tokenizer、模型（BPE）和 post-processor。添加 BOS 是 post-processor 的工作：一个模板为 `<s> $A`（`$A` 代表文本）的 `TemplateProcessing`，只在请求特殊 token 时才运行。我们复制一份 Llama-2 的流水线，把模板换成 `$A`，再用同样的特殊 token 把它包装成 transformers 的分词器。
 
 # %%
 from tokenizers import Tokenizer, processors
@@ -176,8 +162,7 @@ never_bos = wrap(never_pipeline)
 print(never_bos(BOS_PROBE_TEXT).input_ids, never_bos(BOS_PROBE_TEXT, add_special_tokens=False).input_ids)
 
 # %% [markdown]
-# 它仍然知道自己的 BOS token（`bos_token_id` 是 1），只是从来不写它，所以第一半失败。报错信息写明了分词器类名、
-# 骨干网络 id、两次编码结果和 BOS id，并告诉你该怎么做。
+# 它仍然知道自己的 BOS token（`bos_token_id` 是 1），只是从来不写它，所以条件一不成立。报错信息写明了分词器类名、骨干网络 id、两次编码结果和 BOS id，并告诉你该怎么做。
 
 # %%
 from vla_backbone.errors import TokenizerBOSError
@@ -192,17 +177,11 @@ assert str(ids_without) in message and "bos_token_id = 1" in message
 assert "post-processor" in message and "SPECIAL_CASES" in message
 
 # %% [markdown]
-# ## 4. 违反第二半：总是添加 BOS 的分词器
+# ## 4. 违反条件二：总是添加 BOS 的分词器
 #
-# 为什么要坚持不带特殊 token 时*不能*出现 BOS？因为构造训练样本的代码依赖这一点。Prismatic 的微调数据集（OpenVLA
-# 沿用了它）按轮次逐段对对话做分词，参数是 `add_special_tokens=(turn_idx == 0)`，再把各段拼起来：BOS 只出现一次，
-# 就在开头。另外，提示词构造器会去掉文本开头的 `<s>`，因为分词器自己会加（见 notebook 05）。
+# 为什么要坚持不带特殊 token 时*不能*出现 BOS？因为构造训练样本的代码依赖这一点。Prismatic 的微调数据集（OpenVLA 沿用了它）按轮次逐段对对话做分词，参数是 `add_special_tokens=(turn_idx == 0)`，再把各段拼起来：BOS 只出现一次，就在开头。另外，提示词构造器会去掉文本开头的 `<s>`，因为分词器自己会加（见 notebook 05）。
 #
-# 要让每次调用都加上 BOS，分词器就得在 post-processor 之外写入它，因为 post-processor 只在被要求时才运行；而
-# normalizer 对每段文本都会运行。Llama 微型副本的 normalizer 会在开头加上 `▁`（SentencePiece 的空格标记）并把
-# 空格替换成 `▁`；我们的版本改为在开头加 `<s>▁`。要让它生效还有两个细节：`<s>` 这个 token 必须在规范化*之后*才去
-# 匹配（`normalized=True`）；而且这条规则不能改动文本 `<s>` 本身（`(?!<s>)`），因为分词器在查找每个新增 token
-# 之前，也会先把这个 token 的文本规范化一遍。
+# 要让每次调用都加上 BOS，分词器就得在 post-processor 之外写入它，因为 post-processor 只在被要求时才运行；而 normalizer 对每段文本都会运行。Llama 微型副本的 normalizer 会在开头加上 `▁`（SentencePiece 的空格标记）并把空格替换成 `▁`；我们的版本改为在开头加 `<s>▁`。要让它生效还有两个细节：`<s>` 这个 token 必须在规范化*之后*才去匹配（`normalized=True`）；而且这条规则不能改动文本 `<s>` 本身（`(?!<s>)`），因为分词器在查找每个新增 token 之前，也会先把这个 token 的文本规范化一遍。
 
 # %%
 from tokenizers import AddedToken, Regex, normalizers
@@ -217,8 +196,7 @@ always_bos = wrap(always_pipeline)
 print(always_bos(BOS_PROBE_TEXT).input_ids, always_bos(BOS_PROBE_TEXT, add_special_tokens=False).input_ids)
 
 # %% [markdown]
-# 第一半通过，第二半失败。带特殊 token 时，post-processor 又在 normalizer 写入的 BOS 前面加了一个：BOS 重复了
-# 两次，图像会落在这两个 BOS 之间。
+# 条件一成立，条件二不成立。带特殊 token 时，post-processor 又在 normalizer 写入的 BOS 前面加了一个：开头有了两个 BOS，图像会落在这两个 BOS 之间。
 
 # %%
 assert always_bos(BOS_PROBE_TEXT, add_special_tokens=False).input_ids == [1] + ids_without
@@ -228,8 +206,7 @@ with expect_error(TokenizerBOSError, match="starts with BOS even when add_specia
 assert "[1, 1, " in str(caught[0]) and type(always_bos).__name__ in str(caught[0])
 
 # %% [markdown]
-# 现在按 Prismatic 的方式构造一个两轮的训练样本：每一轮都来自 Pure 提示词构造器，只有第一轮带特殊 token。我们比较
-# 两个分词器分别在哪些位置产生 BOS。
+# 现在按 Prismatic 的方式构造一个两轮的训练样本：每一轮都来自 Pure 提示词构造器，只有第一轮带特殊 token。我们比较两个分词器分别在哪些位置产生 BOS。
 
 # %%
 from vla_backbone.prompting import PurePromptBuilder, openvla_action_prompt
@@ -250,9 +227,7 @@ for name, tokenizer in [("llama2 replica", llama_tok), ("always-BOS", always_bos
     print(f"{name:15s} BOS at positions {[i for i, t in enumerate(ids) if t == 1]} of {len(ids)}")
 
 # %% [markdown]
-# 正常的分词器只在位置 0 给出一个 BOS。有缺陷的那个则在开头给出两个 BOS，*并且*在样本中间——恰好是回答开始的
-# 地方——又插入一个 BOS；模型会学着在那里预测 BOS。修复这类问题的办法是去掉在 post-processor 之外写入 BOS 的
-# 那个环节（这里是 normalizer），让只有 `add_special_tokens=True` 才会添加 BOS。
+# 正常的分词器只在位置 0 给出一个 BOS。有缺陷的那个则在开头给出两个 BOS，*并且*在样本中间——恰好是回答开始的地方——又插入一个 BOS；模型会学着在那里预测 BOS。修复这类问题的办法是去掉在 post-processor 之外写入 BOS 的那个环节（这里是 normalizer），让只有 `add_special_tokens=True` 才会添加 BOS。
 
 # %%
 good_ids, bad_ids = tokenize_turns(llama_tok, turns), tokenize_turns(always_bos, turns)
@@ -261,15 +236,12 @@ first_turn_length = len(llama_tok(turns[0]).input_ids)
 assert [i for i, t in enumerate(bad_ids) if t == 1] == [0, 1, first_turn_length + 1]
 
 # %% [markdown]
-# **动手试试：** 给构造器再加一轮 human 和 gpt，然后重新运行：在有缺陷的样本里，每多一轮，中间就多一个 BOS；
-# 而正常的样本始终只在位置 0 有一个 BOS。
+# **动手试试：** 给构造器再加一轮 human 和 gpt，然后重新运行：在有缺陷的样本里，每多一轮，中间就多一个 BOS；而正常的样本始终只在位置 0 有一个 BOS。
 
 # %% [markdown]
 # ## 5. 每个家族
 #
-# 对每个家族的微型副本做同样的两次编码。第一半首先要求有 BOS id：Qwen 根本没有 BOS token，`bos_token_id` 是
-# `None`，所以第一半按定义就失败。Phi-2 有 BOS token（`<|endoftext|>`），但它的分词器从不添加。OPT 能通过，只是
-# BOS 有点特别：它在开头加的是 `</s>`，而这同时也是它的 EOS。
+# 对每个家族的微型副本做同样的两次编码。条件一首先要求有 BOS id：Qwen 根本没有 BOS token，`bos_token_id` 是 `None`，所以条件一按定义就不成立。Phi-2 有 BOS token（`<|endoftext|>`），但它的分词器从不添加。OPT 能通过，只是 BOS 有点特别：它在开头加的是 `</s>`，而这同时也是它的 EOS。
 
 # %%
 from vla_backbone.registry import backbone_class, list_backbones
@@ -297,8 +269,7 @@ for family, tokenizer in tokenizers_by_family.items():
           f"{without_special!s:24s} {'pass' if half1 else 'FAIL':7s} {'pass' if half2 else 'FAIL'}")
 
 # %% [markdown]
-# Llama-2、Mistral 和 OPT 两半都通过；Phi-2 和 Qwen 第一半失败、第二半通过。OPT 的 BOS 是 `</s>`，与它的 EOS
-# 是同一个 token。
+# Llama-2、Mistral 和 OPT 两个条件都成立；Phi-2 和 Qwen 条件一不成立、条件二成立。OPT 的 BOS 是 `</s>`，与它的 EOS 是同一个 token。
 
 # %%
 passing = {family for family, (_, _, half1, half2) in results.items() if half1 and half2}
@@ -310,9 +281,7 @@ assert tokenizers_by_family["qwen25"].bos_token_id is None
 assert tokenizers_by_family["phi"].bos_token == "<|endoftext|>"
 
 # %% [markdown]
-# 这些失败是设计使然，骨干网络的构造函数恰好对这些 id 跳过检查：也就是集合 `SPECIAL_CASES`。对注册表里的*每一个*
-# id 运行检查（每个 id 使用其家族的分词器），失败的 id 正好就是这个集合。phi-2 和 Qwen 如何换一种方式得到第一个
-# token，见 notebook 04。
+# 这些失败是设计使然，骨干网络的构造函数恰好对这些 id 跳过检查：也就是集合 `SPECIAL_CASES`。对注册表里的*每一个* id 运行检查（每个 id 使用其家族的分词器），失败的 id 正好就是这个集合。phi-2 和 Qwen 如何换一种方式得到第一个 token，见 notebook 04。
 
 # %%
 failing_ids = set()
@@ -327,13 +296,9 @@ assert failing_ids == SPECIAL_CASES
 # %% [markdown]
 # ## 6. 用 `raise` 而不是 `assert`：检查在 `python -O` 下依然有效
 #
-# 上游把这个检查写成了 `assert`。Python 以 `-O` 运行（或设置了环境变量 `PYTHONOPTIMIZE`）时，会丢掉所有
-# `assert` 语句，有缺陷的分词器就会悄无声息地通过。`check_bos` 最后用的是显式的 `raise`，`-O` 不会去掉它。
+# 上游把这个检查写成了 `assert`。Python 以 `-O` 运行（或设置了环境变量 `PYTHONOPTIMIZE`）时，会丢掉所有 `assert` 语句，有缺陷的分词器就会静默通过。`check_bos` 最后用的是显式的 `raise`，`-O` 不会去掉它。
 #
-# 我们在一个单独的 `python -O` 进程里验证这一点。在那里导入 torch 和 transformers 要花很多秒（在 `-O` 下，
-# Python 第一次运行时要重新编译它们），所以子进程运行的是 `check_bos` 的*原样源码*（通过 `inspect.getsource`
-# 取得），作用对象是第 3 节那条从不加 BOS 的流水线——先存成文件，再只用 `tokenizers` 库读回来。旁边还放了一个用
-# `assert` 写的第一半检查作对照。
+# 我们在一个单独的 `python -O` 进程里验证这一点。在那里导入 torch 和 transformers 要花很多秒（在 `-O` 下，Python 第一次运行时要重新编译它们），所以子进程运行的是 `check_bos` 的*原样源码*（通过 `inspect.getsource` 取得），作用对象是第 3 节那条从不加 BOS 的流水线——先存成文件，再只用 `tokenizers` 库读回来。旁边还放了一个用 `assert` 写的条件一检查作对照。
 
 # %%
 import os
@@ -391,10 +356,7 @@ assert child.stdout.splitlines() == [
 # %% [markdown]
 # ## 7. 检查 id，而不是标志
 #
-# 有些分词器类带有 `add_bos_token` 标志，人们很容易直接检查它，而不去真正编码。在 transformers 5 上这会得到错误
-# 的结论：`save_pretrained` 不再把 `add_bos_token` 写进 `tokenizer_config.json`，重新加载的分词器读到的标志是
-# `False`，却依然会在开头加 BOS——因为 BOS 现在保存在 post-processor 里。在 4.57 上，这个标志会被写入，并在重新
-# 加载后保留。
+# 有些分词器类带有 `add_bos_token` 标志，人们很容易直接检查它，而不去真正编码。在 transformers 5 上这会得到错误的结论：`save_pretrained` 不再把 `add_bos_token` 写进 `tokenizer_config.json`，重新加载的分词器读到的标志是 `False`，却依然会在开头加 BOS——因为 BOS 现在保存在 post-processor 里。在 4.57 上，这个标志会被写入，并在重新加载后保留。
 #
 # 我们以 `add_bos_token=True` 把 Llama 微型副本加载为 `LlamaTokenizerFast`，保存后再加载回来。
 
@@ -431,8 +393,7 @@ else:
 # %% [markdown]
 # ## 动手试试
 #
-# 选一个家族和一段文本；这个单元格会打印两次编码的结果、对应的 token，以及 `check_bos` 的结论。在 JupyterLab 或
-# Colab 中会出现下拉菜单；作为脚本运行时，则用第一个选项运行一次。试试空文本：哪些家族仍然会产生 token？
+# 选一个家族和一段文本；这个单元格会打印两次编码的结果、对应的 token，以及 `check_bos` 的结论。在 JupyterLab 或 Colab 中会出现下拉菜单；作为脚本运行时，则用第一个选项运行一次。试试空文本：哪些家族仍然会产生 token？
 
 # %%
 from vla_backbone.notebook import explore
@@ -459,22 +420,14 @@ assert first is True
 
 # %% [markdown]
 # ## 小结
-# - VLM 把图像 patch 拼接在位置 0 之后（`[emb[:, :1], patches, emb[:, 1:]]`），所以位置 0 必须是 BOS；否则图像
-#   会落在第一个文本 token 之后，而且不会有任何报错。
-# - 第一半：带特殊 token 时，id 以 BOS 开头。第二半：不带时则不以 BOS 开头，因为训练样本是按轮次逐段分词的，只有
-#   第一轮带特殊 token；总是添加 BOS 的分词器会造成开头 BOS 重复，并在样本中间插入 BOS。
-# - Llama-2、Mistral 和 OPT（BOS 为 `</s>`）能通过；Phi-2 和 Qwen 按设计在第一半失败，它们恰好就是
-#   `SPECIAL_CASES`。
+# - VLM 把图像 patch 拼接在位置 0 之后（`[emb[:, :1], patches, emb[:, 1:]]`），所以位置 0 必须是 BOS；否则图像会落在第一个文本 token 之后，而且不会有任何报错。
+# - 条件一：带特殊 token 时，id 以 BOS 开头。条件二：不带时则不以 BOS 开头，因为训练样本是按轮次逐段分词的，只有第一轮带特殊 token；总是添加 BOS 的分词器会造成开头 BOS 重复，并在样本中间插入 BOS。
+# - Llama-2、Mistral 和 OPT（BOS 为 `</s>`）能通过；Phi-2 和 Qwen 按设计不满足条件一，它们恰好就是 `SPECIAL_CASES`。
 # - 显式的 `raise` 在 `python -O` 下依然有效，`assert` 则不然。
-# - 要检查编码出来的 id，绝不能只看 `add_bos_token` 标志：在 transformers 5 上，保存并重新加载之后它读作
-#   `False`，而 BOS 照样会加在开头。
+# - 要检查编码出来的 id，绝不能只看 `add_bos_token` 标志：在 transformers 5 上，保存并重新加载之后它读作 `False`，而 BOS 照样会加在开头。
 #
 # ## 练习
-# 1. 换一种方式违反第一半：保留 post-processor，但把包装后分词器的 `bos_token` 设为 `</s>`。`check_bos` 会报告
-#    什么？报错信息里的 `bos_token_id` 是哪个 id？
-# 2. 写一个 `fix_always_bos(tokenizer)`，通过恢复原来的 normalizer 修好第 4 节那个总是添加 BOS 的分词器，并用
-#    assert 验证之后 `check_bos` 能通过、`tokenize_turns` 只在位置 0 产生 BOS。
-# 3. 用 Qwen 微型副本和 `QwenPromptBuilder` 重做第 1 节的拼接。排在图像前面的是哪个 token？论证这是否可以接受，
-#    再与 notebook 04 对照。
-# 4. 扩展 `python -O` 实验：不用 `-O`，而是在子进程的环境中设置 `PYTHONOPTIMIZE=2`，看看 `sys.flags.optimize`
-#    报告什么，结果有没有变化。
+# 1. 换一种方式违反条件一：保留 post-processor，但把包装后分词器的 `bos_token` 设为 `</s>`。`check_bos` 会报告什么？报错信息里的 `bos_token_id` 是哪个 id？
+# 2. 写一个 `fix_always_bos(tokenizer)`，通过恢复原来的 normalizer 修好第 4 节那个总是添加 BOS 的分词器，并用 assert 验证之后 `check_bos` 能通过、`tokenize_turns` 只在位置 0 产生 BOS。
+# 3. 用 Qwen 微型副本和 `QwenPromptBuilder` 重做第 1 节的拼接。排在图像前面的是哪个 token？论证这是否可以接受，再与 notebook 04 对照。
+# 4. 扩展 `python -O` 实验：不用 `-O`，而是在子进程的环境中设置 `PYTHONOPTIMIZE=2`，看看 `sys.flags.optimize` 报告什么，结果有没有变化。

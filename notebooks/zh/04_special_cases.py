@@ -1,10 +1,7 @@
 # %% [markdown]
 # # 04 · 特殊情况：phi-2、Qwen、PAD token 与按 64 的倍数 resize
 #
-# Notebook 03 最后留下了两个故意通不过 BOS 检查的家族，以及放行它们的集合 `SPECIAL_CASES`。本 notebook 先看这两个
-# 家族用什么办法替代 BOS，再转向每个批次都离不开的另一个 token：PAD。Llama-2 和 Mistral 发布时没有 PAD，于是家族类
-# 会添加一个，并扩大嵌入矩阵——不是只加一行，而是一直补到下一个 64 的倍数。这就是为什么基于 Llama-2 的 OpenVLA
-# checkpoint 的词表只有 32000 个 token，输出却有 32064 个 logit；这个数字经常有人来问（openvla issue #267）。
+# Notebook 03 最后留下了两个故意通不过 BOS 检查的家族，以及放行它们的集合 `SPECIAL_CASES`。本 notebook 先看这两个家族用什么办法替代 BOS，再转向每个批次都离不开的另一个 token：PAD。Llama-2 和 Mistral 发布时没有 PAD，于是家族类会添加一个，并扩大嵌入矩阵——不是只加一行，而是一直补到下一个 64 的倍数。这就是为什么基于 Llama-2 的 OpenVLA checkpoint 的词表只有 32000 个 token，输出却有 32064 个 logit；这个数字经常有人来问（openvla issue #267）。
 #
 # **你将学到**
 # - 分词器从不添加 BOS 时，phi-2 怎样得到 BOS（`<|endoftext|>` 同时身兼 BOS、EOS 和 UNK）；
@@ -29,8 +26,7 @@ use_language(LANG)
 # %% [markdown]
 # ## 1. phi-2：BOS、EOS、UNK 共用一个 token，BOS 靠手写
 #
-# phi-2 的分词器只认识一个特殊 token：`<|endoftext|>`，并把它同时用作 BOS、EOS 和 UNK。要求添加特殊 token 时，
-# 它什么也不加，所以对 notebook 03 的探测文本，两次编码的结果完全相同。
+# phi-2 的分词器只认识一个特殊 token：`<|endoftext|>`，并把它同时用作 BOS、EOS 和 UNK。要求添加特殊 token 时，它什么也不加，所以对 notebook 03 的探测文本，两次编码的结果完全相同。
 
 # %%
 import torch
@@ -47,9 +43,7 @@ assert phi_tok.bos_token_id == phi_tok.eos_token_id == 0
 assert phi_tok("Test 123").input_ids == phi_tok("Test 123", add_special_tokens=False).input_ids
 
 # %% [markdown]
-# 因此 `PhiPromptBuilder` 自己在第一轮 human 消息前面写上 `<|endoftext|>`，并且在生成最终提示词时保留它（其他构造器
-# 则相反，会去掉开头的 `<s>`，因为它们的分词器自己会加）。分词器会把写进文本的这段字符重新识别为特殊 token，所以
-# 位置 0 上终究还是 BOS 的 id。
+# 因此 `PhiPromptBuilder` 自己在第一轮 human 消息前面写上 `<|endoftext|>`，并且在生成最终提示词时保留它（其他构造器则相反，会去掉开头的 `<s>`，因为它们的分词器自己会加）。分词器会把写进文本的这段字符重新识别为特殊 token，所以位置 0 上终究还是 BOS 的 id。
 
 # %%
 from vla_backbone.prompting import PhiPromptBuilder, openvla_action_prompt
@@ -67,8 +61,7 @@ assert phi_prompt.startswith("<|endoftext|>Input: ")
 assert phi_ids[0] == bos and phi_ids.count(bos) == 1
 
 # %% [markdown]
-# 模型回答之后，同一个 id 会第二次出现，这次是作为 EOS：gpt 轮次以 `\n<|endoftext|>` 结尾。同一个 id 扮演两个角色，
-# 只能靠位置来区分。
+# 模型回答之后，同一个 id 会第二次出现，这次是作为 EOS：gpt 轮次以 `\n<|endoftext|>` 结尾。同一个 id 扮演两个角色，只能靠位置来区分。
 
 # %%
 builder.add_turn("gpt", "1 2 3")
@@ -77,8 +70,7 @@ print(conversation_ids)
 assert [i for i, t in enumerate(conversation_ids) if t == bos] == [0, len(conversation_ids) - 1]
 
 # %% [markdown]
-# BOS 检查本身会拒绝这个分词器；上面的骨干网络之所以照样能加载，是因为 `"phi-2-3b"` 在 `SPECIAL_CASES` 里，构造
-# 函数对它跳过了检查。
+# BOS 检查本身会拒绝这个分词器；上面的骨干网络之所以照样能加载，是因为 `"phi-2-3b"` 在 `SPECIAL_CASES` 里，构造函数对它跳过了检查。
 
 # %%
 from vla_backbone.errors import TokenizerBOSError
@@ -90,9 +82,7 @@ with expect_error(TokenizerBOSError, match="does not prepend BOS"):
     check_bos(phi_tok, "phi-2-3b")
 
 # %% [markdown]
-# 共用一个 token 还有一个后果：phi-2 的 PAD 必须是一个*新的* token（`<|pad|>`，见第 3 节）。常见的偷懒做法是令
-# PAD = EOS；如果代码把所有 id 等于 `pad_token_id` 的位置都从损失中屏蔽掉，那么真正的 EOS（对 phi-2 来说还有 BOS）
-# 也会一并被屏蔽，模型就永远学不会停下来。PAD 独立之后，被屏蔽的就只有填充部分：
+# 共用一个 token 还有一个后果：phi-2 的 PAD 必须是一个*新的* token（`<|pad|>`，见第 3 节）。常见的偷懒做法是令 PAD = EOS；如果代码把所有 id 等于 `pad_token_id` 的位置都从损失中屏蔽掉，那么真正的 EOS（对 phi-2 来说还有 BOS）也会一并被屏蔽，模型就永远学不会停下来。PAD 独立之后，被屏蔽的就只有填充部分：
 
 # %%
 padded = phi_tok([builder.get_prompt()], padding="max_length", max_length=len(conversation_ids) + 3,
@@ -111,8 +101,7 @@ assert masked_if_pad_were_eos == [0, len(conversation_ids) - 1]
 # %% [markdown]
 # ## 2. Qwen：根本没有 BOS token
 #
-# Qwen-2.5（由 MiniVLA 引入）没有 BOS token：`bos_token` 是 `None`。它的提示词使用 ChatML 标记 `<|im_start|>` 和
-# `<|im_end|>`，而 `<|endoftext|>` 既是 EOS，也早已是 PAD。每个标记都是单独一个 token。
+# Qwen-2.5（由 MiniVLA 引入）没有 BOS token：`bos_token` 是 `None`。它的提示词使用 ChatML 标记 `<|im_start|>` 和 `<|im_end|>`，而 `<|endoftext|>` 既是 EOS，也早已是 PAD。每个标记都是单独一个 token。
 
 # %%
 qwen, qwen_tok = get_llm_backbone_and_tokenizer("qwen25-0_5b-pure")
@@ -126,8 +115,7 @@ assert all(ids == [qwen_tok.convert_tokens_to_ids(m)] for m, ids in markers.item
 assert qwen_tok.pad_token == qwen_tok.eos_token == "<|endoftext|>"
 
 # %% [markdown]
-# 每条 Qwen 提示词都以 `<|im_start|>` 开头，所以 VLM 拼接时留在图像前面的，在每个样本里都是同一个固定标记：BOS
-# 检查要保护的正是这个性质，只不过这里不靠 BOS 也做到了。
+# 每条 Qwen 提示词都以 `<|im_start|>` 开头，所以 VLM 拼接时留在图像前面的，在每个样本里都是同一个固定标记：BOS 检查要保护的正是这个性质，只不过这里不靠 BOS 也做到了。
 
 # %%
 from vla_backbone.prompting import QwenPromptBuilder
@@ -150,8 +138,7 @@ assert SPECIAL_CASES == {"phi-2-3b"} | set(QWEN25_MODELS)
 # %% [markdown]
 # ## 3. PAD token 与按 64 的倍数 resize
 #
-# 批次在右侧用 `pad_token_id` 填充，所以每个骨干网络都需要一个 PAD token。下面是各 checkpoint 自带的分词器（这里
-# 直接从微型副本的文件加载，家族类还没有对它们做任何修改）：
+# 批次在右侧用 `pad_token_id` 填充，所以每个骨干网络都需要一个 PAD token。下面是各 checkpoint 自带的分词器（这里直接从微型副本的文件加载，家族类还没有对它们做任何修改）：
 
 # %%
 from transformers import AutoTokenizer
@@ -170,9 +157,7 @@ assert all(len(tokenizer) == 1024 for tokenizer in shipped.values())
 
 
 # %% [markdown]
-# 对 Llama-2 和 Mistral，家族类添加 `<PAD>`；对 phi-2，添加 `<|pad|>`。新 token 拿到下一个空闲的 id，也就是分词器
-# 原来的长度。随后家族类设置 `config.pad_token_id`，并调用 `resize_token_embeddings(len(tokenizer),
-# pad_to_multiple_of=64)`。行数就是 token 数向上取整到 64 的倍数。写成函数是这样：
+# 对 Llama-2 和 Mistral，家族类添加 `<PAD>`；对 phi-2，添加 `<|pad|>`。新 token 拿到下一个空闲的 id，也就是分词器原来的长度。随后家族类设置 `config.pad_token_id`，并调用 `resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)`。行数就是 token 数向上取整到 64 的倍数。写成函数是这样：
 
 # %%
 def embedding_rows(num_tokens: int, multiple: int = 64) -> int:
@@ -188,8 +173,7 @@ assert embedding_rows(real_llama2_vocab + 1) == 32064
 assert embedding_rows(1024 + 1) == 1088
 
 # %% [markdown]
-# 现在拿同一个函数去对照已加载的骨干网络。每个骨干网络列出：PAD token 及其 id、`config.pad_token_id`、分词器长度，
-# 以及输入嵌入和 LM head 的行数。
+# 现在拿同一个函数去对照已加载的骨干网络。每个骨干网络列出：PAD token 及其 id、`config.pad_token_id`、分词器长度，以及输入嵌入和 LM head 的行数。
 
 # %%
 loaded = {"phi-2-3b": (phi, phi_tok), "qwen25-0_5b-pure": (qwen, qwen_tok)}
@@ -203,10 +187,7 @@ for backbone_id, (backbone, tokenizer) in backbones.items():
           f"{llm.get_output_embeddings().weight.shape[0]:9d}")
 
 # %% [markdown]
-# Llama-2、Mistral 和 phi-2 的 PAD id 都是 1024，行数都是 1088，正是 32000 -> 32064 的缩小版。OPT 保留自己的
-# `<pad>`（id 1），Qwen 保留 `<|endoftext|>`：什么都不加，1024 行仍是 1024 行，本来就是 64 的倍数。
-# `qwen25-0_5b-extra` 添加了 256 个动作 token `<|extra_0|>` ... `<|extra_255|>`：1024 + 256 = 1280 行，同样是
-# 64 的倍数，所以没有补齐行。所有情况下，行数都等于 `embedding_rows(len(tokenizer))`。
+# Llama-2、Mistral 和 phi-2 的 PAD id 都是 1024，行数都是 1088，正是 32000 -> 32064 的缩小版。OPT 保留自己的 `<pad>`（id 1），Qwen 保留 `<|endoftext|>`：什么都不加，1024 行仍是 1024 行，本来就是 64 的倍数。`qwen25-0_5b-extra` 添加了 256 个动作 token `<|extra_0|>` ... `<|extra_255|>`：1024 + 256 = 1280 行，同样是 64 的倍数，所以没有补齐行。所有情况下，行数都等于 `embedding_rows(len(tokenizer))`。
 
 # %%
 for backbone_id, (backbone, tokenizer) in backbones.items():
@@ -255,11 +236,7 @@ assert totals == [1088, 1088, 1088, 1024, 1280, 1024]
 # %% [markdown]
 # ### 为什么是 64 的倍数？
 #
-# 嵌入矩阵的形状也决定了 LM head 那次矩阵乘法的形状，而这次乘法要在每个批次的每个位置上执行。GPU 的矩阵乘法内核
-# （fp16/bf16 下的 tensor core）按分块（tile）计算，矩阵维度是分块大小的整数倍时才能跑满速度；像 32001 这样的
-# 奇数会在最后留下一个不完整的分块，还可能让计算库退回到更慢的内核。向上取整到 64，词表这一维就成了整齐的倍数。
-# nanoGPT 对 GPT-2 的词表也是这么做的：50257 -> 50304。这是 GPU 上的效应，在这台 CPU 上测量说明不了什么，所以
-# 我们只算它的代价：32064 行里有 63 行是补齐行，约占嵌入参数的 0.2%（Llama-2-7B 的隐藏维度为 4096）。
+# 嵌入矩阵的形状也决定了 LM head 那次矩阵乘法的形状，而这次乘法要在每个批次的每个位置上执行。GPU 的矩阵乘法内核（fp16/bf16 下的 tensor core）按分块（tile）计算，矩阵维度是分块大小的整数倍时才能跑满速度；像 32001 这样的奇数会在最后留下一个不完整的分块，还可能让计算库退回到更慢的内核。向上取整到 64，词表这一维就成了整齐的倍数。nanoGPT 对 GPT-2 的词表也是这么做的：50257 -> 50304。这是 GPU 上的效应，在这台 CPU 上测量说明不了什么，所以我们只算它的代价：32064 行里有 63 行是补齐行，约占嵌入参数的 0.2%（Llama-2-7B 的隐藏维度为 4096）。
 
 # %%
 llama2_hidden = 4096
@@ -272,9 +249,7 @@ assert padding_rows_real == 63 and padding_rows_real / 32064 < 0.002
 # %% [markdown]
 # ### 与库的实现对照
 #
-# 我们的函数是 `resize_token_embeddings` 的一个模型；下面直接调用库本身：在一份全新的 Llama 微型副本上，要求
-# 32001 个 token，并像这个包一样传入 `mean_resizing=False`（见第 4 节）。同一次调用还能说明输入梯度钩子会保留下来：
-# 我们先像骨干网络的构造函数那样调用 `enable_input_require_grads()` 注册钩子，resize 之后再检查一次。
+# 我们的函数是 `resize_token_embeddings` 的一个模型；下面直接调用库本身：在一份全新的 Llama 微型副本上，要求 32001 个 token，并像这个包一样传入 `mean_resizing=False`（见第 4 节）。同一次调用还能说明输入梯度钩子会保留下来：我们先像骨干网络的构造函数那样调用 `enable_input_require_grads()` 注册钩子，resize 之后再检查一次。
 
 # %%
 from transformers import LlamaForCausalLM
@@ -291,10 +266,7 @@ print("rows:", tuple(module_after.weight.shape), "head:", tuple(fresh.get_output
 print("input-grad hook before:", hook_before, " after:", hook_after, " same module:", module_before is module_after)
 
 # %% [markdown]
-# 两个矩阵都是 32064 行，钩子也还在。在 transformers 4.57 和 5.x 上，resize 会把新的权重复制进*原有的*嵌入模块，
-# 所以注册在该模块上的钩子得以保留。而在上游 OpenVLA 锁定的 4.40 版本上，resize 会换上一个新模块，钩子随之丢失
-# （这是上游已知的行为；本套 notebook 没有安装 4.40，所以无法在这里演示）。
-# 钩子带来的好处是：即使所有权重都被冻结，嵌入层的输出仍然需要梯度。
+# 两个矩阵都是 32064 行，钩子也还在。在 transformers 4.57 和 5.x 上，resize 会把新的权重复制进*原有的*嵌入模块，所以注册在该模块上的钩子得以保留。而在上游 OpenVLA 锁定的 4.40 版本上，resize 会换上一个新模块，钩子随之丢失（这是上游已知的行为；本套 notebook 没有安装 4.40，所以无法在这里演示）。钩子带来的好处是：即使所有权重都被冻结，嵌入层的输出仍然需要梯度。
 
 # %%
 assert module_after.weight.shape[0] == fresh.get_output_embeddings().weight.shape[0] == fresh.config.vocab_size == 32064
@@ -312,11 +284,7 @@ assert all(compat.has_input_grad_hook(backbone.llm) for backbone, _ in backbones
 # %% [markdown]
 # ## 4. 新增的行里是什么
 #
-# 以 Llama-2 微型副本为例：第 0-1023 行来自 checkpoint，第 1024 行是 `<PAD>`，第 1025-1087 行是补齐行。旧的行被
-# 原样复制。新行使用模型的常规初始化：均值为 0、标准差为 `config.initializer_range`（0.02）的正态分布——这正是
-# transformers 4.40（OpenVLA 和 MiniVLA 训练时所用的版本）的做法。较新的 transformers 默认改用
-# `mean_resizing=True`；这个包传入 `mean_resizing=False` 以保持上游的行为，并固定随机数种子，让每次加载得到的新行
-# 都完全相同。
+# 以 Llama-2 微型副本为例：第 0-1023 行来自 checkpoint，第 1024 行是 `<PAD>`，第 1025-1087 行是补齐行。旧的行被原样复制。新行使用模型的常规初始化：均值为 0、标准差为 `config.initializer_range`（0.02）的正态分布——这正是 transformers 4.40（OpenVLA 和 MiniVLA 训练时所用的版本）的做法。较新的 transformers 默认改用 `mean_resizing=True`；这个包传入 `mean_resizing=False` 以保持上游的行为，并固定随机数种子，让每次加载得到的新行都完全相同。
 
 # %%
 llama, llama_tok = backbones["llama2-7b-pure"]
@@ -334,13 +302,15 @@ torch.testing.assert_close(reloaded_llama.llm.get_input_embeddings().weight, lla
 del reloaded_llama
 
 # %% [markdown]
-# 作为对比，在一份全新的副本上看看 transformers 自己的默认做法。`mean_resizing=True` 从一个以旧行均值为中心的
-# 正态分布中采样新行，协方差是旧行协方差乘以 1e-9，所以实际上每个新行*就是*平均嵌入（transformers 会打印一条相关
-# 提示）。
+# 作为对比，在一份全新的副本上看看 transformers 自己的默认做法。`mean_resizing=True` 从一个以旧行均值为中心的正态分布中采样新行，协方差是旧行协方差乘以 1e-9，所以实际上每个新行*就是*平均嵌入（transformers 会打印一条相关提示）。
 
 # %%
+from vla_backbone.notebook import transformers_log
+
 mean_resized = LlamaForCausalLM.from_pretrained(checkpoint_path("llama2-7b-pure"))
-mean_resized.resize_token_embeddings(1025, pad_to_multiple_of=64, mean_resizing=True)
+with transformers_log() as note:
+    mean_resized.resize_token_embeddings(1025, pad_to_multiple_of=64, mean_resizing=True)
+print("transformers log:", note)
 old_mean = shipped_rows.mean(dim=0)
 mean_rows = mean_resized.get_input_embeddings().weight.detach()[1024:]
 print("old rows: mean distance from their mean", f"{(shipped_rows - old_mean).norm(dim=1).mean():.4f}")
@@ -349,8 +319,7 @@ torch.testing.assert_close(mean_rows, old_mean.expand(64, -1), rtol=0, atol=1e-4
 del mean_resized
 
 # %% [markdown]
-# 第 1025-1087 行不属于任何 token：分词器只有 1025 个条目，永远不会产生这些 id，它们解码出来也是空的。但 LM head
-# 里仍然有这些行，所以模型会为其中每一行输出一个 logit。
+# 第 1025-1087 行不属于任何 token：分词器只有 1025 个条目，永远不会产生这些 id，它们解码出来也是空的。但 LM head 里仍然有这些行，所以模型会为其中每一行输出一个 logit。
 
 # %%
 print("len(tokenizer):", len(llama_tok), " largest id in the vocabulary:", max(llama_tok.get_vocab().values()))
@@ -361,10 +330,7 @@ assert llama_tok.convert_ids_to_tokens(1050) is None and llama_tok.decode([1050]
 # %% [markdown]
 # ### PAD 这一行与损失
 #
-# 在填充过的批次里，填充位置的标签是 -100，注意力掩码又让其他所有位置都看不到填充部分。因此 PAD 的*输入*嵌入行
-# 里放什么都无所谓：损失纹丝不动，这一行也得不到梯度。*输出*一侧则不同：LM head 的每一行，包括 PAD 行和那些未使用
-# 的行，都会在每个位置上产生一个 logit，并出现在 softmax 的分母里。由于这些 id 从来不是标签，损失对它们 logit 的
-# 梯度与它们的概率（为正）成正比，所以训练只会把它们往下压。
+# 在填充过的批次里，填充位置的标签是 -100，注意力掩码又让其他所有位置都看不到填充部分。因此 PAD 的*输入*嵌入行里放什么都无所谓：损失纹丝不动，这一行也得不到梯度。*输出*一侧则不同：LM head 的每一行，包括 PAD 行和那些未使用的行，都会在每个位置上产生一个 logit，并出现在 softmax 的分母里。由于这些 id 从来不是标签，损失对它们 logit 的梯度与它们的概率（为正）成正比，所以训练只会把它们往下压。
 
 # %%
 texts = ["In: pick up the cup\nOut: 1 2 3</s>", "In: open the drawer\nOut:"]
@@ -406,14 +372,12 @@ assert (logits.grad[..., 1024:] >= 0).all() and (logits.grad[..., 1024:] > 0).an
 llama.llm.zero_grad(set_to_none=True)
 
 # %% [markdown]
-# **动手试试：** 把 PAD 行挪动别的幅度，或者修改 `texts`，然后重新运行：只要填充位置的标签是 -100，损失就不会变。
-# 再把某个填充位置的标签改成 PAD 的 id（1024），看看损失如何变化。
+# **动手试试：** 把 PAD 行挪动别的幅度，或者修改 `texts`，然后重新运行：只要填充位置的标签是 -100，损失就不会变。再把某个填充位置的标签改成 PAD 的 id（1024），看看损失如何变化。
 
 # %% [markdown]
 # ## 动手试试
 #
-# 选一个词表大小和一个倍数；单元格会打印 `resize_token_embeddings` 会给出的行数，以及其中有多少是补齐行。试试
-# 带 PAD 的 Llama-2（32001）、GPT-2（50257），或者 `-extra` 副本（1280）配上 8 或 128 的倍数。
+# 选一个词表大小和一个倍数；单元格会打印 `resize_token_embeddings` 会给出的行数，以及其中有多少是补齐行。试试带 PAD 的 Llama-2（32001）、GPT-2（50257），或者 `-extra` 副本（1280）配上 8 或 128 的倍数。
 
 # %%
 from vla_backbone.notebook import explore
@@ -430,24 +394,14 @@ assert first == 32064
 
 # %% [markdown]
 # ## 小结
-# - phi-2：`<|endoftext|>` 同时是 BOS、EOS 和 UNK，分词器不添加 BOS，所以 `PhiPromptBuilder` 在第一轮 human 消息
-#   开头手写它：正好一个 BOS，位于位置 0。它的 PAD 是新增的 `<|pad|>`，因此屏蔽填充时不会把 EOS 也屏蔽掉。
-# - Qwen 没有 BOS（`bos_token_id` 为 `None`）；提示词以 `<|im_start|>` 开头，`<|endoftext|>` 早已是 PAD。
-#   `SPECIAL_CASES` = phi-2 + 所有 Qwen-2.5 的 id。
-# - Llama-2 和 Mistral 得到 `<PAD>`（id = 原词表大小），phi-2 得到 `<|pad|>`；OPT 和 Qwen 保留自己的 PAD。嵌入
-#   矩阵扩大到 64 的倍数：真实的 Llama-2 是 32000 + 1 -> 32064，微型副本是 1024 + 1 -> 1088；`-extra` 是
-#   1024 + 256 = 1280。
-# - 新行使用模型常规的（固定种子的）初始化，与 transformers 4.40 一致；较新 transformers 的 `mean_resizing` 则会
-#   把它们放在平均嵌入上。PAD 的输入行永远进不了损失；PAD 行和未使用的 LM head 行只会被往下压。
+# - phi-2：`<|endoftext|>` 同时是 BOS、EOS 和 UNK，分词器不添加 BOS，所以 `PhiPromptBuilder` 在第一轮 human 消息开头手写它：正好一个 BOS，位于位置 0。它的 PAD 是新增的 `<|pad|>`，因此屏蔽填充时不会把 EOS 也屏蔽掉。
+# - Qwen 没有 BOS（`bos_token_id` 为 `None`）；提示词以 `<|im_start|>` 开头，`<|endoftext|>` 早已是 PAD。`SPECIAL_CASES` = phi-2 + 所有 Qwen-2.5 的 id。
+# - Llama-2 和 Mistral 得到 `<PAD>`（id = 原词表大小），phi-2 得到 `<|pad|>`；OPT 和 Qwen 保留自己的 PAD。嵌入矩阵扩大到 64 的倍数：真实的 Llama-2 是 32000 + 1 -> 32064，微型副本是 1024 + 1 -> 1088；`-extra` 是 1024 + 256 = 1280。
+# - 新行使用模型常规的（固定种子的）初始化，与 transformers 4.40 一致；较新 transformers 的 `mean_resizing` 则会把它们放在平均嵌入上。PAD 的输入行永远进不了损失；PAD 行和未使用的 LM head 行只会被往下压。
 # - 在 transformers 4.57 和 5.x 上，输入梯度钩子在 resize 后依然保留（同一个模块）；在 4.40 上则不会。
 #
 # ## 练习
-# 1. 给 Llama-2 加一个选项，像 `qwen25-0_5b-extra` 那样再添加 256 个动作 token。真实的 7B 模型会有多少行
-#    （用 `embedding_rows` 算）？其中多少是补齐行？
-# 2. 用*左侧*填充（`padding_side="left"`）重做第 4 节的损失实验。损失还会忽略 PAD 行吗？现在标签需要屏蔽哪些
-#    位置？
-# 3. 分别用 `mean_resizing=True` 和 `False` 对全新的 Llama 副本做 resize，然后比较一个未训练的新行的 logit 与旧行
-#    的平均 logit。基于均值的初始化为什么可能有助于微调的起步？这个包为什么仍然保留 4.40 的行为？
-# 4. 在 GPU 上，用 bf16 分别对 V = 32000、32001 和 32064 测量 LM head 的矩阵乘法 `(4096 tokens x 4096) @
-#    (4096 x V)` 的耗时（使用 `vla_backbone.measure.median_seconds` 和 `torch.cuda.synchronize()`）。32001 是否
-#    更慢？
+# 1. 给 Llama-2 加一个选项，像 `qwen25-0_5b-extra` 那样再添加 256 个动作 token。真实的 7B 模型会有多少行（用 `embedding_rows` 算）？其中多少是补齐行？
+# 2. 用*左侧*填充（`padding_side="left"`）重做第 4 节的损失实验。损失还会忽略 PAD 行吗？现在标签需要屏蔽哪些位置？
+# 3. 分别用 `mean_resizing=True` 和 `False` 对全新的 Llama 副本做 resize，然后比较一个未训练的新行的 logit 与旧行的平均 logit。基于均值的初始化为什么可能有助于微调的起步？这个包为什么仍然保留 4.40 的行为？
+# 4. 在 GPU 上，用 bf16 分别对 V = 32000、32001 和 32064 测量 LM head 的矩阵乘法 `(4096 tokens x 4096) @ (4096 x V)` 的耗时（使用 `vla_backbone.measure.median_seconds` 和 `torch.cuda.synchronize()`）。32001 是否更慢？

@@ -1,9 +1,9 @@
 # %% [markdown]
 # # 05 · 提示词构造器与 OpenVLA 的动作提示词
 #
-# 语言模型在训练中学到的是一种精确到空格和换行的文本格式。一个 OpenVLA checkpoint 见过上百万次 `In: What action should the robot take to ...?\nOut: ` 后面跟着七个动作 token 的样本；推理时哪怕只差一个空格，它读到的就是训练里从没见过的 token 序列。负责写出这些字符串的小对象叫*提示词构造器*，每个骨干网络都会指明自己训练时用的是哪一个。本节把六个构造器放在同一段对话上并排比较，拿从上游抄来的字面字符串逐字节核对每个结果，顺着动作提示词一路追到真实 Llama-2 的 token id，看清楚哪些 token 带有训练标签，最后看一个 transformers 5 给多轮 Llama-2 提示词埋下的坑。
+# 语言模型在训练中学到的是一种精确到空格和换行的文本格式。一个 OpenVLA checkpoint 见过上百万次 `In: What action should the robot take to ...?\nOut: ` 后面跟着七个动作 token 的样本；推理时哪怕只差一个空格，它读到的就是训练里从没见过的 token 序列。负责写出这些字符串的小对象叫*提示词构造器*，每个骨干网络都会指明自己训练时用的是哪一个。本 notebook 把六个构造器放在同一段对话上并排比较，拿从上游抄来的字面字符串逐字节核对每个结果，顺着动作提示词一路追到真实 Llama-2 的 token id，看清楚哪些 token 带有训练标签，最后看一个 transformers 5 给多轮 Llama-2 提示词埋下的坑。
 #
-# **本节你将学到**
+# **你将学到**
 # - `PromptBuilder` 接口（`add_turn`、`get_potential_prompt`、`get_prompt`），以及所有构造器共用的轮次逻辑；
 # - 六个构造器各自生成的确切字符串、各自的默认系统提示词，连同其中的怪癖，以及为什么“修好”它们反而有害；
 # - `get_potential_prompt` 和 `add_turn` 有哪些不同；
@@ -30,7 +30,7 @@ use_language(LANG)
 #
 # `PromptBuilder(model_family, system_prompt=None)` 是一个抽象类。`model_family`（VLA 训练用 `"openvla"`，它所继承的 VLM 用 `"prismatic"`）只用来选择默认的系统提示词；没有系统提示词的模板会直接忽略它。对话按轮次逐步构建：
 #
-# - `add_turn(role, message)` 追加一个轮次，并且**返回它追加的那段文本**（训练代码会把这一段单独送进分词器，本节最后我们也会这么做）；
+# - `add_turn(role, message)` 追加一个轮次，并且**返回它追加的那段文本**（训练代码会把这一段单独送进分词器，本 notebook 最后我们也会这么做）；
 # - `get_potential_prompt(message)` 给出“如果用户接下来说了 `message`”时提示词的样子，但不改变构造器本身（它写出的内容和 `add_turn` 并不完全一样，见后面的怪癖部分）；
 # - `get_prompt()` 返回到目前为止的完整对话，可以直接交给分词器。
 
@@ -264,7 +264,7 @@ for backbone_id, builder_cls in builder_of.items():
 # %% [markdown]
 # 所有 Qwen-2.5 的 id（包括 `-pure`）都用 ChatML 模板，这与 MiniVLA 一致。
 #
-# 本节后面要用到每个模板的分词器，所以每种分词器加载一个骨干网络：三个 Llama-2 模板共用 Llama-2 的真实分词器。加载出来的骨干网络给出的答案和上表一致。
+# 本 notebook 后面要用到每个模板的分词器，所以每种分词器加载一个骨干网络：三个 Llama-2 模板共用 Llama-2 的真实分词器。加载出来的骨干网络给出的答案和上表一致。
 
 # %%
 loaded = {backbone_id: vla_backbone.get_llm_backbone_and_tokenizer(backbone_id, inference_mode=True)
@@ -319,7 +319,7 @@ assert PurePromptBuilder("openvla").finish("<s>In: x\nOut: ") == "In: x\nOut:"
 # %% [markdown]
 # ### LLaMa2Chat：只有一个 `>` 的 `<<SYS>`
 #
-# Meta 官方的 Llama-2-chat 格式用 `<<SYS>>` 开启系统提示词块。Prismatic 的构造器写成了 `<<SYS>`——少了一个 `>`——结尾的 `<</SYS>>` 倒是正确的。这是个笔误，但我们保留它：Prismatic 发布的 `llama2-chat+7b` 和 `llama2-chat+13b` 这两个 VLM 就是在这个笔误上训练的，这些 checkpoint 认的就是它。如果把它“修好”，推理时模型拿到的 token 就和训练时学到的不一样，不会有任何报错，只会让效果悄无声息地变差。
+# Meta 官方的 Llama-2-chat 格式用 `<<SYS>>` 开启系统提示词块。Prismatic 的构造器写成了 `<<SYS>`——少了一个 `>`——结尾的 `<</SYS>>` 倒是正确的。这是个笔误，但我们保留它：Prismatic 发布的 `llama2-chat+7b` 和 `llama2-chat+13b` 这两个 VLM 就是在这个笔误上训练的，这些 checkpoint 认的就是它。如果把它“修好”，推理时模型拿到的 token 就和训练时学到的不一样，不会有任何报错，只会让效果静默地变差。
 
 # %%
 chat_prompt = build(LLaMa2ChatPromptBuilder, CONVERSATION).get_prompt()

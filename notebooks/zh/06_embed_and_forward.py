@@ -1,9 +1,9 @@
 # %% [markdown]
 # # 06 · `embed_input_ids` 与 `forward`
 #
-# VLA 从来不会把一句纯文本直接交给语言模型。它先用 `embed_input_ids` 把文本变成嵌入，把投影后的图像 patch 拼接在 BOS 之后，再带着 `inputs_embeds`、注意力掩码和标签调用 `forward`；推理时则借助 KV 缓存逐个解码出动作 token。VLM 和 LLM 之间的数据通路就只有这两个方法。`HFCausalLLMBackbone` 有意把它们写得很薄——一个查嵌入表，另一个把十个参数原封不动地交给 HuggingFace 模型——所以本节逐个参数地看它起什么作用，并和手写的计算结果逐一对照。
+# VLA 从来不会把一句纯文本直接交给语言模型。它先用 `embed_input_ids` 把文本变成嵌入，把投影后的图像 patch 拼接在 BOS 之后，再带着 `inputs_embeds`、注意力掩码和标签调用 `forward`；推理时则借助 KV 缓存逐个解码出动作 token。VLM 和 LLM 之间的数据通路就只有这两个方法。`HFCausalLLMBackbone` 有意把它们写得很薄——一个查嵌入表，另一个把十个参数原封不动地交给 HuggingFace 模型——所以本 notebook 逐个参数地看它起什么作用，并和手写的计算结果逐一对照。
 #
-# **本节你将学到**
+# **你将学到**
 # - `embed_input_ids` 就是在嵌入矩阵里按行查表，而 `inputs_embeds` 可以代替 `input_ids`；
 # - 右侧填充时 `attention_mask` 和 `position_ids` 起什么作用，以及为什么真实位置不受影响；
 # - `labels` 怎样变成损失：错开一位、`-100`，以及哪些位置无论如何都不会计入；
@@ -24,7 +24,7 @@ from vla_backbone.notebook import use_language
 use_language(LANG)
 
 # %% [markdown]
-# 整节只用一个骨干网络和一个提示词：训练模式下的微型 Llama-2 副本（与 OpenVLA 加载它的方式相同），以及 OpenVLA 的动作提问，Llama-2 的真实分词器把它变成 18 个 id，第一个是 BOS（1）。这里做的全是前向传播，所以整个 notebook 都关闭了 autograd。
+# 整个 notebook 只用一个骨干网络和一个提示词：训练模式下的微型 Llama-2 副本（与 OpenVLA 加载它的方式相同），以及 OpenVLA 的动作提问，Llama-2 的真实分词器把它变成 18 个 id，第一个是 BOS（1）。这里做的全是前向传播，所以整个 notebook 都关闭了 autograd。
 
 # %%
 import inspect
@@ -301,7 +301,7 @@ assert torch.equal(sequence, generated)
 # %% [markdown]
 # ## `output_hidden_states`
 #
-# 传入 `output_hidden_states=True` 后，输出里有 `num_hidden_layers + 1` 个张量：先是输入嵌入，然后每个解码器层一个。最后一个取自最终归一化*之后*，所以只需 LM head 就能把它变成 logits。
+# 传入 `output_hidden_states=True` 后，输出里有 `num_hidden_layers + 1` 个张量：先是输入嵌入，然后每个解码器层一个。最后一个取自最终归一化层*之后*，所以只需 LM head 就能把它变成 logits。
 
 # %%
 hidden_out = backbone(input_ids=input_ids, output_hidden_states=True)
@@ -312,7 +312,7 @@ assert_close(hidden_states[0], embeddings)
 assert_close(llm.lm_head(hidden_states[-1]), hidden_out.logits)
 
 # %% [markdown]
-# 为了看到最终归一化的作用，用一个前向钩子截获最后一个解码器层的原始输出（钩子不返回任何东西，所以只是旁观），再手动做归一化：
+# 为了看到最终归一化层的作用，用一个前向钩子截获最后一个解码器层的原始输出（钩子不返回任何东西，所以只是旁观），再手动调用最终归一化层：
 
 # %%
 captured = {}
@@ -334,8 +334,12 @@ assert not torch.allclose(captured["last_layer"], hidden_states[-1])
 # 微型副本和真实模型一样，默认使用 PyTorch 的融合注意力（`sdpa`）。融合算子从不显式生成注意力矩阵，也就没有权重可以返回：传入 `output_attentions=True` 时，transformers 会打出一条警告，并且不返回权重（5.24 上是空元组，4.57 上是 `None`）。
 
 # %%
-sdpa_out = backbone(input_ids=input_ids, output_attentions=True)
+from vla_backbone.notebook import transformers_log
+
+with transformers_log() as logged:
+    sdpa_out = backbone(input_ids=input_ids, output_attentions=True)
 print(f"attn_implementation={config._attn_implementation!r}  attentions={sdpa_out.attentions!r}")
+print("transformers log:", logged)
 assert config._attn_implementation == "sdpa" and not sdpa_out.attentions
 
 # %% [markdown]
@@ -398,7 +402,7 @@ assert_close(as_tuple[1], output.logits)
 # %% [markdown]
 # ## 动手试试：所有模型家族
 #
-# 上面这些恒等关系对每个家族的骨干网络都成立。`check_family` 加载一个骨干网络，检查嵌入查表、`inputs_embeds`、手算损失、增量解码以及隐藏状态的个数，然后打印一行结果。在 JupyterLab 里可以从下拉框选择家族；作为脚本运行时，它只检查第一个。
+# 上面这些恒等关系对每个家族的骨干网络都成立。`check_family` 加载一个骨干网络，检查嵌入查表、`inputs_embeds`、手算损失、增量解码以及隐藏状态的个数，然后打印一行结果。在 JupyterLab 里可以从下拉菜单选择家族；作为脚本运行时，它只检查第一个。
 
 # %%
 from vla_backbone.notebook import explore
@@ -440,7 +444,7 @@ assert abs(first_loss - output.loss.item()) < 1e-5
 # - `forward` 把十个参数原样传下去；`compat.forward_kwargs` 丢掉未设置的参数，并在 transformers 改了名的版本上把 `past_key_values` 换成 `cache`。读取缓存请用 `compat.output_cache`。
 # - 右侧填充时真实位置不受影响（仅凭因果性就能保证，掩码修正的是填充位置的输出）。Llama 的 RoPE 位置只通过位置之差起作用。
 # - 损失是 `logits[:, :-1]` 对 `labels[:, 1:]` 的交叉熵在非 `-100` 标签上的平均；被忽略的位置、`labels[:, 0]` 和最后一个位置的 logits 都不计入。
-# - `use_cache=True` 返回的缓存每步增长一个位置，结果与完整前向传播一致；`output_hidden_states` 给出“层数 + 1”个张量，最后一个在最终归一化之后；要拿到注意力权重需要 eager 注意力。
+# - `use_cache=True` 返回的缓存每步增长一个位置，结果与完整前向传播一致；`output_hidden_states` 给出“层数 + 1”个张量，最后一个在最终归一化层之后；要拿到注意力权重需要 eager 注意力。
 #
 # ## 练习
 # 1. 把两个“图像 patch”向量（`torch.randn(1, 2, backbone.embed_dim)`）拼接到嵌入中 BOS 之后，相应地扩展注意力掩码和标签（patch 的标签为 `-100`），然后运行 `forward`。检查 BOS 处的 logits 不变，并且损失等于你只在文本标签上手算的交叉熵。

@@ -1,10 +1,10 @@
 # %% [markdown]
 # # 07 · `enable_input_require_grads`：故障、钩子与修复
 #
-# OpenVLA 为训练加载语言模型时，构造函数里有一行看似可有可无的代码：`llm.enable_input_require_grads()`。把它删掉，再冻结语言模型自身的权重、在解码器层里训练小型适配器、并开启可重入的梯度检查点，训练就会出问题：进入检查点块的张量都不需要梯度，于是反向传播要么在 `backward()` 处抛出 `RuntimeError`，当场报错；要么悄无声息，适配器永远拿不到梯度，也就永远学不到东西。本 notebook 在一个微型骨干网络上复现这两种故障，拆开那个防止故障的钩子（它把嵌入输出标记为需要梯度），并比较三种修复办法：钩子、非可重入梯度检查点、不用梯度检查点。全量微调从来不需要它。有两个陷阱会让钩子失效：绕过嵌入模块的 `inputs_embeds`，以及在注册钩子之后被替换掉的嵌入模块。
+# OpenVLA 为训练加载语言模型时，构造函数里有一行看似可有可无的代码：`llm.enable_input_require_grads()`。把它删掉，再把语言模型连同输入嵌入一起冻结、在解码器层里训练小型适配器、并开启可重入的梯度检查点，训练就会出问题：进入检查点块的张量都不需要梯度，于是反向传播要么在 `backward()` 处抛出 `RuntimeError`，当场报错；要么静默失败，适配器永远拿不到梯度，也就永远学不到东西。本 notebook 在一个微型骨干网络上复现这两种故障，拆开那个防止故障的钩子（它把嵌入输出标记为需要梯度），并比较三种修复办法：钩子、非可重入梯度检查点、不用梯度检查点。全量微调从来不需要它。有两个陷阱会让钩子失效：绕过嵌入模块的 `inputs_embeds`，以及在注册钩子之后被替换掉的嵌入模块。
 #
 # **你将学到**
-# - 在当前 transformers 版本下具体会出现什么警告和报错，以及一声不吭的那种变体；
+# - 在当前 transformers 版本下具体会出现什么警告和报错，以及静默失败的那种变体；
 # - 这个钩子挂在哪里、做了什么（只有一行）、怎样移除；
 # - 三种修复（钩子、非可重入梯度检查点、不用梯度检查点）以及各自为什么有效；
 # - 为什么在嵌入模块之外算出来的 `inputs_embeds` 会绕过钩子；
@@ -26,7 +26,7 @@ use_language(LANG)
 # %% [markdown]
 # ## 一个冻结的骨干网络，外加 LoRA 式适配器
 #
-# 我们像 OpenVLA 一样，以训练用途（`inference_mode=False`，即默认值）加载 Llama-2 的微型副本。它的构造函数已经注册好了 input-grad 钩子（`HFCausalLLMBackbone.__init__` 的第 5 步）。我们先确认这一点，因为本 notebook 剩下的内容讲的都是这个钩子防住了什么。和所有 notebook 一样，这里只用一个 CPU 线程（由 `setup()` 设置）：张量都很小，单线程能让它在共享机器上也跑得快。
+# 我们像 OpenVLA 一样，以训练用途（`inference_mode=False`，即默认值）加载 Llama-2 的微型副本。它的构造函数已经注册好了输入梯度钩子（`HFCausalLLMBackbone.__init__` 的第 5 步）。我们先确认这一点，因为本 notebook 剩下的内容讲的都是这个钩子防住了什么。和所有 notebook 一样，这里只用一个 CPU 线程（由 `setup()` 设置）：张量都很小，单线程能让它在共享机器上也跑得快。
 
 # %%
 import warnings
@@ -82,7 +82,7 @@ assert all(p.requires_grad for p in adapter_params) and len(adapter_params) == 2
 # %% [markdown]
 # ## 复现故障
 #
-# 还差三样东西故障才会出现：可重入梯度检查点（transformers 4.57 及以前 `gradient_checkpointing_enable()` 的默认做法）、没有 input-grad 钩子、训练模式（eval 模式下梯度检查点会被跳过；这两点都在 notebook 08 中验证）。我们用 `compat.input_grad_hooks` 返回的句柄移除钩子。移除要做两次：开启梯度检查点之前一次，之后再一次，因为在 transformers 5.x 上开启梯度检查点会自动重新注册这个钩子（本 notebook 最后一节细说）。做完之后，嵌入模块上一个前向钩子都不剩。
+# 还差三样东西故障才会出现：可重入梯度检查点（transformers 4.57 及以前 `gradient_checkpointing_enable()` 的默认做法）、没有输入梯度钩子、训练模式（eval 模式下梯度检查点会被跳过；这两点都在 notebook 08 中验证）。我们用 `compat.input_grad_hooks` 返回的句柄移除钩子。移除要做两次：开启梯度检查点之前一次，之后再一次，因为在 transformers 5.x 上开启梯度检查点会自动重新注册这个钩子（本 notebook 最后一节细说）。做完之后，嵌入模块上一个前向钩子都不剩。
 
 # %%
 def remove_input_grad_hooks(model):
@@ -149,7 +149,7 @@ assert any("None of the inputs have requires_grad=True" in str(w.message) for w 
 # **动手试试：** 把适配器改放到 MLP 里：在适配器那个单元格中，用 `layer.mlp` 替换 `layer.self_attn`，名字改成 `("gate_proj", "up_proj", "down_proj")`，然后从加载模型的单元格开始重新运行。故障和适配器放在哪里无关，只取决于它们是否位于做了检查点的层之内。
 
 # %% [markdown]
-# ## 一声不吭的变体
+# ## 静默失败的变体
 #
 # 现在在解码器层*之外*加一个可训练参数。LM head 是很自然的选择：OpenVLA 的最后一层微调就会训练它。这时损失有了 `grad_fn`（经由 LM head），`backward()` 顺利完成，训练循环可以一连跑上几个小时。可是每个适配器的 `.grad` 依然是 `None`：它们什么也学不到，而且没有任何报错。
 
@@ -272,7 +272,7 @@ torch.testing.assert_close(fixed_grads["hook"], fixed_grads["no checkpointing"])
 
 
 # %% [markdown]
-# 一张表看全貌：每种检查点模式，有无钩子，LM head 是否可训练。只有“可重入检查点 + 没有钩子”会出故障：LM head 不可训练时当场报错，可训练时则悄无声息。
+# 一张表看全貌：每种检查点模式，有无钩子，LM head 是否可训练。只有“可重入检查点 + 没有钩子”会出故障：LM head 不可训练时当场报错，可训练时则静默失败。
 
 # %%
 def outcome(checkpointing=None, hook=False, trainable_head=False):
@@ -300,16 +300,18 @@ assert all(v == "adapters get gradients" for k, v in table.items() if k[:2] != (
 
 
 # %% [markdown]
-# **动手试试：** 选一个组合，看看会发生什么（在 kernel 里会出现下拉菜单；作为脚本运行时，每项取第一个选项）。
+# **动手试试：** 选一个组合，看看会发生什么（在 Jupyter 里会出现下拉菜单；作为脚本运行时，每项取第一个选项）。
 
 # %%
 def show_outcome(checkpointing, hook, trainable_head):
-    print(f"checkpointing={checkpointing}, hook={hook}, trainable head={trainable_head}:",
-          outcome(checkpointing, hook, trainable_head))
+    result = outcome(checkpointing, hook, trainable_head)
+    print(f"checkpointing={checkpointing}, hook={hook}, trainable head={trainable_head}:", result)
+    return result
 
 
-explore(show_outcome,
-        checkpointing=["reentrant", "non-reentrant", None], hook=[False, True], trainable_head=[False, True])
+first_outcome = explore(show_outcome,
+                        checkpointing=["reentrant", "non-reentrant", None], hook=[False, True], trainable_head=[False, True])
+assert first_outcome == table["reentrant", False, False]
 
 # %% [markdown]
 # ## `inputs_embeds` 的陷阱
@@ -403,39 +405,43 @@ else:
 
 
 # %% [markdown]
-# 5.x 上有一个副作用：骨干网络的构造函数已经注册过一次钩子，如果再直接调用库函数开启梯度检查点，就会注册*第二个*，而模型的句柄列表只记得最新的那个。两个钩子设置同一个标志，本身无害；但这时通过句柄移除“那个钩子”，就会漏掉一个。`backbone.enable_gradient_checkpointing()` 调用的 `compat.enable_checkpointing` 会先移除旧句柄，开启梯度检查点之后再检查钩子是否还在，如果库没有注册（4.57 就不会），就重新加上。所以原本有钩子的骨干网络，在两个版本上最后都恰好只有一个钩子，而且模型记得它的句柄。（本 notebook 在开启梯度检查点之后仍会再移除一次钩子，因为那些地方要的是一个钩子都没有。）
+# 5.x 上有一个副作用：骨干网络的构造函数已经注册过一次钩子，如果再直接调用库函数开启梯度检查点，就会注册*第二个*，而模型的句柄列表只记得最新的那个。两个钩子设置同一个标志，本身无害；但这时通过句柄移除“那个钩子”，就会漏掉一个。`backbone.enable_gradient_checkpointing()` 调用的 `compat.enable_checkpointing` 会先移除旧句柄，开启梯度检查点之后再检查钩子是否还在，如果库没有注册（4.57 就不会），就重新加上。所以原本有钩子的骨干网络，在两个版本上最后都恰好只有一个钩子，而且模型记得它的句柄。（本 notebook 在开启梯度检查点之后仍会再移除一次钩子，因为那些地方要的是一个钩子都没有。）下面的单元格在调用库函数之前先留住第一个钩子的句柄，事后就能把两个钩子都移除，让模型回到上面的控件所需要的状态。
 
 # %%
 def hooks_after(enable) -> tuple[int, int]:
     """(hooks on the embedding module, handles the model remembers) after hook + `enable()`."""
     configure(None, hook=True)
+    before = compat.input_grad_hooks(model)
     enable()
     counts = len(model.get_input_embeddings()._forward_hooks), len(compat.input_grad_hooks(model))
     compat.disable_checkpointing(model)
+    # We kept the first hook's handle, so both hooks go: the model is left as `configure` expects it.
+    for handle in [*before, *compat.input_grad_hooks(model)]:
+        handle.remove()
     return counts
 
 
 through_backbone = hooks_after(backbone.enable_gradient_checkpointing)
-print("backbone.enable_gradient_checkpointing(): hooks, handles =", through_backbone)
+library_call = getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)
+raw = hooks_after(library_call)
+print("library call: hooks, handles =", raw, "| backbone.enable_gradient_checkpointing():", through_backbone)
+assert raw == ((2, 1) if compat.CHECKPOINTING_REGISTERS_INPUT_HOOK else (1, 1))
 assert through_backbone == (1, 1)
+assert not model.get_input_embeddings()._forward_hooks
 
 # %% [markdown]
-# 这个检查不依赖于库碰巧怎么做。为了在 5.x 上也看到这一点，把库的开启方法换成一个会移除库所注册钩子的版本，也就是 4.57 的行为：骨干网络的模型最后仍然恰好有一个钩子，适配器在可重入梯度检查点下照样能训练。
+# 这个检查不依赖于库碰巧怎么做。为了在 5.x 上也看到这一点，把库的开启方法换成一个会移除库所注册钩子的版本，也就是 4.57 的行为：骨干网络的模型最后仍然恰好有一个钩子，适配器在可重入梯度检查点下照样能训练。最后，这个单元格也会把这个钩子移除，让模型回到上面的控件所需要的状态。
 
 # %%
 from unittest import mock
 
-LIBRARY_ENABLE = "activation_checkpointing_enable" if hasattr(model, "activation_checkpointing_enable") else "gradient_checkpointing_enable"
-library_enable = getattr(model, LIBRARY_ENABLE)
-
-
 def enable_without_hook(**kwargs):
-    library_enable(**kwargs)
+    library_call(**kwargs)
     remove_input_grad_hooks(model)
 
 
 configure(None, hook=True)
-with mock.patch.object(model, LIBRARY_ENABLE, enable_without_hook):
+with mock.patch.object(model, library_call.__name__, enable_without_hook):
     compat.enable_checkpointing(model, use_reentrant=True)
 model.train()
 counts = len(model.get_input_embeddings()._forward_hooks), len(compat.input_grad_hooks(model))
@@ -444,18 +450,12 @@ print("library without the hook, then compat.enable_checkpointing: hooks, handle
 assert counts == (1, 1) and compat.has_input_grad_hook(model)
 assert all(g is not None and g.norm() > 0 for g in grads)
 compat.disable_checkpointing(model)
-
-# %% [markdown]
-# 最后单独看库函数本身：在 5.x 上它会留下两个钩子，其中一个没有任何句柄能移除（所以这个单元格放在最后）。
-
-# %%
-raw = hooks_after(library_enable)
-print("library call: hooks, handles =", raw)
-assert raw == ((2, 1) if compat.CHECKPOINTING_REGISTERS_INPUT_HOOK else (1, 1))
+remove_input_grad_hooks(model)
+assert not model.get_input_embeddings()._forward_hooks
 
 # %% [markdown]
 # ## 小结
-# - 冻结的 LLM + 层内的适配器 + 可重入梯度检查点 + 没有 input-grad 钩子：先是警告 “None of the inputs have requires_grad=True”，然后是 `RuntimeError: element 0 of tensors does not require grad`；只要在这些层之后有任何可训练参数，就完全不报错，适配器却永远拿不到梯度。
+# - 冻结的 LLM + 层内的适配器 + 可重入梯度检查点 + 没有输入梯度钩子：先是警告 “None of the inputs have requires_grad=True”，然后是 `RuntimeError: element 0 of tensors does not require grad`；只要在这些层之后有任何可训练参数，就完全不报错，适配器却永远拿不到梯度。
 # - 这个钩子是挂在 `get_input_embeddings()` 上的前向钩子，只有一行：`output.requires_grad_(True)`；`compat.input_grad_hooks` 给出它的句柄，`compat.has_input_grad_hook` 检查它是否挂在当前的嵌入模块上。
 # - 钩子、非可重入梯度检查点、不用梯度检查点，三者都能修复，而且梯度完全相同。
 # - 钩子只在嵌入模块运行时触发：用 `embed_input_ids` 构造 `inputs_embeds`；替换嵌入模块之后要重新注册钩子（4.40 的 resize 就是在背后做了这种替换）。
@@ -463,6 +463,6 @@ assert raw == ((2, 1) if compat.CHECKPOINTING_REGISTERS_INPUT_HOOK else (1, 1))
 #
 # ## 练习
 # 1. 像真正的 LoRA 那样把 `up` 初始化为零。在有钩子的情况下，第一步里哪些适配器权重的梯度为零、哪些不为零？用链式法则解释。
-# 2. 把一声不吭那个变体里的可训练参数挪到*前面*：一个乘在嵌入输出上的可训练标量（把嵌入模块包一层）。在可重入检查点、没有钩子的情况下，适配器能拿到梯度吗？为什么？
+# 2. 把静默失败那个变体里的可训练参数挪到*前面*：一个乘在嵌入输出上的可训练标量（把嵌入模块包一层）。在可重入检查点、没有钩子的情况下，适配器能拿到梯度吗？为什么？
 # 3. VLM 会把投影后的图像 patch 拼进 `inputs_embeds`。在移除钩子、使用可重入检查点的情况下，把 `inputs_embeds` 构造成 `[text[:, :1], patches, text[:, 1:]]`，其中 `patches` 来自一个可训练的 `nn.Linear` 投影器。适配器能拿到梯度吗？如果投影器也冻结了呢？
 # 4. 写一个 `assert_adapters_learn(model, batch)`：训练开始前的自检，跑一步，若有可训练参数的 `.grad` 为 `None`，就抛出清楚的错误并逐一列出这些参数。把它用在上面那张表的每一行上。

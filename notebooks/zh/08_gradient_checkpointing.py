@@ -6,7 +6,7 @@
 # **你将学到**
 # - `backbone.enable_gradient_checkpointing()` 做了什么，为什么它只在训练模式下起作用；
 # - 它能省多少内存、要多花多少时间，在不同序列长度下实测；
-# - 无论可重入与否，它都不会改变梯度；以及可重入梯度检查点在什么情况下需要 input-grad 钩子；
+# - 无论可重入与否，它都不会改变梯度；以及可重入梯度检查点在什么情况下需要输入梯度钩子；
 # - 为什么训练时要关掉 `use_cache`，以及如果你仍然要求缓存，当前 transformers 会怎么做。
 
 # %%
@@ -31,7 +31,6 @@ use_language(LANG)
 
 # %%
 import inspect
-import logging
 import warnings
 
 import matplotlib.pyplot as plt
@@ -40,7 +39,7 @@ import torch
 import vla_backbone
 from vla_backbone import compat
 from vla_backbone.measure import median_seconds, saved_activation_bytes
-from vla_backbone.notebook import explore
+from vla_backbone.notebook import explore, transformers_log
 
 backbone, tokenizer = vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure")
 llm = backbone.llm
@@ -65,7 +64,7 @@ for layer in llm.model.layers:
     assert layer._gradient_checkpointing_func.keywords == {"use_reentrant": False}
 
 # %% [markdown]
-# **只在训练模式下生效。** 解码器层每次被调用时都会检查 `self.training`。`from_pretrained` 返回的模型处于 eval 模式，骨干网络也没有改变这一点：刚加载完时，外层的包装说 `training=True`，里面的 LLM 却说 `False`。训练循环必须对模型调用 `.train()`；对骨干网络调用时，它也会传到 LLM。我们通过数每个解码器层的 MLP 在前向传播和反向传播中各被进入了几次来看出区别：eval 模式下，反向传播什么也不重算；训练模式下，每一层都会再跑一遍。（我们用前向 *pre* 钩子计数，它在进入 MLP 时运行；为什么不能用 MLP 跑完之后才运行的钩子，见练习 4。）
+# **只在训练模式下生效。** 解码器层每次被调用时都会检查 `self.training`。`from_pretrained` 返回的模型处于 eval 模式，骨干网络也没有改变这一点：刚加载完时，外层的包装说 `training=True`，里面的 LLM 却说 `False`。训练循环必须对模型调用 `.train()`；对骨干网络调用时，它也会传到 LLM。要看出区别，我们数一数每个解码器层的 MLP 在前向传播和反向传播中各被调用了几次：eval 模式下，反向传播什么也不重算；训练模式下，每一层都会再跑一遍。（我们用前向 *pre* 钩子计数，它在进入 MLP 时运行；为什么不能用 MLP 跑完之后才运行的钩子，见练习 4。）
 
 # %%
 entries = []
@@ -252,7 +251,7 @@ torch.testing.assert_close(checkpointed_grads, plain_grads)
 
 
 # %% [markdown]
-# **动手试试：** 更长的序列或更大的 batch 会保存多少 MB？选一个长度和 batch（在 kernel 里是下拉菜单；否则取第一个选项）。也可以修改上面的 `LENGTHS` 和 `BATCH`，再重新运行测量的单元格。
+# **动手试试：** 更长的序列或更大的 batch 会保存多少 MB？选一个长度和 batch（在 Jupyter 里是下拉菜单；作为脚本运行时取第一个选项）。也可以修改上面的 `LENGTHS` 和 `BATCH`，再重新运行测量的单元格。
 
 # %%
 def saved_megabytes(length, batch):
@@ -268,7 +267,8 @@ def saved_megabytes(length, batch):
     return result
 
 
-explore(saved_megabytes, length=[256, 64, 512, 1024], batch=[2, 1, 4])
+first_megabytes = explore(saved_megabytes, length=[256, 64, 512, 1024], batch=[2, 1, 4])
+assert first_megabytes[True] < first_megabytes[False]
 
 # %% [markdown]
 # ## 可重入与非可重入
@@ -301,7 +301,7 @@ assert max(reentrant_bytes, non_reentrant_bytes) < plain_bytes
 
 
 # %% [markdown]
-# 当进入这些层的东西都不需要梯度时，两者就有区别了。在一个新建的微型模型上只冻结输入嵌入（只训练层或适配器时很常见），并且不挂 input-grad 钩子：用可重入梯度检查点时，解码器层**完全拿不到梯度**，而且悄无声息，因为 LM head 还在训练，反向传播照样成功。非可重入梯度检查点或者钩子都能修复这个问题。notebook 07 会用适配器把这件事彻底拆开。（在 5.x 上，开启梯度检查点会自动注册钩子，所以我们把它移除，以便看到本来的行为。）
+# 当进入这些层的东西都不需要梯度时，两者就有区别了。在一个新建的微型模型上只冻结输入嵌入（只训练层或适配器时很常见），并且不挂输入梯度钩子：用可重入梯度检查点时，解码器层**完全拿不到梯度**，而且是静默失败，因为 LM head 还在训练，反向传播照样成功。非可重入梯度检查点或者钩子都能修复这个问题。notebook 07 会用适配器把这件事彻底拆开。（在 5.x 上，开启梯度检查点会自动注册钩子，所以我们把它移除，以便看到本来的行为。）
 
 # %%
 def layer_gradients(use_reentrant, hook):
@@ -341,32 +341,19 @@ print("llm.config.use_cache =", llm.config.use_cache)
 assert llm.config.use_cache is False and not backbone.inference_mode
 assert "self.llm.config.use_cache = inference_mode" in inspect.getsource(HFCausalLLMBackbone.__init__)
 
-
 # %% [markdown]
-# 如果调用方在训练模式、开着梯度检查点的情况下仍然要求缓存，会怎样？我们用 `warnings.catch_warnings(record=True)` 记录 Python 警告；transformers 通过自己的 logger 报告，所以我们也记录它的日志。在当前版本上，这个请求会被改掉：不返回缓存，不发 Python 警告，transformers 的 logger 说明它把 `use_cache` 设成了 `False`（每个进程只说一次，所以重新运行这个单元格时看不到日志）。在 eval 模式下梯度检查点不起作用，同样的调用会返回一个保存了全部 32 个位置的缓存。
+# 如果调用方在训练模式、开着梯度检查点的情况下仍然要求缓存，会怎样？我们用 `warnings.catch_warnings(record=True)` 记录 Python 警告；transformers 通过自己的 logger 报告，所以我们也用 `vla_backbone.notebook` 里的 `transformers_log()` 记录它的日志：日志被收集起来，由单元格自己打印，而不是输出到 stderr。在当前版本上，这个请求会被改掉：不返回缓存，不发 Python 警告，transformers 的 logger 说明它把 `use_cache` 设成了 `False`（每个进程只说一次，所以重新运行这个单元格时看不到日志）。在 eval 模式下梯度检查点不起作用，同样的调用会返回一个保存了全部 32 个位置的缓存。
 
 # %%
-class Records(logging.Handler):
-    def __init__(self):
-        super().__init__()
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
-records = Records()
-logging.getLogger("transformers").addHandler(records)
 backbone.train()
-with warnings.catch_warnings(record=True) as caught:
+with warnings.catch_warnings(record=True) as caught, transformers_log() as logged:
     warnings.simplefilter("always")
     trained = llm(input_ids=ids[:, :32], use_cache=True)
-logging.getLogger("transformers").removeHandler(records)
 print("python warnings:", [str(w.message) for w in caught])
-print("transformers log:", records.messages)
+print("transformers log:", logged)
 print("cache returned in training mode:", compat.output_cache(trained))
 assert not caught and compat.output_cache(trained) is None
-assert len(records.messages) <= 1 and all("use_cache=False" in m for m in records.messages)
+assert len(logged) <= 1 and all("use_cache=False" in m for m in logged)
 
 backbone.eval()
 with torch.no_grad():
@@ -384,7 +371,7 @@ backbone.train()
 # ## 小结
 # - `enable_gradient_checkpointing()` 通过 `compat` 把请求交给 HF 模型，并要求非可重入的梯度检查点；它只在训练模式下生效，而刚加载的 LLM 处于 eval 模式。
 # - 在每个长度上，梯度检查点为反向传播保存的字节都更少，省下的量随长度增长；代价是每一步每层多跑一次前向（这台机器上的数字见上面的输出）。它只作用于解码器层：在玩具宽度下配上 32064 行的词表时，logits 占了大头，它省不下多少，所以测量改用 1024 行的词表。
-# - 只要层的输入需要梯度，无论可重入与否，开不开梯度检查点，梯度都完全相同；嵌入冻结时，可重入梯度检查点需要 input-grad 钩子（notebook 07）。
+# - 只要层的输入需要梯度，无论可重入与否，开不开梯度检查点，梯度都完全相同；嵌入冻结时，可重入梯度检查点需要输入梯度钩子（notebook 07）。
 # - 训练时 `use_cache` 关闭；开着梯度检查点时，当前 transformers 会把 `use_cache=True` 改掉并记入日志。
 #
 # ## 练习

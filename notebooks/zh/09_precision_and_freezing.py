@@ -3,7 +3,7 @@
 #
 # `LLMBackbone` 上有两个不起眼的属性，却决定了一个 70 亿参数的 VLA 能不能装进 GPU、训练时到底学哪些参数。`half_precision_dtype` 指定混合精度训练和生成时用哪种 16 位类型做计算；`last_layer_finetune_modules` 指定语言模型其余部分被冻结时，哪几个模块仍然参与训练。本 notebook 先把前者量一量（数值范围、舍入误差、autocast），再用后者在一个玩具 VLM 上搭出 OpenVLA 的五个冻结阶段，最后用真实的梯度检查每个阶段是否恰好训练了它声称要训练的参数。
 #
-# **本节你将学到**
+# **你将学到**
 # - 为什么每个模型家族给出的都是 `torch.bfloat16`，以及 bf16 相比 fp16 用精度换来了什么（数值范围）；
 # - `torch.autocast` 在一次前向传播中逐个张量地改变了什么，logits 又偏离了多少；
 # - `last_layer_finetune_modules` 在每个模型家族里返回哪三个模块；
@@ -517,7 +517,7 @@ for backbone_id in ("llama2-7b-pure", "qwen25-0_5b-pure"):
 # - 在 `torch.autocast(..., dtype=bfloat16)` 下，线性层和 logits 是 bf16，而权重、嵌入、归一化、残差流和损失保持 fp32；logits 与 fp32 结果的差距不超过其尺度的 8 个 bf16 单位舍入误差。
 # - 对每个模型家族，`last_layer_finetune_modules` = （输入嵌入，最后一个解码器层，LM head）；在 Llama-2-7B 上这只占 7% 的参数，在微型副本上却几乎是全部。
 # - 冻结阶段无非是按组件设置 `requires_grad`；一次反向传播就能证明恰好只有可训练参数收到了梯度。
-# - 在绑定嵌入下，head 和输入嵌入是同一个 Parameter：它们一起训练，并累加两份梯度之和。
+# - 在绑定嵌入下，head 和输入嵌入是同一个 Parameter：它们一起训练，两处用途的梯度累加在同一个张量上。
 #
 # ## 练习
 # 1. 增加一个阶段 `last-2-layers`，训练嵌入、LM head 和最后*两个*解码器层。扩展 `expected` 和梯度检查，让它们覆盖这个新阶段。

@@ -3,7 +3,7 @@
 #
 # 前面的 notebook 都是把语言模型单独拿出来看。VLA 使用它的方式很固定：用 `embed_input_ids` 把提示词变成嵌入，把投影后的图像 patch 插到 BOS token 的紧后面，让这些 patch 不参与损失计算，再让模型预测几个*动作 token*，也就是训练词表里最后 256 个 id。本 notebook 围绕一个微型骨干网络（Llama-2 的真实分词器，加上一个 64 维的小模型）把这条路径完整搭起来，视觉编码器只是一个一眼就能读完的玩具模型；每一步都和库的实际行为对照：动作分词器、拼接、标签、HF 算出来的损失、填充，以及分词器没有 BOS 时会坏在哪里。途中还会实际测量：OpenVLA 把动作写成文本的做法，为什么在有些分词器上行得通，在另一些上却不行。
 #
-# **本节你将学到**
+# **你将学到**
 # - 玩具视觉编码器和投影器如何产出宽度为 `backbone.embed_dim` 的 patch 嵌入；
 # - OpenVLA 的 `ActionTokenizer`：256 个区间，在 Llama-2 上是 id 31744–31999，`action_token_begin_idx` 比它们小一，以及它的 `vocab_size` 实际数的是什么；
 # - 为什么动作文本在 SentencePiece 分词器（Llama-2、Mistral）上能原样变回同样的 id，在字节级 BPE（phi-2、Qwen、OPT）上却不能，以及 MiniVLA 的 `use_extra` 如何绕开这个问题；
@@ -120,7 +120,7 @@ all_ids = action_tokenizer.token_ids(np.linspace(-1, 1, 10001))
 assert (all_ids.min(), all_ids.max(), len(np.unique(all_ids))) == (31744, 31999, 256)
 
 # %% [markdown]
-# 有两个属性的含义和名字不太一样。`action_tokenizer.vocab_size` 是区间个数 256，而不是分词器的词表大小。`action_token_begin_idx` 是 31743，比最小的动作 id *还小一*：OpenVLA 的训练循环用 `ids > action_token_begin_idx` 挑出动作所在的位置。+1.0 是第 256 个区间里唯一的值，对应 id 31744；如果起始索引再大一，这个掩码就会把所有“夹爪完全张开”的动作都漏掉。
+# `vocab_size` 和 `action_token_begin_idx` 的含义都和名字不太一样。`action_tokenizer.vocab_size` 是区间个数 256，而不是分词器的词表大小。`action_token_begin_idx` 是 31743，比最小的动作 id *还小一*：OpenVLA 的训练循环用 `ids > action_token_begin_idx` 挑出动作所在的位置。+1.0 是第 256 个区间里唯一的值，对应 id 31744；如果起始索引再大一，这个掩码就会把所有“夹爪完全张开”的动作都漏掉。
 
 # %%
 top_bin = action_tokenizer.token_ids(np.array([1.0]))

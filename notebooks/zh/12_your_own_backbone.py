@@ -1,18 +1,14 @@
 # %% [markdown]
 # # 12 · 添加你自己的骨干网络
 #
-# 把 OpenVLA 移植到一个新的语言模型上，就是再写一个家族：一个小类，告诉 `HFCausalLLMBackbone` 加载哪个 HuggingFace
-# 模型、哪个 block 算解码器层、提示词长什么样、最后微调哪些模块。难的不是这个类，而是围绕它要做的决定，其中最要紧的是
-# BOS——VLM 要把图像拼接在它后面。本 notebook 给这个包加上第六个家族 GPT-NeoX（即 Pythia 系列模型，无需申请访问，
-# 参数量从 70M 起），从分词器一直做到 FSDP 计划，而且不改包里的任何一个文件：所有东西都在这里定义，注册也只在需要的
-# 那段时间内有效。最后，新家族要通过每个内置家族都能通过的那套检查。作业 A1 会请你对 GPT-2 做同样的事。
+# 把 OpenVLA 移植到一个新的语言模型上，就是再写一个家族：一个小类，告诉 `HFCausalLLMBackbone` 加载哪个 HuggingFace 模型、哪个 block 算解码器层、提示词长什么样、最后微调哪些模块。难的不是这个类，而是围绕它要做的决定，其中最要紧的是 BOS——VLM 要把图像拼接在它后面。本 notebook 给这个包加上第六个家族 GPT-NeoX（即 Pythia 系列模型，无需申请访问，参数量从 70M 起），从分词器一直做到 FSDP 包装计划，而且不改包里的任何一个文件：所有东西都在这里定义，注册也只在需要的那段时间内有效。最后，新家族要通过每个内置家族都能通过的那套检查。作业 A1 会请你对 GPT-2 做同样的事。
 #
 # **你将学到**
-# - 一个家族必须提供什么：五个类属性和两个属性（property）；
+# - 一个家族必须提供什么：五个类属性和两个 `@property` 成员；
 # - 如何确定分词器的 BOS 行为，以及绕过 BOS 检查的两条路；
 # - 如何在临时目录里构建一个离线的微型 checkpoint（配置、固定种子的权重、分词器）；
 # - 如何为它编写 `FamilyBackbone` 子类、提示词构造器和注册表条目；
-# - 如何检查结果：能否实例化、BOS、PAD、嵌入扩容、输入梯度钩子、损失、最后一层相关模块、FSDP 单元。
+# - 如何检查结果：能否实例化、BOS、PAD、嵌入矩阵 resize、输入梯度钩子、损失、最后一层相关模块、FSDP 单元。
 
 # %%
 # Set-up, the same in every notebook: on Colab install the package; everywhere print versions and seed.
@@ -30,8 +26,7 @@ use_language(LANG)
 # %% [markdown]
 # ## 一个家族要提供什么
 #
-# 家族就是 `FamilyBackbone`（`vla_backbone/families/_common.py`）的一个子类。加载工作全由父类完成，子类只需填上五个
-# 类属性和两个属性：
+# 家族就是 `FamilyBackbone`（`vla_backbone/families/_common.py`）的一个子类。加载工作全由父类完成，子类只需填上五个类属性和两个 `@property` 成员：
 #
 # | 成员 | 含义 | Llama-2 的取值 |
 # |---|---|---|
@@ -43,8 +38,7 @@ use_language(LANG)
 # | `prompt_builder_fn` | 提示词构造器类（property） | `-pure` id 用 `PurePromptBuilder` |
 # | `last_layer_finetune_modules` | 输入嵌入、最后一个解码器层、LM head（property） | 三个模块 |
 #
-# 在 `FamilyBackbone` 里仍是抽象的成员只剩这两个属性；类路径写成字符串，是为了让 `import vla_backbone` 不必导入
-# transformers 的所有模型类。
+# 在 `FamilyBackbone` 里仍是抽象的成员只剩这两个 `@property`；类路径写成字符串，是为了让 `import vla_backbone` 不必导入 transformers 的所有模型类。
 
 # %%
 import torch
@@ -63,10 +57,7 @@ assert {family.family for family in FAMILIES} == {"llama2", "mistral", "phi", "q
 # %% [markdown]
 # ## 架构：GPT-NeoX
 #
-# transformers 自带 `GPTNeoXForCausalLM`，它的解码器层是 `GPTNeoXLayer`；包里没有哪个家族用到它。一个微型配置（隐藏维度
-# 64、两层、四个注意力头）几毫秒就能建好。它的模块有自己的命名：各层在 `gpt_neox.layers` 里，token 嵌入是
-# `gpt_neox.embed_in`。LM head 的名字甚至随 transformers 版本而变（4.57 上叫 `embed_out`，较新的 5.x 上叫 `lm_head`），
-# 所以我们的代码统一通过 `get_input_embeddings()` 和 `get_output_embeddings()` 去拿嵌入和 LM head，两个版本上都适用。
+# transformers 自带 `GPTNeoXForCausalLM`，它的解码器层是 `GPTNeoXLayer`；包里没有哪个家族用到它。一个微型配置（隐藏维度 64、两层、四个注意力头）几毫秒就能建好。它的模块有自己的命名：各层在 `gpt_neox.layers` 里，token 嵌入是 `gpt_neox.embed_in`。LM head 的名字甚至随 transformers 版本而变（4.57 上叫 `embed_out`，较新的 5.x 上叫 `lm_head`），所以我们的代码统一通过 `get_input_embeddings()` 和 `get_output_embeddings()` 去拿嵌入和 LM head，两个版本上都适用。
 
 # %%
 import time
@@ -96,19 +87,19 @@ del toy
 # %% [markdown]
 # ## 第 1 步 · 分词器，以及 BOS 的取舍
 #
-# 微型副本需要一个分词器，训练方式和 `vla_backbone/tiny.py` 为包里各家族训练分词器的方式相同：在包自带的机器人指令小语料
-# （`vla_backbone.tiny._corpus()`）上训练一个字节级 BPE，唯一的特殊 token 是 GPT-NeoX 的 `<|endoftext|>`，id 为 0；
-# 然后用任何合并都不会产生的 `<unused_i>` token 把词表补齐到 1024 个。构建函数由我们自己写，再和包对照：同样的做法，
-# 得到的词表与 `tiny._train_tokenizer` 完全一致。
+# 包里附带了五个家族真实的分词器文件，但没有 Pythia 的（GPT-NeoX-20B 的字节级 BPE，5 万个 token）。所以我们的微型副本用一个在代码里训练的替身：在几条机器人指令上训练一个字节级 BPE，唯一的特殊 token 是 GPT-NeoX 的 `<|endoftext|>`，id 为 0，和真实分词器一样；然后用任何合并都不会产生的 `<unused_i>` token 把词表补齐到 1024 个。下面要紧的是真实分词器也具备的那一点：它不会添加 BOS。
 
 # %%
 import json
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-from vla_backbone import tiny
-
 EOT = "<|endoftext|>"
+CORPUS = [
+    "pick up the red cup", "open the top drawer and put the sponge inside", "close the microwave door",
+    "move the blue block to the left of the bowl", "stack the green block on the yellow block",
+    "What action should the robot take to pick up the cup?", "Test 123",
+]
 
 
 def train_tokenizer(vocab_size: int = 1024) -> Tokenizer:
@@ -118,7 +109,7 @@ def train_tokenizer(vocab_size: int = 1024) -> Tokenizer:
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOT],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tokenizer.train_from_iterator(tiny._corpus(), trainer)
+    tokenizer.train_from_iterator(CORPUS, trainer)
     data = json.loads(tokenizer.to_str())
     vocab = data["model"]["vocab"]
     for index in range(len(vocab), vocab_size):
@@ -127,15 +118,11 @@ def train_tokenizer(vocab_size: int = 1024) -> Tokenizer:
 
 
 base_tokenizer = train_tokenizer()
-package_recipe = tiny.TinySpec("gpt_neox", "GPTNeoXConfig", "GPTNeoXForCausalLM", "bytelevel", (EOT,),
-                               {"bos_token": EOT, "eos_token": EOT, "unk_token": EOT}, None)
 print("vocabulary:", base_tokenizer.get_vocab_size(), " <|endoftext|> id:", base_tokenizer.token_to_id(EOT))
-assert base_tokenizer.get_vocab() == tiny._train_tokenizer(package_recipe).get_vocab()
 assert base_tokenizer.get_vocab_size() == 1024 and base_tokenizer.token_to_id(EOT) == 0
 
 # %% [markdown]
-# 把它包装成 transformers 分词器，并让 `<|endoftext|>` 同时充当 BOS、EOS 和 UNK 之后，它不会往文本里添加任何东西，
-# 和包里的 phi-2 微型副本一模一样（做法相同，id 也相同）。因此 `check_bos`（notebook 03）会拒绝它。
+# 把它包装成 transformers 分词器，并让 `<|endoftext|>` 同时充当 BOS、EOS 和 UNK 之后，它不会往文本里添加任何东西，和真实的 GPT-NeoX 分词器一样，也和 phi-2 的分词器一样（包里的 phi-2 微型副本用的就是真实文件：`<|endoftext|>` 同样身兼三职，也不加 BOS）。因此 `check_bos`（notebook 03）会拒绝它。
 
 # %%
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
@@ -157,18 +144,16 @@ plain = as_transformers(base_tokenizer)
 print("'Test 123' ->", plain("Test 123").input_ids, "with special tokens,", plain("Test 123", add_special_tokens=False).input_ids, "without")
 phi_tokenizer = AutoTokenizer.from_pretrained(checkpoint_path("phi-2-3b"))
 assert plain("Test 123").input_ids == plain("Test 123", add_special_tokens=False).input_ids
-for text in ["Test 123", tiny._corpus()[0]]:
-    assert phi_tokenizer(text).input_ids == plain(text).input_ids
+assert phi_tokenizer.bos_token == phi_tokenizer.eos_token == phi_tokenizer.unk_token == EOT
+assert phi_tokenizer("Test 123").input_ids == phi_tokenizer("Test 123", add_special_tokens=False).input_ids
 with expect_error(TokenizerBOSError, match="does not prepend BOS"):
     check_bos(plain, "pythia-70m")
 
 # %% [markdown]
 # 有两条出路，包里都已经用过：
 #
-# - **方案 A：由分词器在开头加 BOS。** 用一个 `TemplateProcessing` post-processor，在每段带特殊 token 编码的文本前面
-#   放上 `<|endoftext|>`，Llama-2 和 OPT 的微型副本就是这么做的。`check_bos` 能通过。
-# - **方案 B：由提示词构造器写出 BOS。** 分词器保持原样，把 id 加进 `SPECIAL_CASES` 以跳过检查，再让提示词构造器在第一个
-#   轮次的开头写上 `<|endoftext|>`，和 phi-2 的构造器一样。
+# - **方案 A：由分词器在开头加 BOS。** 用一个 `TemplateProcessing` post-processor，在每段带特殊 token 编码的文本前面放上 `<|endoftext|>`，Llama-2 和 OPT 真实的分词器就是这么做的。`check_bos` 能通过。
+# - **方案 B：由提示词构造器写出 BOS。** 分词器保持原样，把 id 加进 `SPECIAL_CASES` 以跳过检查，再让提示词构造器在第一个轮次的开头写上 `<|endoftext|>`，和 phi-2 的构造器一样。
 
 # %%
 with_bos = Tokenizer.from_str(base_tokenizer.to_str())
@@ -179,22 +164,18 @@ option_a = as_transformers(with_bos)
 print("'Test 123' ->", option_a("Test 123").input_ids, "with special tokens,", option_a("Test 123", add_special_tokens=False).input_ids, "without")
 check_bos(option_a, "pythia-70m")
 assert option_a("Test 123").input_ids == [0] + plain("Test 123").input_ids
-assert tiny.TINY_SPECS["llama2"].prepend == "<s>" and tiny.TINY_SPECS["opt"].prepend == "</s>"
-assert tiny.TINY_SPECS["phi"].prepend is None and "phi-2-3b" in SPECIAL_CASES
-assert PhiPromptBuilder("openvla").get_potential_prompt("hi").startswith(EOT)
+for backbone_id, bos in (("llama2-7b-pure", "<s>"), ("opt-125m", "</s>")):
+    shipped = AutoTokenizer.from_pretrained(checkpoint_path(backbone_id))
+    assert type(shipped.backend_tokenizer.post_processor).__name__ == "TemplateProcessing"
+    assert shipped.convert_ids_to_tokens(shipped("Test 123").input_ids)[0] == bos
+assert "phi-2-3b" in SPECIAL_CASES and PhiPromptBuilder("openvla").add_turn("human", "hi").startswith(EOT)
 
 # %% [markdown]
-# **我们选方案 A。** 这样 `check_bos` 会一直守护这个家族：分词器一旦丢了 BOS，加载时就会大声报错，而不是让图像悄悄错位
-# 一个 token。不需要改动包级别的任何集合；而且每段文本都以 BOS 开头，不只是经由构造器生成的提示词（notebook 11 展示过
-# Qwen 在这方面的弱点）。代价是：这个保证存在于我们保存的分词器文件里。从别处加载的分词器如果不加 BOS，就会被
-# `check_bos` 拒绝（大声报错，这正是目的所在）；这时可以用这个 post-processor 重新保存它，或者改走方案 B。方案 B 的完整写法
-# 见第 3 步以及最后的“动手试试”。
+# **我们选方案 A。** 这样 `check_bos` 会一直守护这个家族：分词器一旦丢了 BOS，加载时就会当场报错，而不是让图像悄悄错位一个 token。不需要改动包级别的任何集合；而且每段文本都以 BOS 开头，不只是经由构造器生成的提示词（notebook 11 展示过 Qwen 在这方面的弱点）。代价是：这个保证存在于我们保存的分词器文件里。从别处加载的分词器如果不加 BOS，就会被 `check_bos` 拒绝（当场报错，这正是目的所在）；这时可以用这个 post-processor 重新保存它，或者改走方案 B。方案 B 的完整写法见第 3 步以及最后的“动手试试”。
 #
 # ## 第 2 步 · 临时目录里的微型 checkpoint
 #
-# checkpoint 就是一个目录，里面有 `config.json`、权重和分词器文件，正好是 `from_pretrained` 要读的东西。我们固定权重的
-# 随机种子，保证每次运行都构建出同一个模型，把所有文件存进一个新建的临时目录，再用 `AutoTokenizer` 和模型类加载回来。
-# 另一个目录存放同一个模型，但配的是方案 B 的分词器，供后面比较用。
+# checkpoint 就是一个目录，里面有 `config.json`、权重和分词器文件，正好是 `from_pretrained` 要读的东西。我们固定权重的随机种子，保证每次运行都构建出同一个模型，把所有文件存进一个新建的临时目录，再用 `AutoTokenizer` 和模型类加载回来。另一个目录存放同一个模型，但配的是方案 B 的分词器，供后面比较用。
 
 # %%
 import os
@@ -221,9 +202,7 @@ CHECKPOINT_B = save_checkpoint(plain, "option_b")
 print(f"saved in {time.perf_counter() - start:.2f} s:", sorted(os.listdir(CHECKPOINT)))
 
 # %% [markdown]
-# 重新加载后，分词器依然会在开头加 BOS。我们检查的是编码出的 id，绝不看 `add_bos_token` 这类标志：在 transformers 5 上，
-# 重新加载的分词器报告这个标志为 False，实际上却照样加 BOS（4.57 上这里根本没有这个标志；详见 notebook 03）。权重则逐位
-# 原样恢复。
+# 重新加载后，分词器依然会在开头加 BOS。我们检查的是编码出的 id，绝不看 `add_bos_token` 这类标志：在 transformers 5 上，重新加载的分词器报告这个标志为 False，实际上却照样加 BOS（4.57 上这里根本没有这个标志；详见 notebook 03）。权重则逐位原样恢复。
 
 # %%
 reloaded = AutoTokenizer.from_pretrained(CHECKPOINT)
@@ -243,9 +222,7 @@ del reloaded_model, fresh
 # %% [markdown]
 # ## 第 3 步 · 提示词构造器
 #
-# 每个家族都要指明自己的提示词格式。我们用一个简单的问答模板：先 `Q: ...`，再 `A: ...`，基于 `TurnPromptBuilder`
-# 实现——轮次交替、删除 `<image>`、去除首尾空白，它都已经处理好了。构造器只需说明 human 轮次怎么包装、回答以哪个 EOS
-# 结尾。把 `bos` 也设上很重要：`finish()` 会去掉开头的 `bos`，保证 BOS 不会出现两次。
+# 每个家族都要指明自己的提示词格式。我们用一个简单的问答模板：先 `Q: ...`，再 `A: ...`，基于 `TurnPromptBuilder` 实现——轮次交替、删除 `<image>`、去除首尾空白，它都已经处理好了。构造器只需说明 human 轮次怎么包装、回答以哪个 EOS 结尾。把 `bos` 也设上很重要：`finish()` 会去掉开头的 `bos`，保证 BOS 不会出现两次。
 
 # %%
 from vla_backbone.errors import PromptTurnError
@@ -272,9 +249,7 @@ with expect_error(PromptTurnError, match="must come from 'human'"):
 
 
 # %% [markdown]
-# 采用方案 A 时，BOS 由分词器提供，所以提示词的 id 恰好以一个 `<|endoftext|>` 开头。方案 B 的构造器自己写出
-# `<|endoftext|>` 并保留它（phi-2 的做法：重写 `first_human_turn` 和 `finish`）。它配上自己的分词器，得到的 id 完全相同；
-# 若配上方案 A 的分词器，BOS 就会出现两次。
+# 采用方案 A 时，BOS 由分词器提供，所以提示词的 id 恰好以一个 `<|endoftext|>` 开头。方案 B 的构造器自己写出 `<|endoftext|>` 并保留它（phi-2 的做法：重写 `first_human_turn` 和 `finish`）。它配上自己的分词器，得到的 id 完全相同；若配上方案 A 的分词器，BOS 就会出现两次。
 
 # %%
 class QAWithBOSPromptBuilder(QAPromptBuilder):
@@ -299,16 +274,12 @@ assert ids_a == ids_b and ids_a[0] == 0 and ids_a[1] != 0
 assert ids_both[:2] == [0, 0]
 
 # %% [markdown]
-# **动手试试。** 把 `wrap_human` 里的模板改成 `f"User: {message}\nRobot: "`，重新运行上面两个单元格：字符串层面的断言会
-# 失败，因为它们逐字符地钉死了模板；token 层面的断言则照样通过，因为 BOS 规则与措辞无关。无论你最后在这里留下什么模板，
-# 第 7 步的检查清单都会再检查一遍提示词。
+# **动手试试。** 把 `wrap_human` 里的模板改成 `f"User: {message}\nRobot: "`，重新运行上面两个单元格：字符串层面的断言会失败，因为它们逐字符地钉死了模板；token 层面的断言则照样通过，因为 BOS 规则与措辞无关。无论你最后在这里留下什么模板，第 7 步的检查清单都会再检查一遍提示词。
 
 # %% [markdown]
 # ## 第 4 步 · 子类
 #
-# 现在写家族本身。最上面的注册表把骨干网络 id 映射到真实 Pythia 权重所在的 hub 仓库；`hf_hub_path=` 用我们的 checkpoint
-# 替换这个路径。字节级分词器没有 PAD token，所以和 phi-2 一样，家族添加一个专属的 `<|pad|>`，让填充与 EOS 互不混淆。
-# `last_layer_finetune_modules` 使用通用的访问方法，无论 LM head 叫什么名字都能工作。
+# 现在写家族本身。最上面的注册表把骨干网络 id 映射到真实 Pythia 权重所在的 hub 仓库；`hf_hub_path=` 用我们的 checkpoint 替换这个路径。字节级分词器没有 PAD token，所以和 phi-2 一样，家族添加一个专属的 `<|pad|>`，让填充与 EOS 互不混淆。`last_layer_finetune_modules` 使用通用的访问方法，无论 LM head 叫什么名字都能工作。
 
 # %%
 from typing import Sequence
@@ -352,8 +323,7 @@ assert backbone.llm.get_input_embeddings().weight.shape[0] == 1088
 assert backbone.half_precision_dtype is torch.bfloat16
 
 # %% [markdown]
-# 父类会拿 id 去 `models` 里核对；不完整的子类在构造时就会失败，并指出还缺哪些成员。这正是上游 OpenVLA 中 Mistral 和
-# Phi 类的缺陷（notebook 01），在这里还没加载任何权重就被发现了。
+# 父类会拿 id 去 `models` 里核对；不完整的子类在构造时就会失败，并指出还缺哪些成员。这正是上游 OpenVLA 中 Mistral 和 Phi 类的缺陷（notebook 01），在这里还没加载任何权重就被发现了。
 
 # %%
 from vla_backbone.errors import UnknownBackboneError
@@ -377,11 +347,7 @@ with expect_error(TypeError, match="last_layer_finetune_modules"):
 # %% [markdown]
 # ## 第 5 步 · 注册表条目
 #
-# `get_llm_backbone_and_tokenizer(id)` 通过 `vla_backbone.registry.LLM_BACKBONES` 找到家族，这是一个从骨干网络 id 到
-# 家族类的字典。在包内部，要让新家族永久生效，就把它的类加进 `vla_backbone/families/__init__.py` 里的 `FAMILIES`。这里
-# 我们只是临时借用注册表：一个上下文管理器插入我们的 id，结束时再把它们删掉，即使中途出错也一样。`source=` 指向我们的
-# checkpoint；若用 `source="tiny"`，则需要在 `vla_backbone.tiny.TINY_SPECS` 里为这个家族添加一个 `TinySpec`（作业 A1
-# 为 GPT-2 做的就是这件事）。
+# `get_llm_backbone_and_tokenizer(id)` 通过 `vla_backbone.registry.LLM_BACKBONES` 找到家族，这是一个从骨干网络 id 到家族类的字典。在包内部，要让新家族永久生效，就把它的类加进 `vla_backbone/families/__init__.py` 里的 `FAMILIES`。这里我们只是临时借用注册表：一个上下文管理器插入我们的 id，结束时再把它们删掉，即使中途出错也一样。`source=` 指向我们的 checkpoint；若用 `source="tiny"`，则需要在 `vla_backbone.tiny.TINY_SPECS` 里为这个家族添加一个 `TinySpec`（作业 A1 为 GPT-2 做的就是这件事）。
 
 # %%
 import contextlib
@@ -421,9 +387,7 @@ with expect_error(UnknownBackboneError, match="Unknown backbone id 'pythia-70m'"
 # %% [markdown]
 # ## 第 6 步 · FSDP 包装策略
 #
-# `HFCausalLLMBackbone.get_fsdp_wrapping_policy()` 会包装所有类型为 `transformer_layer_cls` 的模块，这个类由
-# `decoder_layer_path` 指定。`wrap_plan`（notebook 10）无需启动任何进程就能预览 FSDP 单元：根单元保留嵌入、最后的
-# norm 和 LM head，此外每个 `GPTNeoXLayer` 各成一个单元。
+# `HFCausalLLMBackbone.get_fsdp_wrapping_policy()` 会包装所有类型为 `transformer_layer_cls` 的模块，这个类由 `decoder_layer_path` 指定。`wrap_plan`（notebook 10）无需启动任何进程就能预览 FSDP 单元：根单元保留嵌入、最终归一化层和 LM head，此外每个 `GPTNeoXLayer` 各成一个单元。
 
 # %%
 from vla_backbone.fsdp import unit_parameter_counts, wrap_plan
@@ -440,9 +404,7 @@ assert counts[""] == sum(p.numel() for module in root_modules for p in module.pa
 # %% [markdown]
 # ## 第 7 步 · 每个家族都要通过的检查清单
 #
-# 包的测试会加载每个已注册的 id，并检查同一组性质。我们把这组检查写成一个函数，这样它既能检查我们的家族，也能检查内置
-# 家族。每项检查返回一个结论和一句简短说明；“skipped”表示这一项不适用（特殊情况下的 BOS 检查，或者分词器根本没有 BOS
-# token 时的提示词检查）。最后一项呼应 notebook 11：构造器生成的提示词必须恰好以一个 BOS 开头，因为图像紧跟在它后面。
+# 包的测试会加载每个已注册的 id，并检查同一组性质。我们把这组检查写成一个函数，这样它既能检查我们的家族，也能检查内置家族。每项检查返回一个结论和一句简短说明；“skipped”表示这一项不适用（特殊情况下的 BOS 检查，或者分词器根本没有 BOS token 时的提示词检查）。最后一项呼应 notebook 11：构造器生成的提示词必须恰好以一个 BOS 开头，因为图像紧跟在它后面。
 
 # %%
 from vla_backbone.registry import backbone_class, checkpoint_path
@@ -503,8 +465,7 @@ ours = contract(GPTNeoXLLMBackbone, "pythia-70m", CHECKPOINT)
 assert show(ours) == [] and list(ours) == ALL_CHECKS
 
 # %% [markdown]
-# 用同一个函数检查每个内置家族的一个 id，都从包自己的微型副本加载：全部通过，可见这份清单没有提出任何包内家族尚未满足的
-# 要求。phi-2 和 Qwen 以特殊情况的身份通过 BOS 检查；Qwen 根本没有 BOS token，所以提示词检查对它不适用。
+# 用同一个函数检查每个内置家族的一个 id，都从包自己的微型副本加载：全部通过，可见这份清单没有提出任何包内家族尚未满足的要求。phi-2 和 Qwen 以特殊情况的身份通过 BOS 检查；Qwen 根本没有 BOS token，所以提示词检查对它不适用。
 
 # %%
 for backbone_id in ["llama2-7b-pure", "mistral-v0.1-7b-pure", "phi-2-3b", "qwen25-0_5b-pure", "opt-125m"]:
@@ -516,9 +477,7 @@ for backbone_id in ["llama2-7b-pure", "mistral-v0.1-7b-pure", "phi-2-3b", "qwen2
     assert (verdicts["BOS check"] == "passed") == (backbone_id not in SPECIAL_CASES)
 
 # %% [markdown]
-# 同样的要求，包里也写成了一个函数：`vla_backbone.contract.check_backbone_contract`，包自己的测试
-# （`tests/test_families.py`）就用它检查注册表里的每一个 id。检查不通过时，它抛出的 `AssertionError` 会写明哪里不对，
-# 所以给自己的家族写测试时，一行调用就够了。
+# 同样的要求，包里也写成了一个函数：`vla_backbone.contract.check_backbone_contract`，包自己的测试（`tests/test_families.py`）就用它检查注册表里的每一个 id。检查不通过时，它抛出的 `AssertionError` 会写明哪里不对，所以给自己的家族写测试时，一行调用就够了。
 
 # %%
 from vla_backbone.contract import check_backbone_contract
@@ -533,12 +492,11 @@ with expect_error(AssertionError, match="pads on the left"):
 # %% [markdown]
 # ## 动手试试：故意把家族弄坏
 #
-# 下面每个变体只改动本 notebook 的一个决定。选一个，看看哪些检查失败；不用控件时，代码会把所有变体都跑一遍，并断言失败
-# 的恰好是预期的那几项。然后在上面的单元格里亲手做同样的改动（例如在第 4 步设 `pad_token = None`，或在第 2 步用
-# `plain` 代替 `option_a`），再重新运行。
+# 下面每个变体只改动本 notebook 的一个决定。选一个，看看哪些检查失败；这个单元格会先把所有变体都跑一遍，并断言失败的恰好是预期的那几项。然后在上面的单元格里亲手做同样的改动（例如在第 4 步设 `pad_token = None`，或在第 2 步用 `plain` 代替 `option_a`），再重新运行。
 #
-# 最后一个变体是正确实现的方案 B：不加 BOS 的分词器、负责写出 BOS 的构造器，以及只在一个 `with` 代码块内加入
-# `SPECIAL_CASES` 的 id。它能通过，BOS 检查显示为跳过。
+# 最后一个变体是正确实现的方案 B：不加 BOS 的分词器、负责写出 BOS 的构造器，以及只在一个 `with` 代码块内加入 `SPECIAL_CASES` 的 id。它能通过，BOS 检查显示为跳过。
+#
+# 内核运行期间，这些 checkpoint 一直留在它们的临时目录里，所以“Run All”之后下拉菜单照样能用；内核关闭时 Python 会删除这个目录（想早点删，就调用 `workdir.cleanup()`）。
 
 # %%
 from transformers.models.gpt_neox.modeling_gpt_neox import GPTNeoXAttention
@@ -596,32 +554,18 @@ for variant, (_, _, expected) in VARIANTS.items():
     with contextlib.redirect_stdout(None):
         assert set(try_variant(variant)) == expected, variant
 assert "pythia-70m" not in SPECIAL_CASES
-explore(try_variant, variant=list(VARIANTS))
-
-# %% [markdown]
-# 临时目录本来会随 notebook 一起消失；这里我们显式删除它。
-
-# %%
-workdir.cleanup()
-assert not os.path.exists(CHECKPOINT)
+failed_checks = explore(try_variant, variant=list(VARIANTS))
+assert failed_checks == []
 
 # %% [markdown]
 # ## 小结
-# - 一个家族就是五个类属性（`family`、`models`、`llm_cls_path`、`decoder_layer_path`、`pad_token`）加两个属性
-#   （`prompt_builder_fn`、`last_layer_finetune_modules`）；其余的由 `FamilyBackbone` 和 `HFCausalLLMBackbone` 完成。
-# - 先定 BOS：要么由分词器在开头加上（`TemplateProcessing` post-processor；`check_bos` 通过并持续守护），要么由提示词
-#   构造器写出，同时把 id 加进 `SPECIAL_CASES`。
-# - 临时目录里的微型 checkpoint（配置、固定种子的权重、分词器）可以像其他 checkpoint 一样，通过 `hf_hub_path=` 或
-#   `source=` 加载；注册表条目可以用上下文管理器临时借用。
-# - 模块名在不同 transformers 版本间有差异时，用 `get_input_embeddings()` / `get_output_embeddings()` 去访问；在训练
-#   任何东西之前，先检查 FSDP 计划和检查清单。
+# - 一个家族就是五个类属性（`family`、`models`、`llm_cls_path`、`decoder_layer_path`、`pad_token`）加两个 `@property` 成员（`prompt_builder_fn`、`last_layer_finetune_modules`）；其余的由 `FamilyBackbone` 和 `HFCausalLLMBackbone` 完成。
+# - 先定 BOS：要么由分词器在开头加上（`TemplateProcessing` post-processor；`check_bos` 通过并持续守护），要么由提示词构造器写出，同时把 id 加进 `SPECIAL_CASES`。
+# - 临时目录里的微型 checkpoint（配置、固定种子的权重、分词器）可以像其他 checkpoint 一样，通过 `hf_hub_path=` 或 `source=` 加载；注册表条目可以用上下文管理器临时借用。
+# - 模块名在不同 transformers 版本间有差异时，用 `get_input_embeddings()` / `get_output_embeddings()` 去访问；在训练任何东西之前，先检查 FSDP 包装计划和检查清单。
 #
 # ## 练习
-# 1. 给 `vla_backbone.tiny.TINY_SPECS` 添加一个 `gpt_neox` 的 `TinySpec`（就像作业 A1 为 GPT-2 做的那样），让
-#    `get_llm_backbone_and_tokenizer("pythia-70m")` 在默认的 `source="tiny"` 下也能工作。你的 BOS 决定体现在 spec 的
-#    哪个字段里？
-# 2. 注册一个以 `-chat` 结尾的额外 id，并为它配第二个提示词构造器，在第一个轮次加上系统提示词。给 `contract` 增加一项
-#    检查：系统提示词恰好出现一次。
-# 3. 用同样的方法移植 Falcon（`FalconForCausalLM`、`FalconDecoderLayer`）。七个成员里哪些要改？
-#    `last_layer_finetune_modules` 需要用到哪些模块名？
+# 1. 给 `vla_backbone.tiny.TINY_SPECS` 添加一个 `gpt_neox` 的 `TinySpec`（就像作业 A1 为 GPT-2 做的那样），让 `get_llm_backbone_and_tokenizer("pythia-70m")` 在默认的 `source="tiny"` 下也能工作：让它的 `tokenizer_dir` 指向第 2 步保存的方案 A 分词器。现在你的 BOS 决定体现在哪里？
+# 2. 注册一个以 `-chat` 结尾的额外 id，并为它配第二个提示词构造器，在第一个轮次加上系统提示词。给 `contract` 增加一项检查：系统提示词恰好出现一次。
+# 3. 用同样的方法移植 Falcon（`FalconForCausalLM`、`FalconDecoderLayer`）。七个成员里哪些要改？`last_layer_finetune_modules` 需要用到哪些模块名？
 # 4. 用 `GPTNeoXLLMBackbone` 代替 Llama-2 运行 notebook 11 的训练循环。拼接进去的图像还紧跟在 `<|endoftext|>` 后面吗？

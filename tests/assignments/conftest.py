@@ -1,22 +1,24 @@
 """Graders for the course assignments (``notebooks/{en,zh}/assignments/AN_slug``).
 
-Grade your own notebook (its jupytext ``.py`` pair) with one grader:
+Grade your own notebook (the ``.ipynb`` itself, or a ``.py`` written by jupytext) with one grader:
 
-    pytest tests/assignments/test_a1_new_backbone.py --notebook path/to/A1_new_backbone.py
+    .venv/bin/python -m pytest tests/assignments/test_a1_new_backbone.py --notebook path/to/A1_new_backbone.ipynb
 
 Grade every assignment found in a folder (``--notebook-dir`` may be repeated; CI grades masters and student
-versions in one run this way):
+versions in one run this way). In a folder, ``AN_slug.ipynb`` is graded when it is there, ``AN_slug.py`` only when
+it is not; a ``.py`` beside the ``.ipynb`` whose code differs is reported in a warning, never graded:
 
-    pytest tests/assignments --notebook-dir release/en
+    .venv/bin/python -m pytest tests/assignments --notebook-dir release/en
 
 Without either option a grader grades the master notebook in ``notebooks/en/assignments/``, which passes, when
 the command names this folder or a grader file; a plain ``pytest`` run skips the graders here, because
 ``tests/test_assignments.py`` already grades every master and every student version in one subprocess.
 
-A grader runs the notebook once as a script (in a temporary working directory, plots off), keeps whatever it
-defined, and tests those functions and classes on more cases than the notebook's own check cells. If the notebook
-stops at a cell that still says ``raise NotImplementedError``, every test that needs a name the notebook did not
-get to fails with "... is not implemented yet"; any other stop is reported with its cell's line and message.
+A grader runs the notebook's code cells once as a script (in a temporary working directory, plots off, IPython
+magics skipped), keeps whatever it defined, and tests those functions and classes on more cases than the
+notebook's own check cells. If the notebook stops at a cell that still says ``raise NotImplementedError``, every
+test that needs a name the notebook did not get to fails with "... is not implemented yet"; any other stop is
+reported with its cell and message. Messages are in the notebook's language (its ``LANG`` cell).
 """
 from __future__ import annotations
 
@@ -34,17 +36,29 @@ os.environ.setdefault("MPLBACKEND", "Agg")  # plots are drawn off screen; plt.sh
 
 REPO = Path(__file__).resolve().parents[2]
 MASTERS = REPO / "notebooks" / "en" / "assignments"
+LANG_CELL = re.compile(r"""^LANG\s*=\s*["'](\w+)["']""", re.MULTILINE)
+CODE_CELL = re.compile(r"^# %%(?! \[(markdown|md|raw)\])")
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("assignments", "course assignment graders")
-    group.addoption("--notebook", default=None, help="the notebook .py (jupytext pair) to grade")
-    group.addoption("--notebook-dir", action="append", default=[], help="grade every AN_*.py in this folder")
+    group.addoption("--notebook", default=None, help="the notebook to grade: AN_slug.ipynb, or its jupytext .py")
+    group.addoption("--notebook-dir", action="append", default=[],
+                    help="grade every AN_slug.ipynb (or, where there is none, AN_slug.py) in this folder")
 
 
 def _number(name: str) -> str | None:
     match = re.match(r"(A\d+)_", name)
     return match.group(1) if match else None
+
+
+def _find(folder: Path, number: str) -> Path | None:
+    """The notebook of assignment ``number`` in ``folder``: the ``.ipynb``, else the ``.py``."""
+    for suffix in (".ipynb", ".py"):
+        found = sorted(folder.glob(f"{number}_*{suffix}"))
+        if found:
+            return found[0]
+    return None
 
 
 def _notebooks_for(assignment: str, config) -> list:
@@ -62,18 +76,18 @@ def _notebooks_for(assignment: str, config) -> list:
     if folders:
         params = []
         for folder in folders:
-            found = sorted(Path(folder).expanduser().resolve().glob(f"{number}_*.py"))
+            found = _find(Path(folder).expanduser().resolve(), number)
             if found:
-                params.append(pytest.param(found[0], id=str(folder)))
+                params.append(pytest.param(found, id=str(folder)))
             else:
-                reason = f"no {number}_*.py in {folder}"
+                reason = f"no {number}_*.ipynb or {number}_*.py in {folder}"
                 params.append(pytest.param(None, id=str(folder), marks=pytest.mark.skip(reason=reason)))
         return params
     if not _targeted(config):
         reason = ("graded in tests/test_assignments.py; run `pytest tests/assignments` to grade the masters here, "
                   "or pass --notebook")
         return [pytest.param(None, id=f"master-{number}", marks=pytest.mark.skip(reason=reason))]
-    return [pytest.param(MASTERS / f"{assignment}.py", id=f"master-{number}")]
+    return [pytest.param(MASTERS / f"{assignment}.ipynb", id=f"master-{number}")]
 
 
 def _targeted(config) -> bool:
@@ -92,16 +106,39 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("notebook", _notebooks_for(assignment, metafunc.config), indirect=True, scope="module")
 
 
+def script(path: Path) -> str:
+    """The notebook's code as one Python script: a ``.py`` as it is; an ``.ipynb`` converted by jupytext, which
+    writes the same percent format and turns IPython magics (``%time``, ``!pip``) into comments."""
+    import jupytext
+
+    if path.suffix == ".ipynb":
+        return jupytext.writes(jupytext.read(path), fmt="py:percent")
+    return path.read_text(encoding="utf-8")
+
+
+def code_of(path: Path) -> list[str]:
+    """The code cells of a notebook (``.ipynb`` or ``.py``), to tell whether two files hold the same work."""
+    import jupytext
+
+    return [cell.source.strip() for cell in jupytext.read(path).cells if cell.cell_type == "code"]
+
+
 class Notebook:
-    """What a notebook script defined when run top to bottom, and where it stopped if it did not finish."""
+    """What a notebook's code defined when run top to bottom, and where it stopped if it did not finish."""
 
     def __init__(self, path: Path, assignment: str) -> None:
         self.path, self.assignment = path, assignment
         self.number = _number(assignment)
+        self.source = ""
+        self.lang = "en"
         self.namespace: dict = {}
         self.stopped: BaseException | None = None
         self.stopped_at: int | None = None
         self.cache: dict = {}  # what a grader builds once and several tests use
+
+    def say(self, en: str, zh: str) -> str:
+        """A message in the notebook's language."""
+        return zh if self.lang == "zh" else en
 
     def cached(self, key: str, build):
         """``build()`` once per notebook; graders use this instead of fixtures, so a failure counts as a failed
@@ -112,8 +149,11 @@ class Notebook:
 
     def run(self, workdir: Path) -> None:
         if not self.path.is_file():
-            pytest.fail(f"{self.number}: no notebook at {self.path}", pytrace=False)
-        source = self.path.read_text(encoding="utf-8")
+            pytest.fail(self.say(f"{self.number}: no notebook at {self.path}", f"{self.number}：{self.path} 处没有 notebook"),
+                        pytrace=False)
+        self.source = script(self.path)
+        match = LANG_CELL.search(self.source)
+        self.lang = match.group(1) if match else "en"
         module = types.ModuleType(f"graded_{self.number.lower()}")
         module.__file__ = str(self.path)
         sys.modules[module.__name__] = module
@@ -122,7 +162,7 @@ class Notebook:
         os.chdir(workdir)
         try:
             with warnings.catch_warnings(record=True):  # the notebook's own warnings are part of its lesson
-                exec(compile(source, str(self.path), "exec"), self.namespace)
+                exec(compile(self.source, str(self.path), "exec"), self.namespace)
         except Exception as exc:  # a student's notebook may stop anywhere; the tests report it
             self.stopped = exc
             frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(self.path)]
@@ -132,36 +172,58 @@ class Notebook:
             if "matplotlib.pyplot" in sys.modules:
                 sys.modules["matplotlib.pyplot"].close("all")
 
+    def cell_at(self, lineno: int) -> tuple[str, int]:
+        """The first line of the code cell that holds script line ``lineno``, and the line's number in that cell."""
+        lines = self.source.splitlines()
+        start = 0
+        for index, line in enumerate(lines[:lineno], start=1):
+            if line.startswith("# %%"):
+                start = index if CODE_CELL.match(line) else 0
+        body = lines[start:lineno]
+        first = next((line.strip() for line in body if line.strip()), "")
+        return first[:60], lineno - start
+
     def _where(self) -> str:
-        line = f" at line {self.stopped_at}" if self.stopped_at else ""
-        return f"{self.path.name} stopped{line}"
+        if not self.stopped_at:
+            return self.say(f"{self.path.name} stopped", f"{self.path.name} 中途停止")
+        first, line = self.cell_at(self.stopped_at)
+        return self.say(f"{self.path.name} stopped in the cell that begins `{first}` (line {line} of that cell)",
+                        f"{self.path.name} 停在以 `{first}` 开头的单元格（该单元格第 {line} 行）")
+
+    def _stop(self) -> str:
+        return f"{type(self.stopped).__name__}: {self.stopped}"
 
     def assert_ran_to_the_end(self) -> None:
         """Fail, saying where and why, unless every cell ran (the notebook's own check cells included)."""
         if isinstance(self.stopped, NotImplementedError):
-            pytest.fail(f"{self.number}: the notebook is not implemented yet ({self._where()} with "
-                        f"NotImplementedError: {self.stopped}).", pytrace=False)
+            pytest.fail(self.say(
+                f"{self.number}: the notebook is not implemented yet ({self._where()} with {self._stop()}).",
+                f"{self.number}：notebook 尚未实现（{self._where()}，{self._stop()}）。"), pytrace=False)
         if self.stopped is not None:
-            pytest.fail(f"{self.number}: {self._where()} with {type(self.stopped).__name__}: {self.stopped}\n"
-                        "Every cell, the check cells included, must run from top to bottom.", pytrace=False)
+            pytest.fail(self.say(
+                f"{self.number}: {self._where()} with {self._stop()}\n"
+                "Every cell, the check cells included, must run from top to bottom.",
+                f"{self.number}：{self._where()}，{self._stop()}\n"
+                "所有单元格（包括检查单元格）都必须能从头到尾运行。"), pytrace=False)
 
     def __getitem__(self, name: str):
         if name in self.namespace:
             return self.namespace[name]
         if isinstance(self.stopped, NotImplementedError):
-            pytest.fail(
-                f"{self.number}: `{name}` is not implemented yet ({self._where()} with NotImplementedError: "
-                f"{self.stopped}). Write your code where the notebook says `# YOUR CODE HERE`, then grade again.",
-                pytrace=False,
-            )
+            pytest.fail(self.say(
+                f"{self.number}: `{name}` is not implemented yet ({self._where()} with {self._stop()}). "
+                "Write your code where the notebook says `# YOUR CODE HERE`, then grade again.",
+                f"{self.number}：`{name}` 尚未实现（{self._where()}，{self._stop()}）。"
+                "请在 notebook 中标有 `# 在这里写你的代码` 的地方写好代码，然后重新评分。"), pytrace=False)
         if self.stopped is not None:
-            pytest.fail(
-                f"{self.number}: {self._where()} with {type(self.stopped).__name__}: {self.stopped}\n"
+            pytest.fail(self.say(
+                f"{self.number}: {self._where()} with {self._stop()}\n"
                 f"before it defined `{name}`. Run the notebook top to bottom and fix that cell first.",
-                pytrace=False,
-            )
-        pytest.fail(f"{self.number}: the notebook ran to the end but defines no `{name}`; keep the names the "
-                    "assignment asks for.", pytrace=False)
+                f"{self.number}：{self._where()}，{self._stop()}\n"
+                f"此时还没有定义 `{name}`。请从头到尾运行 notebook，先修好那个单元格。"), pytrace=False)
+        pytest.fail(self.say(
+            f"{self.number}: the notebook ran to the end but defines no `{name}`; keep the names the assignment asks for.",
+            f"{self.number}：notebook 运行完毕，但没有定义 `{name}`；请使用作业要求的名字。"), pytrace=False)
 
 
 @pytest.fixture(scope="module")
@@ -171,9 +233,13 @@ def notebook(request, tmp_path_factory):
         pytest.skip("no notebook to grade")
     from vla_backbone import hf_causal, tiny
 
+    path = Path(request.param)
+    twin = path.with_suffix(".py")
+    if path.suffix == ".ipynb" and twin.is_file() and code_of(twin) != code_of(path):
+        warnings.warn(f"graded {path.name}; {twin.name} beside it holds other code and was not graded", stacklevel=1)
     # A notebook may register a family (SPECIAL_CASES, TINY_SPECS); undo that so other tests see the package as is.
     special_cases, tiny_specs = set(hf_causal.SPECIAL_CASES), dict(tiny.TINY_SPECS)
-    graded = Notebook(Path(request.param), request.module.ASSIGNMENT)
+    graded = Notebook(path, request.module.ASSIGNMENT)
     graded.package_special_cases = frozenset(special_cases)
     graded.run(tmp_path_factory.mktemp(graded.number))
     yield graded
@@ -191,8 +257,11 @@ def pytest_pyfunc_call(pyfuncitem):
         return (yield)
     except NotImplementedError as exc:
         notebook = pyfuncitem.funcargs.get("notebook")
+        if notebook is None:
+            raise
         frames = traceback.extract_tb(exc.__traceback__)
-        inside = [f for f in frames if notebook is not None and f.filename == str(notebook.path)]
-        what = f"`{inside[-1].name}`" if inside else "a function this test calls"
-        number = notebook.number if notebook is not None else "this assignment"
-        pytest.fail(f"{number}: {what} is not implemented yet (it raised NotImplementedError: {exc}).", pytrace=False)
+        inside = [f for f in frames if f.filename == str(notebook.path)]
+        what = f"`{inside[-1].name}`" if inside else notebook.say("a function this test calls", "本测试调用的某个函数")
+        pytest.fail(notebook.say(
+            f"{notebook.number}: {what} is not implemented yet (it raised NotImplementedError: {exc}).",
+            f"{notebook.number}：{what} 尚未实现（它抛出了 NotImplementedError: {exc}）。"), pytrace=False)

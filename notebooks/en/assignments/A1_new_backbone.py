@@ -13,13 +13,13 @@
 # - check the result end to end: loading, padding, prompts, FSDP wrapping and a training step.
 #
 # **How you are graded.** Write your code where a cell says `# YOUR CODE HERE` and delete the
-# `raise NotImplementedError` line. Each task is followed by a check cell; run it. Then run the grader, which runs
-# this notebook as a script and tests your code on more cases:
+# `raise NotImplementedError` line. Each task is followed by check cells; run them. Each check cell is worth the
+# points in the heading above it, and the written answer is graded by hand. Then, from a clone of the repository,
+# run the grader, which runs this notebook and tests your code on more cases:
 #
-# `pytest tests/assignments/test_a1_new_backbone.py --notebook path/to/A1_new_backbone.py`
+# `.venv/bin/python -m pytest tests/assignments/test_a1_new_backbone.py --notebook path/to/A1_new_backbone.ipynb`
 #
-# (`--notebook` takes the `.py` file paired with this notebook. In JupyterLab with jupytext, saving the notebook
-# updates it; otherwise export with `jupytext --to py:percent A1_new_backbone.ipynb`.)
+# (It reads the `.ipynb` itself; a `.py` written by jupytext works too.)
 
 # %%
 # Set-up, the same in every notebook: on Colab install the package; everywhere print versions and seed.
@@ -33,6 +33,13 @@ setup()
 LANG = "en"  # the language of this notebook's prose and plot labels
 from vla_backbone.notebook import use_language
 use_language(LANG)
+
+
+# %%
+def say(en: str, zh: str) -> str:
+    """A check's message, in the language of this notebook."""
+    return zh if LANG == "zh" else en
+
 
 # %% [markdown]
 # ## The family the package lacks
@@ -57,26 +64,42 @@ del toy
 # %% [markdown]
 # ## A tiny GPT-2, offline
 #
-# The package builds tiny replicas only for its own five families. The cell below teaches it a sixth: it adds a
-# `TinySpec` for GPT-2 to `vla_backbone.tiny.TINY_SPECS` (same model class, hidden size 64, two blocks, a tokenizer
-# trained in code with GPT-2's single special token `<|endoftext|>`), then builds it once into the cache. Use
+# The package builds tiny replicas only for its own five families. The cell below teaches it a sixth. GPT-2's real
+# tokenizer is at hand: phi-2's, which the package ships, is GPT-2's byte-level BPE (the same 50257 tokens and
+# 50000 merges) plus 38 whitespace tokens phi-2 added for code; without those it is GPT-2's. The cell writes it to a
+# folder, adds a `TinySpec` for GPT-2 to `vla_backbone.tiny.TINY_SPECS` (the hub config's vocabulary size and
+# special ids, the real model class, hidden size 64, two blocks), then builds the replica once into the cache. Use
 # `TINY_GPT2` as `hf_hub_path` wherever you load GPT-2 in this notebook. The real weights are
-# `openai-community/gpt2` on the hub; the replica keeps what matters here, the classes and the tokenizer's behaviour.
+# `openai-community/gpt2` on the hub; the replica keeps what matters here, the classes and the tokenizer.
 
 # %%
-from vla_backbone.tiny import TINY_SPECS, TinySpec, tiny_checkpoint
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+
+from vla_backbone.tiny import TINY_SPECS, TinySpec, tiny_checkpoint, tokenizer_files
+
+gpt2_files = Path(tempfile.mkdtemp(prefix="gpt2_tokenizer_"))
+phi = json.loads((tokenizer_files(TINY_SPECS["phi"]) / "tokenizer.json").read_text(encoding="utf-8"))
+phi["added_tokens"] = [token for token in phi["added_tokens"] if token["content"] == "<|endoftext|>"]
+(gpt2_files / "tokenizer.json").write_text(json.dumps(phi, ensure_ascii=False), encoding="utf-8")
+special = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}
+(gpt2_files / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 1024, **special}), encoding="utf-8")
 
 TINY_SPECS.setdefault("gpt2", TinySpec(
-    "gpt2", "GPT2Config", "GPT2LMHeadModel", "bytelevel", ("<|endoftext|>",),
-    {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}, None,
-    {"n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 1024},
+    "gpt2", "GPT2Config", "GPT2LMHeadModel",
+    {"vocab_size": 50257, "bos_token_id": 50256, "eos_token_id": 50256, "n_positions": 1024, "tie_word_embeddings": True},
+    torch.float32, {"n_embd": 64, "n_layer": 2, "n_head": 4}, tokenizer_dir=gpt2_files,
 ))
 TINY_GPT2 = str(tiny_checkpoint("gpt2"))
 print("tiny GPT-2 at", TINY_GPT2)
+assert len(phi["model"]["vocab"]) == 50257 and len(phi["model"]["merges"]) == 50000
 
 # %% [markdown]
-# Like the real GPT-2 tokenizer, the replica's has one special token that plays BOS, EOS and UNK at once, no PAD
-# token, and it never puts BOS in front of a text, with or without special tokens.
+# It has one special token, `<|endoftext|>` (id 50256), that plays BOS, EOS and UNK at once, no PAD token, and it
+# never puts BOS in front of a text, with or without special tokens.
 
 # %%
 from transformers import AutoTokenizer
@@ -85,7 +108,7 @@ gpt2_tokenizer = AutoTokenizer.from_pretrained(TINY_GPT2)
 eot = gpt2_tokenizer.convert_tokens_to_ids("<|endoftext|>")
 with_special = gpt2_tokenizer("Test 123", add_special_tokens=True).input_ids
 print("<|endoftext|> id:", eot, "| 'Test 123' ->", with_special)
-assert gpt2_tokenizer.bos_token_id == gpt2_tokenizer.eos_token_id == gpt2_tokenizer.unk_token_id == eot
+assert gpt2_tokenizer.bos_token_id == gpt2_tokenizer.eos_token_id == gpt2_tokenizer.unk_token_id == eot == 50256
 assert gpt2_tokenizer.pad_token is None
 assert with_special == gpt2_tokenizer("Test 123", add_special_tokens=False).input_ids and eot not in with_special
 
@@ -125,7 +148,7 @@ with expect_error(TokenizerBOSError, match="does not prepend BOS"):
 #   `gpt2-355m`, `gpt2-774m`, `gpt2-1.5b` are `openai-community/gpt2-medium`, `-large`, `-xl`);
 # - whatever your decision needs: the `SPECIAL_CASES` entries, and a prompt builder class if you chose (a).
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "gpt2_models_and_bos", "locked": false, "schema_version": 3, "solution": true, "task": false}
 from vla_backbone.hf_causal import SPECIAL_CASES
 from vla_backbone.prompting import PromptBuilder, PurePromptBuilder
 
@@ -154,9 +177,9 @@ class GPT2PromptBuilder(PurePromptBuilder):
 
 # %% [markdown]
 # In two or three sentences: which option did you choose, and why? What would go wrong with the other one when
-# someone loads the real weights with `source="hub"`?
+# someone loads the real weights with `source="hub"`? (2 points, graded by hand)
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "bos_decision", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
 # ### BEGIN SOLUTION
 # Option (a). GPT-2 was pre-trained on documents separated by `<|endoftext|>`, so a prompt that starts with it
 # looks like the start of a new document, and writing it in the template keeps training and inference identical
@@ -181,7 +204,7 @@ class GPT2PromptBuilder(PurePromptBuilder):
 #
 # It must load offline as `GPT2LLMBackbone("gpt2-124m", hf_hub_path=TINY_GPT2)`.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "gpt2_backbone", "locked": false, "schema_version": 3, "solution": true, "task": false}
 from typing import Sequence
 
 from torch import nn
@@ -210,22 +233,40 @@ class GPT2LLMBackbone(FamilyBackbone):
 
 
 # %% [markdown]
-# ### Check your work
+# ### Check your work: the backbone (4 points)
 #
 # The checks below build your backbone and test the rules above. Each failure says what is wrong.
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_backbone", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 import torch
-
-from vla_backbone.prompting import openvla_action_prompt
 
 backbone = GPT2LLMBackbone("gpt2-124m", hf_hub_path=TINY_GPT2)
 tokenizer = backbone.get_tokenizer()
 bos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
 
-assert isinstance(backbone.llm, GPT2LMHeadModel), f"llm is a {type(backbone.llm).__name__}, expected GPT2LMHeadModel"
-assert backbone.transformer_layer_cls is GPT2Block, f"transformer_layer_cls is {backbone.transformer_layer_cls}, expected GPT2Block"
-assert backbone.pad_token_id is not None and backbone.pad_token_id != bos, "add a PAD token of its own (pad_token)"
+assert isinstance(backbone.llm, GPT2LMHeadModel), say(f"llm is a {type(backbone.llm).__name__}, expected GPT2LMHeadModel",
+                                                      f"llm 是 {type(backbone.llm).__name__}，应为 GPT2LMHeadModel")
+assert backbone.transformer_layer_cls is GPT2Block, say(f"transformer_layer_cls is {backbone.transformer_layer_cls}, expected GPT2Block",
+                                                        f"transformer_layer_cls 是 {backbone.transformer_layer_cls}，应为 GPT2Block")
+assert backbone.pad_token_id is not None and backbone.pad_token_id != bos, say("add a PAD token of its own (pad_token)",
+                                                                               "请添加一个专门的 PAD token（pad_token）")
+modules = backbone.last_layer_finetune_modules
+assert len(modules) == 3 and modules[0] is backbone.llm.get_input_embeddings() and modules[1] is backbone.llm.transformer.h[-1], \
+    say("last_layer_finetune_modules must be (input embeddings, last block, LM head)",
+        "last_layer_finetune_modules 必须是（输入嵌入, 最后一个 block, 输出头）")
+### BEGIN HIDDEN TESTS
+assert backbone.llm.get_input_embeddings().weight.shape[0] % 64 == 0
+assert modules[2] is backbone.llm.get_output_embeddings()
+### END HIDDEN TESTS
+print(say("All checks passed.", "全部检查通过。"))
+
+# %% [markdown]
+# ### Check your work: the BOS rule (4 points)
+#
+# The rule of task 1, on the OpenVLA action prompt: one `<|endoftext|>` at position 0, with and without an answer.
+
+# %% nbgrader={"grade": true, "grade_id": "check_bos_rule", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
+from vla_backbone.prompting import openvla_action_prompt
 
 
 def first_tokens(answer=None):
@@ -238,33 +279,33 @@ def first_tokens(answer=None):
 
 ids = first_tokens()
 print("prompt ids:", ids[:8], "...")
-assert ids[0] == bos, f"position 0 is token {ids[0]} ({tokenizer.convert_ids_to_tokens(ids[0])!r}), expected <|endoftext|> ({bos})"
-assert ids[1] != bos, "<|endoftext|> appears twice at the start: the prompt and the tokenizer both add it"
+assert ids[0] == bos, say(f"position 0 is token {ids[0]} ({tokenizer.convert_ids_to_tokens(ids[0])!r}), expected <|endoftext|> ({bos})",
+                          f"位置 0 是 token {ids[0]}（{tokenizer.convert_ids_to_tokens(ids[0])!r}），应为 <|endoftext|>（{bos}）")
+assert ids[1] != bos, say("<|endoftext|> appears twice at the start: the prompt and the tokenizer both add it",
+                          "开头出现了两个 <|endoftext|>：提示词和分词器各加了一个")
 ids = first_tokens(answer="move left")
-assert ids[0] == bos and ids[1] != bos and ids[-1] == bos, "with an answer, the prompt must start with one <|endoftext|> and end with one"
-modules = backbone.last_layer_finetune_modules
-assert len(modules) == 3 and modules[0] is backbone.llm.get_input_embeddings() and modules[1] is backbone.llm.transformer.h[-1], \
-    "last_layer_finetune_modules must be (input embeddings, last block, LM head)"
+assert ids[0] == bos and ids[1] != bos and ids[-1] == bos, say(
+    "with an answer, the prompt must start with one <|endoftext|> and end with one",
+    "加上回答之后，提示词必须以一个 <|endoftext|> 开头，并以一个 <|endoftext|> 结尾")
 ### BEGIN HIDDEN TESTS
 assert GPT2_MODELS.get("gpt2-124m") == "openai-community/gpt2"
-assert backbone.llm.get_input_embeddings().weight.shape[0] % 64 == 0
+assert all(backbone_id.startswith("gpt2") for backbone_id in GPT2_MODELS)
 ### END HIDDEN TESTS
-print("All checks passed.")
+print(say("All checks passed.", "全部检查通过。"))
 
 # %% [markdown]
 # ## Your backbone at work
 #
-# These cells use what you wrote. First the vocabulary: `<|pad|>` became token 1024, and the embeddings grew to the
-# next multiple of 64. The real GPT-2 goes the same way, 50257 words plus `<|pad|>` → 50304 rows, the padded
-# vocabulary size nanoGPT made famous for speed.
+# These cells use what you wrote. First the vocabulary: `<|pad|>` became its last token, 50257, and the embeddings
+# grew to the next multiple of 64: 50304 rows, the padded vocabulary size nanoGPT made famous for speed.
 
 # %%
 import math
 
 rows = backbone.llm.get_input_embeddings().weight.shape[0]
 print("tokenizer:", len(tokenizer), "| pad id:", backbone.pad_token_id, "| embedding rows:", rows)
-assert backbone.pad_token_id == 1024 and rows == 1088
-assert math.ceil((50257 + 1) / 64) * 64 == 50304
+assert backbone.pad_token_id == len(tokenizer) - 1 == 50257
+assert rows == math.ceil(len(tokenizer) / 64) * 64 == 50304
 
 # %% [markdown]
 # FSDP wraps each `GPT2Block` as its own unit (notebook 10); the embeddings, the final norm and the head stay in

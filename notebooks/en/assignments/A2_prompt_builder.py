@@ -14,12 +14,12 @@
 # - look at the result token by token, and check that the loss really ignores the masked tokens.
 #
 # **How you are graded.** Write your code where a cell says `# YOUR CODE HERE` and delete the
-# `raise NotImplementedError` line. Run each check cell. Then run the grader, which tests more cases:
+# `raise NotImplementedError` line. Run each check cell: it is worth the points in the heading above it. Then, from a clone of the repository, run the grader,
+# which tests more cases:
 #
-# `pytest tests/assignments/test_a2_prompt_builder.py --notebook path/to/A2_prompt_builder.py`
+# `.venv/bin/python -m pytest tests/assignments/test_a2_prompt_builder.py --notebook path/to/A2_prompt_builder.ipynb`
 #
-# (`--notebook` takes the `.py` file paired with this notebook, e.g. written by
-# `jupytext --to py:percent A2_prompt_builder.ipynb`.)
+# (It reads the `.ipynb` itself; a `.py` written by jupytext works too.)
 
 # %%
 # Set-up, the same in every notebook: on Colab install the package; everywhere print versions and seed.
@@ -34,14 +34,21 @@ LANG = "en"  # the language of this notebook's prose and plot labels
 from vla_backbone.notebook import use_language
 use_language(LANG)
 
+
+# %%
+def say(en: str, zh: str) -> str:
+    """A check's message, in the language of this notebook."""
+    return zh if LANG == "zh" else en
+
+
 # %% [markdown]
 # ## How the package's builders are made
 #
 # Every builder in `vla_backbone.prompting` is a `TurnPromptBuilder`. The base class owns the logic all templates
-# share: roles alternate `human`, `gpt`, `human`, ...; `<image>` is removed from every message, which is then
-# stripped; an empty answer becomes a single space; `add_turn` returns exactly the text it appended; and
-# `get_prompt()` / `get_potential_prompt(message)` strip trailing whitespace and a leading `<s>` (the tokenizer adds
-# BOS itself). A concrete builder only says how it wraps messages, by overriding up to three methods:
+# share: roles alternate `human`, `gpt`, `human`, ...; `<image>` is removed from every message `add_turn` receives,
+# which is then stripped (`get_potential_prompt` uses its message as given, as upstream does); an empty answer
+# becomes a single space; `add_turn` returns exactly the text it appended; and `get_prompt()` /
+# `get_potential_prompt(message)` strip trailing whitespace and a leading `<s>` (the tokenizer adds BOS itself). A concrete builder only says how it wraps messages, by overriding up to three methods:
 #
 # | method | default | what it decides |
 # |---|---|---|
@@ -60,6 +67,7 @@ print(repr(pure.add_turn("gpt", "move left")))
 print(repr(pure.get_prompt()))
 assert pure.get_prompt() == "In: What action should the robot take to pick up the cup?\nOut: move left</s>"
 assert pure.get_potential_prompt("and then?").endswith("</s>In: and then?\nOut:")
+assert PurePromptBuilder("openvla").get_potential_prompt("<image> hi") == "In: <image> hi\nOut:"
 assert pure.finish("<s>In: hi\nOut: ") == "In: hi\nOut:"
 
 from vla_backbone.errors import PromptTurnError
@@ -102,7 +110,7 @@ with expect_error(PromptTurnError, match="must come from 'human'"):
 # base class's turn logic (do not override `add_turn`, `get_prompt` or `get_potential_prompt`). The system prompt
 # is in `self.system_prompt` (`None` when none was given).
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "task_action_prompt_builder", "locked": false, "schema_version": 3, "solution": true, "task": false}
 class TaskActionPromptBuilder(TurnPromptBuilder):
     """The Task/Action template: ``Task: {message}\\nAction: {answer}</s>\\n``, an optional system line first."""
 
@@ -121,26 +129,31 @@ class TaskActionPromptBuilder(TurnPromptBuilder):
 
 
 # %% [markdown]
-# ### Check your work
+# ### Check your work (5 points)
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_prompt_builder", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
 question = openvla_action_prompt("pick up the cup")
 builder = TaskActionPromptBuilder("openvla", system_prompt="You control a robot arm.")
 expected = "You control a robot arm.\nTask: What action should the robot take to pick up the cup?\nAction:"
 got = builder.get_potential_prompt(question)
-assert got == expected, f"get_potential_prompt gave\n{got!r}\nexpected\n{expected!r}"
-assert builder.add_turn("human", question) == expected[:-len("Action:")] + "Action: ", "add_turn('human', ...) must return the text it appended"
-assert builder.add_turn("gpt", "move left") == "move left</s>\n", "an answer is followed by </s> and a newline"
+assert got == expected, say(f"get_potential_prompt gave\n{got!r}\nexpected\n{expected!r}",
+                            f"get_potential_prompt 返回了\n{got!r}\n应为\n{expected!r}")
+assert builder.add_turn("human", question) == expected[:-len("Action:")] + "Action: ", \
+    say("add_turn('human', ...) must return the text it appended", "add_turn('human', ...) 必须返回它追加的文本")
+assert builder.add_turn("gpt", "move left") == "move left</s>\n", \
+    say("an answer is followed by </s> and a newline", "回答后面要跟 </s> 和一个换行符")
 builder.add_turn("human", "and then?")
 builder.add_turn("gpt", "stop")
 full = expected + " move left</s>\nTask: and then?\nAction: stop</s>"
-assert builder.get_prompt() == full, f"get_prompt gave\n{builder.get_prompt()!r}\nexpected\n{full!r}"
+assert builder.get_prompt() == full, say(f"get_prompt gave\n{builder.get_prompt()!r}\nexpected\n{full!r}",
+                                         f"get_prompt 返回了\n{builder.get_prompt()!r}\n应为\n{full!r}")
 plain = TaskActionPromptBuilder("openvla")
-assert plain.get_potential_prompt(question) == "Task: " + question + "\nAction:", "without a system prompt there is no system line"
+assert plain.get_potential_prompt(question) == "Task: " + question + "\nAction:", \
+    say("without a system prompt there is no system line", "没有系统提示词时，不应出现系统提示词那一行")
 ### BEGIN HIDDEN TESTS
-assert TaskActionPromptBuilder("prismatic").get_potential_prompt("<image> hi ") == "Task: hi\nAction:"
+assert TaskActionPromptBuilder("prismatic").add_turn("human", "<image> hi ") == "Task: hi\nAction: "
 ### END HIDDEN TESTS
-print("All checks passed.")
+print(say("All checks passed.", "全部检查通过。"))
 
 
 # %% [markdown]
@@ -158,7 +171,7 @@ print("All checks passed.")
 #
 # Return `(input_ids, labels)` as two lists of ints. `builder` is a fresh builder of any `PromptBuilder` class.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "tokens_and_labels", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def tokens_and_labels(builder, tokenizer, conversation):
     """``conversation``: a list of ``(role, message)``; returns ``(input_ids, labels)``, two lists of equal length."""
     ### BEGIN SOLUTION
@@ -173,37 +186,40 @@ def tokens_and_labels(builder, tokenizer, conversation):
 
 
 # %% [markdown]
-# ### Check your work
+# ### Check your work (5 points)
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_tokens_and_labels", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
 from vla_backbone import get_llm_backbone_and_tokenizer
 
 backbone, tokenizer = get_llm_backbone_and_tokenizer("llama2-7b-pure")
 conversation = [("human", question), ("gpt", "move left")]
 input_ids, labels = tokens_and_labels(TaskActionPromptBuilder("openvla"), tokenizer, conversation)
-assert isinstance(input_ids, list) and isinstance(labels, list), "return two lists"
-assert len(input_ids) == len(labels), f"{len(input_ids)} ids but {len(labels)} labels"
-assert input_ids[0] == tokenizer.bos_token_id, "the first turn is tokenized with special tokens, so it starts with BOS"
-assert input_ids.count(tokenizer.bos_token_id) == 1, "only the first turn gets BOS"
+assert isinstance(input_ids, list) and isinstance(labels, list), say("return two lists", "请返回两个列表")
+assert len(input_ids) == len(labels), say(f"{len(input_ids)} ids but {len(labels)} labels",
+                                          f"有 {len(input_ids)} 个 id，却有 {len(labels)} 个标签")
+assert input_ids[0] == tokenizer.bos_token_id, say("the first turn is tokenized with special tokens, so it starts with BOS",
+                                                   "第一个轮次分词时带特殊 token，所以序列以 BOS 开头")
+assert input_ids.count(tokenizer.bos_token_id) == 1, say("only the first turn gets BOS", "只有第一个轮次带 BOS")
 answer_ids = tokenizer("move left</s>\n", add_special_tokens=False).input_ids
-assert input_ids[-len(answer_ids):] == answer_ids, "the sequence must end with the answer turn's tokens"
-assert labels == [-100] * (len(input_ids) - len(answer_ids)) + answer_ids, "label the answer's tokens, mask the rest with -100"
+assert input_ids[-len(answer_ids):] == answer_ids, say("the sequence must end with the answer turn's tokens",
+                                                       "序列必须以回答轮次的 token 结尾")
+assert labels == [-100] * (len(input_ids) - len(answer_ids)) + answer_ids, \
+    say("label the answer's tokens, mask the rest with -100", "回答的 token 保留标签，其余位置用 -100 屏蔽")
 ### BEGIN HIDDEN TESTS
 four = conversation + [("human", "and then?"), ("gpt", "stop")]
 ids4, labels4 = tokens_and_labels(TaskActionPromptBuilder("openvla"), tokenizer, four)
 assert ids4[: len(input_ids)] == input_ids and sum(label != -100 for label in labels4) > len(answer_ids)
 ### END HIDDEN TESTS
-print("All checks passed.")
+print(say("All checks passed.", "全部检查通过。"))
 
 # %% [markdown]
 # ## Tokens and labels, side by side
 #
 # Here is what the model is trained on, one token per row. BOS and the whole question are masked; the answer, its
 # `</s>` and the newline after it carry labels. Two details are worth a look. The answer turn was tokenized on its own,
-# so it starts with a separate `▁` (the tokenizer's mark for the space after `Action:`): at inference the prompt ends
-# with `Action:` and the model has to produce that space first, the same mismatch OpenVLA has with `Out:`. And the
-# newline after `</s>` is supervised too, as `▁` + `\n` (this tokenizer puts its space mark in front of any text
-# that follows a special token); that is harmless, since generation stops at `</s>`.
+# so its first token carries `▁`, the tokenizer's mark for a space: at inference the prompt ends with `Action:` and
+# the model has to produce that space itself, the same mismatch OpenVLA has with `Out:`. And the newline after
+# `</s>` is supervised too; that is harmless, since generation stops at `</s>`.
 
 # %%
 tokens = tokenizer.convert_ids_to_tokens(input_ids)
@@ -211,8 +227,9 @@ for position, (token, token_id, label) in enumerate(zip(tokens, input_ids, label
     print(f"{position:3d} {token!r:>28} {token_id:5d} {'-100' if label == -100 else label:>5}")
 supervised = [token for token, label in zip(tokens, labels, strict=True) if label != -100]
 print("supervised:", supervised)
+after_eos = supervised[supervised.index("</s>") + 1 :]
 assert labels[0] == -100 and tokens[0] == "<s>"
-assert supervised[0] == "▁" and supervised[-3:] == ["</s>", "▁", "\n"]
+assert supervised[0].startswith("▁") and tokenizer.convert_tokens_to_string(after_eos).strip(" ") == "\n"
 
 # %% [markdown]
 # A picture of the same thing for the four-turn conversation: grey positions are masked, blue ones are learned.

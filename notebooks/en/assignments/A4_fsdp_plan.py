@@ -12,13 +12,12 @@
 # - verify both against `vla_backbone.fsdp.wrap_plan` and against FSDP's own sharding code, run for each rank in turn.
 #
 # **How you are graded.** Write your code where a cell says `# YOUR CODE HERE` and delete the
-# `raise NotImplementedError` line. Run each check cell. Then run the grader, which tests more models and more
-# ranks:
+# `raise NotImplementedError` line. Run each check cell: it is worth the points in the heading above it. Then, from a clone of the repository, run the grader,
+# which tests more models and more ranks:
 #
-# `pytest tests/assignments/test_a4_fsdp_plan.py --notebook path/to/A4_fsdp_plan.py`
+# `.venv/bin/python -m pytest tests/assignments/test_a4_fsdp_plan.py --notebook path/to/A4_fsdp_plan.ipynb`
 #
-# (`--notebook` takes the `.py` file paired with this notebook, e.g. written by
-# `jupytext --to py:percent A4_fsdp_plan.ipynb`.)
+# (It reads the `.ipynb` itself; a `.py` written by jupytext works too.)
 
 # %%
 # Set-up, the same in every notebook: on Colab install the package; everywhere print versions and seed.
@@ -32,6 +31,13 @@ setup()
 LANG = "en"  # the language of this notebook's prose and plot labels
 from vla_backbone.notebook import use_language
 use_language(LANG)
+
+
+# %%
+def say(en: str, zh: str) -> str:
+    """A check's message, in the language of this notebook."""
+    return zh if LANG == "zh" else en
+
 
 # %% [markdown]
 # ## A small VLA
@@ -137,7 +143,7 @@ assert reference_plan[0] == "" and len(reference_plan) == 6
 #   even when it sits inside another unit;
 # - units are listed in the order `named_modules()` visits them.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "predict_wrap_plan", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def predict_wrap_plan(model: nn.Module, classes) -> list[str]:
     """The FSDP units a policy wrapping ``classes`` would create: ``""`` (the root), then in module order."""
     ### BEGIN SOLUTION
@@ -147,18 +153,19 @@ def predict_wrap_plan(model: nn.Module, classes) -> list[str]:
 
 
 # %% [markdown]
-# ### Check your work
+# ### Check your work (4 points)
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_wrap_plan", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 predicted = predict_wrap_plan(vla, wrap_classes(vla))
-assert predicted == reference_plan, f"predicted {predicted}\nwrap_plan says {reference_plan}"
+assert predicted == reference_plan, say(f"predicted {predicted}\nwrap_plan says {reference_plan}",
+                                         f"预测为 {predicted}\nwrap_plan 给出的是 {reference_plan}")
 backbone = vla.llm_backbone
 assert predict_wrap_plan(backbone, {backbone.transformer_layer_cls}) == wrap_plan(backbone, backbone.get_fsdp_wrapping_policy()), \
-    "the plan for the language backbone alone differs"
+    say("the plan for the language backbone alone differs", "只包装语言骨干网络时，预测的包装方案不一致")
 ### BEGIN HIDDEN TESTS
 assert predict_wrap_plan(vla, {nn.Linear})[:2] == ["", "vision_backbone.patch_embed"]
 ### END HIDDEN TESTS
-print("All checks passed.")
+print(say("All checks passed.", "全部检查通过。"))
 
 # %% [markdown]
 # ## How FULL_SHARD splits a unit
@@ -187,7 +194,7 @@ assert [int((chunk < 10).sum()) for chunk in chunks] == [3, 3, 3, 1]
 # FSDP wraps `model` with a policy for `classes` under `FULL_SHARD`, as a list of `world_size` ints. Use your
 # `predict_wrap_plan` to find the units; again, do not call `wrap_plan` or `unit_parameter_counts`.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "predict_rank_share", "locked": false, "schema_version": 3, "solution": true, "task": false}
 import math
 
 
@@ -243,20 +250,22 @@ def fsdp_shares(build, policy_for, world_size: int) -> list[int]:
 
 
 # %% [markdown]
-# ### Check your work
+# ### Check your work (6 points)
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_rank_share", "locked": true, "points": 6, "schema_version": 3, "solution": false, "task": false}
 for world_size in (2, 3):
-    predicted = predict_rank_share(TinyVLA(), wrap_classes(vla), world_size)
+    predicted = predict_rank_share(vla, wrap_classes(vla), world_size)
     actual = fsdp_shares(TinyVLA, openvla_policy, world_size)
     print(f"{world_size} ranks: predicted {predicted}, FSDP {actual}")
-    assert predicted == actual, f"{world_size} ranks: predicted {predicted}, FSDP holds {actual}"
+    assert predicted == actual, say(f"{world_size} ranks: predicted {predicted}, FSDP holds {actual}",
+                                    f"{world_size} 个 rank：预测为 {predicted}，FSDP 实际持有 {actual}")
 total = sum(p.numel() for p in vla.parameters())
-assert sum(predict_rank_share(vla, wrap_classes(vla), 4)) == total, "the shares must add up to every parameter, once"
+assert sum(predict_rank_share(vla, wrap_classes(vla), 4)) == total, \
+    say("the shares must add up to every parameter, once", "各 rank 的份额加起来必须恰好是全部参数，每个只算一次")
 ### BEGIN HIDDEN TESTS
 assert predict_rank_share(vla, wrap_classes(vla), 1) == [total]
 ### END HIDDEN TESTS
-print("All checks passed.")
+print(say("All checks passed.", "全部检查通过。"))
 
 # %% [markdown]
 # ## What the shares look like

@@ -13,12 +13,12 @@
 # - run the backbone on the result and check the loss, the padding and the gradients.
 #
 # **How you are graded.** Write your code where a cell says `# YOUR CODE HERE` and delete the
-# `raise NotImplementedError` line. Run each check cell. Then run the grader, which tests more cases:
+# `raise NotImplementedError` line. Run each check cell: it is worth the points in the heading above it. Then, from a clone of the repository, run the grader,
+# which tests more cases:
 #
-# `pytest tests/assignments/test_a5_splice_patches.py --notebook path/to/A5_splice_patches.py`
+# `.venv/bin/python -m pytest tests/assignments/test_a5_splice_patches.py --notebook path/to/A5_splice_patches.ipynb`
 #
-# (`--notebook` takes the `.py` file paired with this notebook, e.g. written by
-# `jupytext --to py:percent A5_splice_patches.ipynb`.)
+# (It reads the `.ipynb` itself; a `.py` written by jupytext works too.)
 
 # %%
 # Set-up, the same in every notebook: on Colab install the package; everywhere print versions and seed.
@@ -33,16 +33,23 @@ LANG = "en"  # the language of this notebook's prose and plot labels
 from vla_backbone.notebook import use_language
 use_language(LANG)
 
+
+# %%
+def say(en: str, zh: str) -> str:
+    """A check's message, in the language of this notebook."""
+    return zh if LANG == "zh" else en
+
+
 # %% [markdown]
 # ## A training example, as OpenVLA builds it
 #
 # A training example is the inference prompt (`In: What action should the robot take to ...?\nOut:`), followed by
 # the robot's action written as tokens (one per action dimension: OpenVLA maps each value to one of the 256 least
 # used ids of the vocabulary, see `vla_backbone.actions.ActionTokenizer`), followed by EOS. Printed as text, the
-# action tokens are whatever the tail of the vocabulary holds; on this tiny replica, long phrases merged from its
-# small training corpus.
+# action tokens are whatever rarely used pieces the tail of the vocabulary holds.
 
 # %%
+import numpy as np
 import torch
 
 from vla_backbone import get_llm_backbone_and_tokenizer
@@ -57,7 +64,7 @@ def example_ids(instruction: str, action: list[float]) -> tuple[list[int], int]:
     """Token ids of one training example, and how many of them are action tokens."""
     builder = PurePromptBuilder("openvla")
     builder.add_turn("human", openvla_action_prompt(instruction))
-    action_ids = action_tokenizer.encode(torch.tensor(action)).tolist()
+    action_ids = action_tokenizer.token_ids(np.array(action)).tolist()
     return tokenizer(builder.get_prompt()).input_ids + action_ids + [tokenizer.eos_token_id], len(action_ids)
 
 
@@ -74,7 +81,7 @@ assert all(i >= action_tokenizer.action_token_begin_idx for i in ids[-8:-1])
 # action tokens and EOS, return a new tensor of the same shape and dtype that holds the ids of those last
 # `num_action_tokens + 1` positions and `-100` everywhere else. Do not change `input_ids` itself.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "action_labels", "locked": false, "schema_version": 3, "solution": true, "task": false}
 IGNORE_INDEX = -100
 
 
@@ -88,19 +95,20 @@ def action_labels(input_ids: torch.Tensor, num_action_tokens: int) -> torch.Tens
 
 
 # %% [markdown]
-# ### Check your work
+# ### Check your work (4 points)
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_action_labels", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 ids_tensor = torch.tensor(ids)
 labels = action_labels(ids_tensor, n_action)
-assert labels.shape == ids_tensor.shape and labels.dtype == ids_tensor.dtype, "same shape and dtype as input_ids"
-assert torch.equal(ids_tensor, torch.tensor(ids)), "action_labels changed input_ids in place"
-assert (labels[:-8] == IGNORE_INDEX).all(), "every prompt position must be -100"
-assert torch.equal(labels[-8:], ids_tensor[-8:]), "the 7 action tokens and EOS keep their ids"
+assert labels.shape == ids_tensor.shape and labels.dtype == ids_tensor.dtype, \
+    say("same shape and dtype as input_ids", "形状和 dtype 必须与 input_ids 相同")
+assert torch.equal(ids_tensor, torch.tensor(ids)), say("action_labels changed input_ids in place", "action_labels 原地修改了 input_ids")
+assert (labels[:-8] == IGNORE_INDEX).all(), say("every prompt position must be -100", "提示词的每个位置都必须是 -100")
+assert torch.equal(labels[-8:], ids_tensor[-8:]), say("the 7 action tokens and EOS keep their ids", "7 个动作 token 和 EOS 保留各自的 id")
 ### BEGIN HIDDEN TESTS
 assert torch.equal(action_labels(ids_tensor, 0)[-1:], ids_tensor[-1:]) and (action_labels(ids_tensor, 0)[:-1] == -100).all()
 ### END HIDDEN TESTS
-print("All checks passed.")
+print(say("All checks passed.", "全部检查通过。"))
 
 # %% [markdown]
 # ## A batch, and some patches
@@ -149,7 +157,7 @@ assert attention_mask[0].sum() < length and attention_mask[1].sum() == length
 #   and `patch_embeds` differ (a projector with the wrong output width is a classic mistake);
 # - do not change the inputs in place, and keep gradients flowing into `patch_embeds` (the projector trains).
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "splice_patches", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def splice_patches(input_embeds, patch_embeds, attention_mask, labels=None):
     """Insert ``patch_embeds`` right after BOS; stretch ``attention_mask`` and ``labels`` to match."""
     ### BEGIN SOLUTION
@@ -171,28 +179,35 @@ def splice_patches(input_embeds, patch_embeds, attention_mask, labels=None):
 
 
 # %% [markdown]
-# ### Check your work
+# ### Check your work (6 points)
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_splice", "locked": true, "points": 6, "schema_version": 3, "solution": false, "task": false}
 from vla_backbone.notebook import expect_error
 
 embeds, mask, spliced_labels = splice_patches(text_embeds, patch_embeds, attention_mask, labels)
 P = patch_embeds.shape[1]
-assert embeds.shape == (2, P + length, 64), f"embeds has shape {tuple(embeds.shape)}, expected {(2, P + length, 64)}"
-assert torch.equal(embeds[:, 0], text_embeds[:, 0]), "position 0 must stay BOS"
-assert torch.equal(embeds[:, 1 : 1 + P], patch_embeds), "the patches go right after BOS, in order"
-assert torch.equal(embeds[:, 1 + P :], text_embeds[:, 1:]), "the rest of the text follows the patches"
-assert mask.dtype == attention_mask.dtype, f"mask dtype {mask.dtype}, expected the input's {attention_mask.dtype}"
-assert (mask[:, 1 : 1 + P] == 1).all() and torch.equal(mask[:, 1 + P :], attention_mask[:, 1:]), "patches are attended to; the text keeps its mask"
-assert (spliced_labels[:, : 1 + P] == IGNORE_INDEX).all(), "BOS and every patch position must be -100"
-assert torch.equal(spliced_labels[:, 1 + P :], labels[:, 1:]), "the text keeps its labels"
-assert splice_patches(text_embeds, patch_embeds, attention_mask)[2] is None, "labels=None gives None"
+assert embeds.shape == (2, P + length, 64), say(f"embeds has shape {tuple(embeds.shape)}, expected {(2, P + length, 64)}",
+                                                f"embeds 的形状是 {tuple(embeds.shape)}，应为 {(2, P + length, 64)}")
+assert torch.equal(embeds[:, 0], text_embeds[:, 0]), say("position 0 must stay BOS", "位置 0 必须仍然是 BOS")
+assert torch.equal(embeds[:, 1 : 1 + P], patch_embeds), say("the patches go right after BOS, in order",
+                                                            "patch 要按顺序紧跟在 BOS 之后")
+assert torch.equal(embeds[:, 1 + P :], text_embeds[:, 1:]), say("the rest of the text follows the patches",
+                                                                "其余文本要跟在 patch 之后")
+assert mask.dtype == attention_mask.dtype, say(f"mask dtype {mask.dtype}, expected the input's {attention_mask.dtype}",
+                                               f"掩码的 dtype 是 {mask.dtype}，应与输入相同（{attention_mask.dtype}）")
+assert (mask[:, 1 : 1 + P] == 1).all() and torch.equal(mask[:, 1 + P :], attention_mask[:, 1:]), \
+    say("patches are attended to; the text keeps its mask", "patch 位置要参与注意力；文本保留原来的掩码")
+assert (spliced_labels[:, : 1 + P] == IGNORE_INDEX).all(), say("BOS and every patch position must be -100",
+                                                               "BOS 和每个 patch 位置都必须是 -100")
+assert torch.equal(spliced_labels[:, 1 + P :], labels[:, 1:]), say("the text keeps its labels", "文本保留原来的标签")
+assert splice_patches(text_embeds, patch_embeds, attention_mask)[2] is None, say("labels=None gives None",
+                                                                                  "labels=None 时返回的标签应为 None")
 with expect_error(ValueError, match="32"):
     splice_patches(text_embeds, torch.randn(2, 16, 32), attention_mask, labels)
 ### BEGIN HIDDEN TESTS
 assert splice_patches(text_embeds, patch_embeds, attention_mask.bool())[1].dtype == torch.bool
 ### END HIDDEN TESTS
-print("All checks passed.")
+print(say("All checks passed.", "全部检查通过。"))
 
 # %% [markdown]
 # ## What one spliced sequence looks like
@@ -202,7 +217,6 @@ print("All checks passed.")
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 from matplotlib.colors import ListedColormap
 
 TEXT = {

@@ -1,18 +1,18 @@
 # %% [markdown]
 # # A1 · 作业：为 GPT-2 写一个骨干网络
 #
-# 这个包目前支持五个模型家族：Llama-2、Mistral、Phi-2、Qwen-2.5 和 OPT，GPT-2 不在其中。拿它来练手正合适：模型小、不需要申请访问权限，而且它身上有两个坑，几乎每个新家族都会以某种形式碰到。一是模块的命名不同（叫 `transformer.h`，而不是 `model.layers`）；二是它的分词器不会添加 BOS token，所以 03 号 notebook 里的 BOS 检查会直接拒绝它。在这份作业里，你要写出 `GPT2LLMBackbone`，决定 BOS 的问题怎么处理，并证明得到的结果确实能被 VLA 使用。
+# 这个包目前支持五个模型家族：Llama-2、Mistral、Phi-2、Qwen-2.5 和 OPT，GPT-2 不在其中。拿它来练手正合适：模型小、不需要申请访问权限，而且它身上有两个坑，几乎每个新家族都会以某种形式碰到。一是模块的命名不同（叫 `transformer.h`，而不是 `model.layers`）；二是它的分词器不会添加 BOS token，所以 notebook 03 里的 BOS 检查会直接拒绝它。在这份作业里，你要写出 `GPT2LLMBackbone`，决定 BOS 的问题怎么处理，并证明得到的结果确实能被 VLA 使用。
 #
 # **你要完成的事**
-# - 登记 GPT-2 的骨干网络 id，并写出 `GPT2LLMBackbone`——一个 `FamilyBackbone` 的子类（对应 01 和 12 号 notebook）；
-# - 决定 GPT-2 的 BOS token 从哪里来，把这个决定实现出来，并说明理由（对应 03 号 notebook）；
+# - 登记 GPT-2 的骨干网络 id，并写出 `GPT2LLMBackbone`——一个 `FamilyBackbone` 的子类（对应 notebook 01 和 12）；
+# - 决定 GPT-2 的 BOS token 从哪里来，把这个决定实现出来，并说明理由（对应 notebook 03）；
 # - 端到端地检查结果：加载、填充、提示词、FSDP 包装，以及一步训练。
 #
-# **如何评分。** 在写着 `# YOUR CODE HERE` 的单元格里写代码，并删掉 `raise NotImplementedError` 那一行。每个任务后面都跟着一个检查单元格，记得运行它。最后运行评分程序：它会把这个 notebook 当作脚本执行一遍，再用更多的用例测试你的代码：
+# **如何评分。** 在写着 `# 在这里写你的代码` 的单元格里写代码，并删掉 `raise NotImplementedError` 那一行。每个任务后面都跟着检查单元格，记得运行它们。每个检查单元格的分值写在它上方的标题里，书面回答由老师人工评分。最后在仓库的克隆里运行评分程序：它会把这个 notebook 执行一遍，再用更多的用例测试你的代码：
 #
-# `pytest tests/assignments/test_a1_new_backbone.py --notebook path/to/A1_new_backbone.py`
+# `.venv/bin/python -m pytest tests/assignments/test_a1_new_backbone.py --notebook path/to/A1_new_backbone.ipynb`
 #
-# （`--notebook` 接收的是与本 notebook 配对的 `.py` 文件。在装了 jupytext 的 JupyterLab 里，保存 notebook 时它会自动更新；否则可以用 `jupytext --to py:percent A1_new_backbone.ipynb` 导出。）
+# （评分程序直接读取 `.ipynb`；用 jupytext 导出的 `.py` 也可以。）
 
 # %%
 # Set-up, the same in every notebook: on Colab install the package; everywhere print versions and seed.
@@ -26,6 +26,13 @@ setup()
 LANG = "zh"  # the language of this notebook's prose and plot labels
 from vla_backbone.notebook import use_language
 use_language(LANG)
+
+
+# %%
+def say(en: str, zh: str) -> str:
+    """A check's message, in the language of this notebook."""
+    return zh if LANG == "zh" else en
+
 
 # %% [markdown]
 # ## 包里缺的这个家族
@@ -47,21 +54,35 @@ del toy
 # %% [markdown]
 # ## 离线的微型 GPT-2
 #
-# 这个包只会为自己的五个家族构建微型副本。下面这个单元格教它认识第六个：往 `vla_backbone.tiny.TINY_SPECS` 里加一份 GPT-2 的 `TinySpec`（模型类相同，隐藏维度 64，两个 block，分词器在代码里现场训练，只有 GPT-2 唯一的特殊 token `<|endoftext|>`），然后把它构建到缓存目录里，只需构建一次。在本 notebook 里凡是加载 GPT-2 的地方，都把 `TINY_GPT2` 作为 `hf_hub_path` 传进去。真实权重在 Hub 上的 `openai-community/gpt2`；微型副本保留了这里真正要紧的东西：模型类和分词器的行为。
+# 这个包只会为自己的五个家族构建微型副本。下面这个单元格教它认识第六个。GPT-2 真实的分词器现成就有：包里自带的 phi-2 分词器就是 GPT-2 的字节级 BPE（同样的 50257 个 token、50000 条合并规则），再加上 phi-2 为代码添加的 38 个空白 token；去掉这些，就是 GPT-2 的分词器。这个单元格把它写到一个目录里，往 `vla_backbone.tiny.TINY_SPECS` 里加一份 GPT-2 的 `TinySpec`（词表大小和特殊 token id 与 Hub 上的 config 一致，使用真实的模型类，隐藏维度 64，两个 block），然后把微型副本构建到缓存目录里，只需构建一次。在本 notebook 里凡是加载 GPT-2 的地方，都把 `TINY_GPT2` 作为 `hf_hub_path` 传进去。真实权重在 Hub 上的 `openai-community/gpt2`；微型副本保留了这里真正要紧的东西：模型类和分词器。
 
 # %%
-from vla_backbone.tiny import TINY_SPECS, TinySpec, tiny_checkpoint
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+
+from vla_backbone.tiny import TINY_SPECS, TinySpec, tiny_checkpoint, tokenizer_files
+
+gpt2_files = Path(tempfile.mkdtemp(prefix="gpt2_tokenizer_"))
+phi = json.loads((tokenizer_files(TINY_SPECS["phi"]) / "tokenizer.json").read_text(encoding="utf-8"))
+phi["added_tokens"] = [token for token in phi["added_tokens"] if token["content"] == "<|endoftext|>"]
+(gpt2_files / "tokenizer.json").write_text(json.dumps(phi, ensure_ascii=False), encoding="utf-8")
+special = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}
+(gpt2_files / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 1024, **special}), encoding="utf-8")
 
 TINY_SPECS.setdefault("gpt2", TinySpec(
-    "gpt2", "GPT2Config", "GPT2LMHeadModel", "bytelevel", ("<|endoftext|>",),
-    {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}, None,
-    {"n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 1024},
+    "gpt2", "GPT2Config", "GPT2LMHeadModel",
+    {"vocab_size": 50257, "bos_token_id": 50256, "eos_token_id": 50256, "n_positions": 1024, "tie_word_embeddings": True},
+    torch.float32, {"n_embd": 64, "n_layer": 2, "n_head": 4}, tokenizer_dir=gpt2_files,
 ))
 TINY_GPT2 = str(tiny_checkpoint("gpt2"))
 print("tiny GPT-2 at", TINY_GPT2)
+assert len(phi["model"]["vocab"]) == 50257 and len(phi["model"]["merges"]) == 50000
 
 # %% [markdown]
-# 和真实的 GPT-2 分词器一样，微型副本的分词器只有一个特殊 token，同时充当 BOS、EOS 和 UNK；它没有 PAD token；而且无论是否要求添加特殊 token，它都不会在文本前面加 BOS。
+# 它只有一个特殊 token `<|endoftext|>`（id 50256），同时充当 BOS、EOS 和 UNK；它没有 PAD token；而且无论是否要求添加特殊 token，它都不会在文本前面加 BOS。
 
 # %%
 from transformers import AutoTokenizer
@@ -70,12 +91,12 @@ gpt2_tokenizer = AutoTokenizer.from_pretrained(TINY_GPT2)
 eot = gpt2_tokenizer.convert_tokens_to_ids("<|endoftext|>")
 with_special = gpt2_tokenizer("Test 123", add_special_tokens=True).input_ids
 print("<|endoftext|> id:", eot, "| 'Test 123' ->", with_special)
-assert gpt2_tokenizer.bos_token_id == gpt2_tokenizer.eos_token_id == gpt2_tokenizer.unk_token_id == eot
+assert gpt2_tokenizer.bos_token_id == gpt2_tokenizer.eos_token_id == gpt2_tokenizer.unk_token_id == eot == 50256
 assert gpt2_tokenizer.pad_token is None
 assert with_special == gpt2_tokenizer("Test 123", add_special_tokens=False).input_ids and eot not in with_special
 
 # %% [markdown]
-# 因此，每个骨干网络在构造时都会执行的 BOS 检查（03 号 notebook）会拒绝它，报错信息里也点明了两条出路：
+# 因此，每个骨干网络在构造时都会执行的 BOS 检查（notebook 03）会拒绝它，报错信息里也点明了两条出路：
 
 # %%
 from vla_backbone.errors import TokenizerBOSError
@@ -88,7 +109,7 @@ with expect_error(TokenizerBOSError, match="does not prepend BOS"):
 # %% [markdown]
 # ## 任务 1 · BOS 怎么办
 #
-# 先说 BOS 为什么重要：VLM 会把图像 patch 紧接在位置 0 之后拼进去（11 号 notebook）。位置 0 上的 token 在训练和推理时必须一致，而且必须是一个表示序列开始的 token，而不是提示词里的某个词。要做到这一点，有两条路：
+# 先说 BOS 为什么重要：VLM 会把图像 patch 紧接在位置 0 之后拼进去（notebook 11）。位置 0 上的 token 在训练和推理时必须一致，而且必须是一个表示序列开始的 token，而不是提示词里的某个词。要做到这一点，有两条路：
 #
 # - **(a) 当作特例处理，和 phi-2 一样。** 把 GPT-2 的 id 加进 `vla_backbone.hf_causal.SPECIAL_CASES`，让检查跳过它；再给 GPT-2 配一个提示词构造器，由它自己在第一个轮次的最开头写上 `<|endoftext|>`（可以参考 `PhiPromptBuilder`）。
 # - **(b) 让分词器自己加上。** 同样先跳过检查；加载完成后，给分词器换一个 post-processor，让它在添加特殊 token 时往每段文本前面放一个 `<|endoftext|>`；然后自己调用一次 `check_bos`，保证骨干网络仍然会拒绝行为不对的分词器。
@@ -99,7 +120,7 @@ with expect_error(TokenizerBOSError, match="does not prepend BOS"):
 # - `GPT2_MODELS`：骨干网络 id → Hub 仓库，至少要有 `"gpt2-124m"` → `"openai-community/gpt2"`（更大的 `gpt2-355m`、`gpt2-774m`、`gpt2-1.5b` 分别对应 `openai-community/gpt2-medium`、`-large`、`-xl`）；
 # - 你的方案需要的其他东西：`SPECIAL_CASES` 里的条目，如果选了 (a)，还要一个提示词构造器类。
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "gpt2_models_and_bos", "locked": false, "schema_version": 3, "solution": true, "task": false}
 from vla_backbone.hf_causal import SPECIAL_CASES
 from vla_backbone.prompting import PromptBuilder, PurePromptBuilder
 
@@ -127,11 +148,11 @@ class GPT2PromptBuilder(PurePromptBuilder):
 
 
 # %% [markdown]
-# 用两三句话回答：你选了哪个方案，为什么？如果有人用 `source="hub"` 加载真实权重，另一个方案会出什么问题？
+# 用两三句话回答：你选了哪个方案，为什么？如果有人用 `source="hub"` 加载真实权重，另一个方案会出什么问题？（2 分，人工评分）
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "bos_decision", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
 # ### BEGIN SOLUTION
-# 方案 (a)。GPT-2 预训练时各篇文档之间就是用 `<|endoftext|>` 隔开的，所以以它开头的提示词看上去就像一篇新文档的开始；把它写进模板里，训练和推理就完全一致，而且不用动分词器。方案 (b) 在加载之后修改分词器，也能用，但这个修改只存在于我们的代码里，而不在 checkpoint 里；任何直接从 Hub 加载分词器的代码（比如 collator、推理服务）拿到的都是不加 BOS 的分词器，patch 会悄无声息地错开一个位置。
+# 方案 (a)。GPT-2 预训练时各篇文档之间就是用 `<|endoftext|>` 隔开的，所以以它开头的提示词看上去就像一篇新文档的开始；把它写进模板里，训练和推理就完全一致，而且不用动分词器。方案 (b) 在加载之后修改分词器，也能用，但这个修改只存在于我们的代码里，而不在 checkpoint 里；任何直接从 Hub 加载分词器的代码（比如 collator、推理服务）拿到的都是不加 BOS 的分词器，patch 会静默地错开一个位置。
 # ### END SOLUTION
 
 # %% [markdown]
@@ -141,12 +162,12 @@ class GPT2PromptBuilder(PurePromptBuilder):
 # - `family = "gpt2"` 和 `models = GPT2_MODELS`；
 # - `llm_cls_path` 和 `decoder_layer_path`：分别指向 `GPT2LMHeadModel` 和 `GPT2Block` 的点分路径；
 # - `pad_token`：GPT-2 没有 PAD token，而组 batch 需要它；加一个专门的 `"<|pad|>"`（千万别拿 EOS 来填充：那样的标签会教模型过早停下）；
-# - 两个属性：`prompt_builder_fn`（对应你在任务 1 里的决定）和 `last_layer_finetune_modules`：输入嵌入、最后一个 block、输出头，顺序和其他家族返回的一样；
+# - 两个 `@property` 成员：`prompt_builder_fn`（对应你在任务 1 里的决定）和 `last_layer_finetune_modules`：输入嵌入、最后一个 block、输出头，顺序和其他家族返回的一样；
 # - 只有选了方案 (b) 才需要的 `__init__`：修好分词器，再重新检查一遍。
 #
 # 它必须能以 `GPT2LLMBackbone("gpt2-124m", hf_hub_path=TINY_GPT2)` 的方式离线加载。
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "gpt2_backbone", "locked": false, "schema_version": 3, "solution": true, "task": false}
 from typing import Sequence
 
 from torch import nn
@@ -175,22 +196,40 @@ class GPT2LLMBackbone(FamilyBackbone):
 
 
 # %% [markdown]
-# ### 检查你的代码
+# ### 检查你的代码：骨干网络（4 分）
 #
 # 下面的检查会构造你的骨干网络，并测试上面的各条规则。任何一条失败，都会告诉你具体哪里不对。
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_backbone", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 import torch
-
-from vla_backbone.prompting import openvla_action_prompt
 
 backbone = GPT2LLMBackbone("gpt2-124m", hf_hub_path=TINY_GPT2)
 tokenizer = backbone.get_tokenizer()
 bos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
 
-assert isinstance(backbone.llm, GPT2LMHeadModel), f"llm is a {type(backbone.llm).__name__}, expected GPT2LMHeadModel"
-assert backbone.transformer_layer_cls is GPT2Block, f"transformer_layer_cls is {backbone.transformer_layer_cls}, expected GPT2Block"
-assert backbone.pad_token_id is not None and backbone.pad_token_id != bos, "add a PAD token of its own (pad_token)"
+assert isinstance(backbone.llm, GPT2LMHeadModel), say(f"llm is a {type(backbone.llm).__name__}, expected GPT2LMHeadModel",
+                                                      f"llm 是 {type(backbone.llm).__name__}，应为 GPT2LMHeadModel")
+assert backbone.transformer_layer_cls is GPT2Block, say(f"transformer_layer_cls is {backbone.transformer_layer_cls}, expected GPT2Block",
+                                                        f"transformer_layer_cls 是 {backbone.transformer_layer_cls}，应为 GPT2Block")
+assert backbone.pad_token_id is not None and backbone.pad_token_id != bos, say("add a PAD token of its own (pad_token)",
+                                                                               "请添加一个专门的 PAD token（pad_token）")
+modules = backbone.last_layer_finetune_modules
+assert len(modules) == 3 and modules[0] is backbone.llm.get_input_embeddings() and modules[1] is backbone.llm.transformer.h[-1], \
+    say("last_layer_finetune_modules must be (input embeddings, last block, LM head)",
+        "last_layer_finetune_modules 必须是（输入嵌入, 最后一个 block, 输出头）")
+### BEGIN HIDDEN TESTS
+assert backbone.llm.get_input_embeddings().weight.shape[0] % 64 == 0
+assert modules[2] is backbone.llm.get_output_embeddings()
+### END HIDDEN TESTS
+print(say("All checks passed.", "全部检查通过。"))
+
+# %% [markdown]
+# ### 检查你的代码：BOS 规则（4 分）
+#
+# 在 OpenVLA 的动作提示词上检查任务 1 的规则：无论有没有回答，位置 0 上都恰好是一个 `<|endoftext|>`。
+
+# %% nbgrader={"grade": true, "grade_id": "check_bos_rule", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
+from vla_backbone.prompting import openvla_action_prompt
 
 
 def first_tokens(answer=None):
@@ -203,34 +242,35 @@ def first_tokens(answer=None):
 
 ids = first_tokens()
 print("prompt ids:", ids[:8], "...")
-assert ids[0] == bos, f"position 0 is token {ids[0]} ({tokenizer.convert_ids_to_tokens(ids[0])!r}), expected <|endoftext|> ({bos})"
-assert ids[1] != bos, "<|endoftext|> appears twice at the start: the prompt and the tokenizer both add it"
+assert ids[0] == bos, say(f"position 0 is token {ids[0]} ({tokenizer.convert_ids_to_tokens(ids[0])!r}), expected <|endoftext|> ({bos})",
+                          f"位置 0 是 token {ids[0]}（{tokenizer.convert_ids_to_tokens(ids[0])!r}），应为 <|endoftext|>（{bos}）")
+assert ids[1] != bos, say("<|endoftext|> appears twice at the start: the prompt and the tokenizer both add it",
+                          "开头出现了两个 <|endoftext|>：提示词和分词器各加了一个")
 ids = first_tokens(answer="move left")
-assert ids[0] == bos and ids[1] != bos and ids[-1] == bos, "with an answer, the prompt must start with one <|endoftext|> and end with one"
-modules = backbone.last_layer_finetune_modules
-assert len(modules) == 3 and modules[0] is backbone.llm.get_input_embeddings() and modules[1] is backbone.llm.transformer.h[-1], \
-    "last_layer_finetune_modules must be (input embeddings, last block, LM head)"
+assert ids[0] == bos and ids[1] != bos and ids[-1] == bos, say(
+    "with an answer, the prompt must start with one <|endoftext|> and end with one",
+    "加上回答之后，提示词必须以一个 <|endoftext|> 开头，并以一个 <|endoftext|> 结尾")
 ### BEGIN HIDDEN TESTS
 assert GPT2_MODELS.get("gpt2-124m") == "openai-community/gpt2"
-assert backbone.llm.get_input_embeddings().weight.shape[0] % 64 == 0
+assert all(backbone_id.startswith("gpt2") for backbone_id in GPT2_MODELS)
 ### END HIDDEN TESTS
-print("All checks passed.")
+print(say("All checks passed.", "全部检查通过。"))
 
 # %% [markdown]
 # ## 让你的骨干网络干活
 #
-# 下面这些单元格用的都是你写的代码。先看词表：`<|pad|>` 成了 token 1024，嵌入矩阵的行数扩到了下一个 64 的倍数。真实的 GPT-2 也一样：50257 个词加上 `<|pad|>` → 50304 行，这正是 nanoGPT 为了提速而让它出了名的那个补齐后的词表大小。
+# 下面这些单元格用的都是你写的代码。先看词表：`<|pad|>` 成了词表里的最后一个 token，也就是 50257；嵌入矩阵的行数扩到了下一个 64 的倍数，即 50304 行，这正是 nanoGPT 为了提速而让它出了名的那个补齐后的词表大小。
 
 # %%
 import math
 
 rows = backbone.llm.get_input_embeddings().weight.shape[0]
 print("tokenizer:", len(tokenizer), "| pad id:", backbone.pad_token_id, "| embedding rows:", rows)
-assert backbone.pad_token_id == 1024 and rows == 1088
-assert math.ceil((50257 + 1) / 64) * 64 == 50304
+assert backbone.pad_token_id == len(tokenizer) - 1 == 50257
+assert rows == math.ceil(len(tokenizer) / 64) * 64 == 50304
 
 # %% [markdown]
-# FSDP 会把每个 `GPT2Block` 包装成一个独立的单元（10 号 notebook）；嵌入、最后的 norm 和输出头都留在根单元里。
+# FSDP 会把每个 `GPT2Block` 包装成一个独立的单元（notebook 10）；嵌入、最终归一化层和输出头都留在根单元里。
 
 # %%
 from vla_backbone.fsdp import unit_parameter_counts, wrap_plan
@@ -268,5 +308,5 @@ assert backbone.llm.transformer.h[-1].attn.c_attn.weight.grad.abs().sum() > 0
 #
 # ## 练习
 # 1. 实现另一种 BOS 方案，再跑一次评分程序：两种方案它都接受。
-# 2. 用 `GPT2LLMBackbone("gpt2-124m", ..., inference_mode=True)` 加载 `TINY_GPT2`。加载流程（02 号 notebook）里哪些步骤被跳过了？BOS 规则是否仍然成立？
+# 2. 用 `GPT2LLMBackbone("gpt2-124m", ..., inference_mode=True)` 加载 `TINY_GPT2`。加载流程（notebook 02）里哪些步骤被跳过了？BOS 规则是否仍然成立？
 # 3. 在能联网的机器上，加载真实的 `openai-community/gpt2`（不传 `hf_hub_path`），把动作提示词的前十个 token id 和微型副本的对比一下。

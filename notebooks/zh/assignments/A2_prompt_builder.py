@@ -4,15 +4,15 @@
 # 经过对话微调的 checkpoint，只有在文本排版和微调时一模一样的情况下才能正常工作；少一个换行，模型看到的就是一个它从没见过的提示词。模型卡片通常用文字描述这种排版，总得有人把文字翻译成代码。这份作业里你要为下面描述的模板做这件事，然后把对话转换成训练需要的两个序列：token id，以及标明损失从哪些 token 学习的标签。
 #
 # **你要完成的事**
-# - 在包里的 `TurnPromptBuilder` 基础上，按文字描述实现 `TaskActionPromptBuilder`（对应 05 号 notebook）；
+# - 在包里的 `TurnPromptBuilder` 基础上，按文字描述实现 `TaskActionPromptBuilder`（对应 notebook 05）；
 # - 实现 `tokens_and_labels`：按轮次对一段对话分词，并屏蔽所有不该让模型学着生成的内容；
 # - 逐个 token 查看结果，并验证损失确实忽略了被屏蔽的 token。
 #
-# **如何评分。** 在写着 `# YOUR CODE HERE` 的单元格里写代码，并删掉 `raise NotImplementedError` 那一行。运行每个检查单元格。最后运行评分程序，它会测试更多用例：
+# **如何评分。** 在写着 `# 在这里写你的代码` 的单元格里写代码，并删掉 `raise NotImplementedError` 那一行。运行每个检查单元格，它的分值写在上方的标题里。最后在仓库的克隆里运行评分程序，它会测试更多用例：
 #
-# `pytest tests/assignments/test_a2_prompt_builder.py --notebook path/to/A2_prompt_builder.py`
+# `.venv/bin/python -m pytest tests/assignments/test_a2_prompt_builder.py --notebook path/to/A2_prompt_builder.ipynb`
 #
-# （`--notebook` 接收的是与本 notebook 配对的 `.py` 文件，比如用 `jupytext --to py:percent A2_prompt_builder.ipynb` 导出的那个。）
+# （评分程序直接读取 `.ipynb`；用 jupytext 导出的 `.py` 也可以。）
 
 # %%
 # Set-up, the same in every notebook: on Colab install the package; everywhere print versions and seed.
@@ -27,10 +27,17 @@ LANG = "zh"  # the language of this notebook's prose and plot labels
 from vla_backbone.notebook import use_language
 use_language(LANG)
 
+
+# %%
+def say(en: str, zh: str) -> str:
+    """A check's message, in the language of this notebook."""
+    return zh if LANG == "zh" else en
+
+
 # %% [markdown]
 # ## 包里的构造器是怎么搭起来的
 #
-# `vla_backbone.prompting` 里的每个构造器都是 `TurnPromptBuilder`。所有模板共用的逻辑都放在这个基类里：角色按 `human`、`gpt`、`human`……交替出现；每条消息都会删掉 `<image>`，再去掉首尾空白；空回答会变成一个空格；`add_turn` 返回的正是它追加的那段文本；`get_prompt()` 和 `get_potential_prompt(message)` 会去掉末尾的空白和开头的 `<s>`（BOS 由分词器自己添加）。具体的构造器只需要说明怎样包裹消息，最多覆盖三个方法：
+# `vla_backbone.prompting` 里的每个构造器都是 `TurnPromptBuilder`。所有模板共用的逻辑都放在这个基类里：角色按 `human`、`gpt`、`human`……交替出现；`add_turn` 收到的每条消息都会删掉 `<image>`，再去掉首尾空白（`get_potential_prompt` 则和上游一样，原样使用传入的消息）；空回答会变成一个空格；`add_turn` 返回的正是它追加的那段文本；`get_prompt()` 和 `get_potential_prompt(message)` 会去掉末尾的空白和开头的 `<s>`（BOS 由分词器自己添加）。具体的构造器只需要说明怎样包裹消息，最多覆盖三个方法：
 #
 # | 方法 | 默认行为 | 决定什么 |
 # |---|---|---|
@@ -49,6 +56,7 @@ print(repr(pure.add_turn("gpt", "move left")))
 print(repr(pure.get_prompt()))
 assert pure.get_prompt() == "In: What action should the robot take to pick up the cup?\nOut: move left</s>"
 assert pure.get_potential_prompt("and then?").endswith("</s>In: and then?\nOut:")
+assert PurePromptBuilder("openvla").get_potential_prompt("<image> hi") == "In: <image> hi\nOut:"
 assert pure.finish("<s>In: hi\nOut: ") == "In: hi\nOut:"
 
 from vla_backbone.errors import PromptTurnError
@@ -85,7 +93,7 @@ with expect_error(PromptTurnError, match="must come from 'human'"):
 #
 # 把这个模板实现为 `TurnPromptBuilder` 的子类。只覆盖上面表格里列出的方法，保留基类的轮次逻辑（不要覆盖 `add_turn`、`get_prompt` 或 `get_potential_prompt`）。系统提示词在 `self.system_prompt` 里（没给的时候是 `None`）。
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "task_action_prompt_builder", "locked": false, "schema_version": 3, "solution": true, "task": false}
 class TaskActionPromptBuilder(TurnPromptBuilder):
     """The Task/Action template: ``Task: {message}\\nAction: {answer}</s>\\n``, an optional system line first."""
 
@@ -104,26 +112,31 @@ class TaskActionPromptBuilder(TurnPromptBuilder):
 
 
 # %% [markdown]
-# ### 检查你的代码
+# ### 检查你的代码（5 分）
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_prompt_builder", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
 question = openvla_action_prompt("pick up the cup")
 builder = TaskActionPromptBuilder("openvla", system_prompt="You control a robot arm.")
 expected = "You control a robot arm.\nTask: What action should the robot take to pick up the cup?\nAction:"
 got = builder.get_potential_prompt(question)
-assert got == expected, f"get_potential_prompt gave\n{got!r}\nexpected\n{expected!r}"
-assert builder.add_turn("human", question) == expected[:-len("Action:")] + "Action: ", "add_turn('human', ...) must return the text it appended"
-assert builder.add_turn("gpt", "move left") == "move left</s>\n", "an answer is followed by </s> and a newline"
+assert got == expected, say(f"get_potential_prompt gave\n{got!r}\nexpected\n{expected!r}",
+                            f"get_potential_prompt 返回了\n{got!r}\n应为\n{expected!r}")
+assert builder.add_turn("human", question) == expected[:-len("Action:")] + "Action: ", \
+    say("add_turn('human', ...) must return the text it appended", "add_turn('human', ...) 必须返回它追加的文本")
+assert builder.add_turn("gpt", "move left") == "move left</s>\n", \
+    say("an answer is followed by </s> and a newline", "回答后面要跟 </s> 和一个换行符")
 builder.add_turn("human", "and then?")
 builder.add_turn("gpt", "stop")
 full = expected + " move left</s>\nTask: and then?\nAction: stop</s>"
-assert builder.get_prompt() == full, f"get_prompt gave\n{builder.get_prompt()!r}\nexpected\n{full!r}"
+assert builder.get_prompt() == full, say(f"get_prompt gave\n{builder.get_prompt()!r}\nexpected\n{full!r}",
+                                         f"get_prompt 返回了\n{builder.get_prompt()!r}\n应为\n{full!r}")
 plain = TaskActionPromptBuilder("openvla")
-assert plain.get_potential_prompt(question) == "Task: " + question + "\nAction:", "without a system prompt there is no system line"
+assert plain.get_potential_prompt(question) == "Task: " + question + "\nAction:", \
+    say("without a system prompt there is no system line", "没有系统提示词时，不应出现系统提示词那一行")
 ### BEGIN HIDDEN TESTS
-assert TaskActionPromptBuilder("prismatic").get_potential_prompt("<image> hi ") == "Task: hi\nAction:"
+assert TaskActionPromptBuilder("prismatic").add_turn("human", "<image> hi ") == "Task: hi\nAction: "
 ### END HIDDEN TESTS
-print("All checks passed.")
+print(say("All checks passed.", "全部检查通过。"))
 
 
 # %% [markdown]
@@ -136,7 +149,7 @@ print("All checks passed.")
 #
 # 以两个 int 列表的形式返回 `(input_ids, labels)`。`builder` 是一个新建的构造器，可以是任意 `PromptBuilder` 类。
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "tokens_and_labels", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def tokens_and_labels(builder, tokenizer, conversation):
     """``conversation``: a list of ``(role, message)``; returns ``(input_ids, labels)``, two lists of equal length."""
     ### BEGIN SOLUTION
@@ -151,32 +164,36 @@ def tokens_and_labels(builder, tokenizer, conversation):
 
 
 # %% [markdown]
-# ### 检查你的代码
+# ### 检查你的代码（5 分）
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_tokens_and_labels", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
 from vla_backbone import get_llm_backbone_and_tokenizer
 
 backbone, tokenizer = get_llm_backbone_and_tokenizer("llama2-7b-pure")
 conversation = [("human", question), ("gpt", "move left")]
 input_ids, labels = tokens_and_labels(TaskActionPromptBuilder("openvla"), tokenizer, conversation)
-assert isinstance(input_ids, list) and isinstance(labels, list), "return two lists"
-assert len(input_ids) == len(labels), f"{len(input_ids)} ids but {len(labels)} labels"
-assert input_ids[0] == tokenizer.bos_token_id, "the first turn is tokenized with special tokens, so it starts with BOS"
-assert input_ids.count(tokenizer.bos_token_id) == 1, "only the first turn gets BOS"
+assert isinstance(input_ids, list) and isinstance(labels, list), say("return two lists", "请返回两个列表")
+assert len(input_ids) == len(labels), say(f"{len(input_ids)} ids but {len(labels)} labels",
+                                          f"有 {len(input_ids)} 个 id，却有 {len(labels)} 个标签")
+assert input_ids[0] == tokenizer.bos_token_id, say("the first turn is tokenized with special tokens, so it starts with BOS",
+                                                   "第一个轮次分词时带特殊 token，所以序列以 BOS 开头")
+assert input_ids.count(tokenizer.bos_token_id) == 1, say("only the first turn gets BOS", "只有第一个轮次带 BOS")
 answer_ids = tokenizer("move left</s>\n", add_special_tokens=False).input_ids
-assert input_ids[-len(answer_ids):] == answer_ids, "the sequence must end with the answer turn's tokens"
-assert labels == [-100] * (len(input_ids) - len(answer_ids)) + answer_ids, "label the answer's tokens, mask the rest with -100"
+assert input_ids[-len(answer_ids):] == answer_ids, say("the sequence must end with the answer turn's tokens",
+                                                       "序列必须以回答轮次的 token 结尾")
+assert labels == [-100] * (len(input_ids) - len(answer_ids)) + answer_ids, \
+    say("label the answer's tokens, mask the rest with -100", "回答的 token 保留标签，其余位置用 -100 屏蔽")
 ### BEGIN HIDDEN TESTS
 four = conversation + [("human", "and then?"), ("gpt", "stop")]
 ids4, labels4 = tokens_and_labels(TaskActionPromptBuilder("openvla"), tokenizer, four)
 assert ids4[: len(input_ids)] == input_ids and sum(label != -100 for label in labels4) > len(answer_ids)
 ### END HIDDEN TESTS
-print("All checks passed.")
+print(say("All checks passed.", "全部检查通过。"))
 
 # %% [markdown]
 # ## 把 token 和标签放在一起看
 #
-# 下面就是模型训练时看到的内容，每行一个 token。BOS 和整个问题都被屏蔽了；回答、回答后的 `</s>` 以及之后的换行带有标签。有两个细节值得留意。第一，回答轮次是单独分词的，所以它以一个独立的 `▁` 开头（这是分词器对 `Action:` 之后那个空格的标记）：推理时提示词以 `Action:` 结尾，模型得先生成这个空格，这和 OpenVLA 在 `Out:` 上的不一致是同一回事。第二，`</s>` 之后的换行也参与监督，表现为 `▁` + `\n`（这个分词器会在特殊 token 之后的任何文本前面加上它的空格标记）；这无伤大雅，因为生成到 `</s>` 就停了。
+# 下面就是模型训练时看到的内容，每行一个 token。BOS 和整个问题都被屏蔽了；回答、回答后的 `</s>` 以及之后的换行带有标签。有两个细节值得留意。第一，回答轮次是单独分词的，所以它的第一个 token 带着 `▁`，也就是分词器表示空格的标记：推理时提示词以 `Action:` 结尾，模型得自己生成这个空格，这和 OpenVLA 在 `Out:` 上的不一致是同一回事。第二，`</s>` 之后的换行也参与监督；这无伤大雅，因为生成到 `</s>` 就停了。
 
 # %%
 tokens = tokenizer.convert_ids_to_tokens(input_ids)
@@ -184,8 +201,9 @@ for position, (token, token_id, label) in enumerate(zip(tokens, input_ids, label
     print(f"{position:3d} {token!r:>28} {token_id:5d} {'-100' if label == -100 else label:>5}")
 supervised = [token for token, label in zip(tokens, labels, strict=True) if label != -100]
 print("supervised:", supervised)
+after_eos = supervised[supervised.index("</s>") + 1 :]
 assert labels[0] == -100 and tokens[0] == "<s>"
-assert supervised[0] == "▁" and supervised[-3:] == ["</s>", "▁", "\n"]
+assert supervised[0].startswith("▁") and tokenizer.convert_tokens_to_string(after_eos).strip(" ") == "\n"
 
 # %% [markdown]
 # 四轮对话的同一件事，换成图来看：灰色位置被屏蔽，蓝色位置参与学习。亮起来的只有两段回答。
@@ -235,7 +253,7 @@ assert int(keep.sum()) == len(answer_ids)
 # ## 小结
 # - 一个模板就是三个决定：用户消息怎么包裹、回答怎么包裹、开头只出现一次的是什么。其余的（角色、清理、去空白）由 `TurnPromptBuilder` 统一负责。
 # - 训练序列按轮次构建：只有第一个轮次带 BOS，所有用户轮次的标签都是 `-100`。
-# - 损失只在有标签的位置上取平均；掩码一旦写错，模型就会悄无声息地学错文本。
+# - 损失只在有标签的位置上取平均；掩码一旦写错，模型就会静默地学错文本。
 #
 # ## 练习
 # 1. 把整个 `get_prompt()` 字符串一次性分词，和你按轮次得到的 id 对比。哪里不一样？为什么（提示：分词器在每一段前面加的那个 `▁`）？

@@ -4,16 +4,16 @@
 # 一位同事用参数高效的方式微调 VLA：语言模型的权重全部冻结，只在注意力层里训练一些小的低秩适配器（LoRA 风格），同时打开梯度检查点来省显存。他的脚本是为上游 OpenVLA 锁定的 transformers 版本（4.40）写的。跑起来要么在 `backward()` 里直接崩溃，要么更糟：一连训练好几个小时，适配器却纹丝不动。你要找出原因，写一个诊断函数和一个修复函数，并测量梯度检查点究竟省下了多少。
 #
 # **你要完成的事**
-# - 在微型副本上复现这两种故障（07 和 08 号 notebook 讲解了其中的各个环节）；
+# - 在微型副本上复现这两种故障（notebook 07 和 08 讲解了其中的各个环节）；
 # - 编写 `missing_gradients`：一个诊断函数，列出所有拿不到梯度的可训练参数；
 # - 编写 `fix_gradient_flow`：修好模型，既不解冻任何参数，也不关闭梯度检查点；
 # - 借助 `vla_backbone.measure.saved_activation_bytes` 编写 `checkpointing_savings`，并画图展示序列变长时梯度检查点省下了多少。
 #
-# **如何评分。** 在写着 `# YOUR CODE HERE` 的单元格里写代码，并删掉 `raise NotImplementedError` 那一行。运行每个检查单元格。最后运行评分程序，它会测试更多用例：
+# **如何评分。** 在写着 `# 在这里写你的代码` 的单元格里写代码，并删掉 `raise NotImplementedError` 那一行。运行每个检查单元格，它的分值写在上方的标题里；书面回答由老师人工评分。最后在仓库的克隆里运行评分程序，它会测试更多用例：
 #
-# `pytest tests/assignments/test_a3_gradient_flow.py --notebook path/to/A3_gradient_flow.py`
+# `.venv/bin/python -m pytest tests/assignments/test_a3_gradient_flow.py --notebook path/to/A3_gradient_flow.ipynb`
 #
-# （`--notebook` 接收的是与本 notebook 配对的 `.py` 文件，比如用 `jupytext --to py:percent A3_gradient_flow.ipynb` 导出的那个。）
+# （评分程序直接读取 `.ipynb`；用 jupytext 导出的 `.py` 也可以。）
 
 # %%
 # Set-up, the same in every notebook: on Colab install the package; everywhere print versions and seed.
@@ -28,6 +28,13 @@ LANG = "zh"  # the language of this notebook's prose and plot labels
 from vla_backbone.notebook import use_language
 use_language(LANG)
 
+
+# %%
+def say(en: str, zh: str) -> str:
+    """A check's message, in the language of this notebook."""
+    return zh if LANG == "zh" else en
+
+
 # %% [markdown]
 # ## 同事的模型
 #
@@ -36,9 +43,9 @@ use_language(LANG)
 # 1. 语言模型的所有权重冻结（`requires_grad_(False)`）；
 # 2. 在每个解码器层的 query 和 value 投影上加适配器：它们是唯一可训练的参数；
 # 3. **可重入**的梯度检查点，这是 2024 年那一代 transformers 的默认设置；
-# 4. 嵌入上没有 input-grad 钩子：在 4.40 上，`resize_token_embeddings`（在 `enable_input_require_grads()` 之后添加 `<PAD>`）换掉了嵌入模块，钩子也就随之丢失。我们手动把它删掉，这样在任何版本上都能得到同样的状态。
+# 4. 嵌入上没有输入梯度钩子：在 4.40 上，`resize_token_embeddings`（在 `enable_input_require_grads()` 之后添加 `<PAD>`）换掉了嵌入模块，钩子也就随之丢失。我们手动把它删掉，这样在任何版本上都能得到同样的状态。
 #
-# 当 `silent=True` 时，解码器层之外还有一个小模块（最后的 norm）也是可训练的，就像真实训练中的投影器或输出头那样。
+# 当 `silent=True` 时，解码器层之外还有一个小模块（最终归一化层）也是可训练的，就像真实训练中的投影器或输出头那样。
 
 # %%
 import warnings
@@ -112,7 +119,7 @@ with warnings.catch_warnings():
 assert not loss.requires_grad
 
 # %% [markdown]
-# 静默版本不会崩溃。最后的 norm 是可训练的，所以损失需要梯度，`backward()` 正常返回。但只有 norm 拿到了梯度，每个适配器的梯度都还是 `None`。训练循环会报告一个不断下降的损失（norm 在学习），而适配器永远不会动。唯一的线索是 torch 在下面打印的那条警告，只出现一次，混在长长的训练日志里很容易被忽略。
+# 静默版本不会崩溃。最终归一化层是可训练的，所以损失需要梯度，`backward()` 正常返回。但只有 norm 拿到了梯度，每个适配器的梯度都还是 `None`。训练循环会报告一个不断下降的损失（norm 在学习），而适配器永远不会动。唯一的线索是 torch 在下面打印的那条警告，只出现一次，混在长长的训练日志里很容易被忽略。
 
 # %%
 silent_llm, _ = make_broken_model(silent=True)
@@ -134,7 +141,7 @@ assert all(p.grad is None for name, p in silent_llm.named_parameters() if ".down
 #
 # 返回空列表，说明每个可训练参数都拿到了梯度。
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "missing_gradients", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def missing_gradients(model: nn.Module, compute_loss) -> list[str]:
     """Names of the trainable parameters of ``model`` that get no gradient from ``compute_loss()``."""
     ### BEGIN SOLUTION
@@ -150,17 +157,19 @@ def missing_gradients(model: nn.Module, compute_loss) -> list[str]:
 
 
 # %% [markdown]
-# ### 检查你的代码
+# ### 检查你的代码（3 分）
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_missing_gradients", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 adapters = [name for name, p in llm.named_parameters() if p.requires_grad]
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     plain_missing = missing_gradients(llm, lambda: llm(input_ids=ids, labels=ids).loss)
     silent_missing = missing_gradients(silent_llm, lambda: silent_llm(input_ids=ids, labels=ids).loss)
 print("plain:", len(plain_missing), "missing | silent:", len(silent_missing), "missing")
-assert plain_missing == adapters, f"plain variant: expected every adapter ({len(adapters)}), got {plain_missing}"
-assert silent_missing == adapters, f"silent variant: expected every adapter ({len(adapters)}) and not the norm, got {silent_missing}"
+assert plain_missing == adapters, say(f"plain variant: expected every adapter ({len(adapters)}), got {plain_missing}",
+                                      f"崩溃的那种：应为全部适配器（{len(adapters)} 个），实际为 {plain_missing}")
+assert silent_missing == adapters, say(f"silent variant: expected every adapter ({len(adapters)}) and not the norm, got {silent_missing}",
+                                       f"静默的那种：应为全部适配器（{len(adapters)} 个），不含 norm，实际为 {silent_missing}")
 ### BEGIN HIDDEN TESTS
 for parameter in silent_llm.parameters():
     if parameter.requires_grad:
@@ -169,7 +178,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     assert missing_gradients(silent_llm, lambda: silent_llm(input_ids=ids, labels=ids).loss) == adapters
 ### END HIDDEN TESTS
-print("All checks passed.")
+print(say("All checks passed.", "全部检查通过。"))
 
 # %% [markdown]
 # ## 为什么会失败
@@ -178,9 +187,9 @@ print("All checks passed.")
 #
 # - **权重全部冻结。** 进入第一个解码器层的隐藏状态来自一个冻结的嵌入，所以它们不需要梯度。
 # - **可重入的梯度检查点。** 它在 `torch.no_grad()` 下运行每一层的前向传播，然后依靠 autograd 在反向传播时回调它。只有当这一层的某个*输入*需要梯度时，autograd 才会这样做；适配器的权重在层内部，不是输入，所以它根本看不见。
-# - **没有 input-grad 钩子。** `enable_input_require_grads()` 会在嵌入模块上注册一个前向钩子，把它的输出标记为需要梯度，专门用来打破这个僵局。
+# - **没有输入梯度钩子。** `enable_input_require_grads()` 会在嵌入模块上注册一个前向钩子，把它的输出标记为需要梯度，专门用来打破这个僵局。
 #
-# 去掉其中任何一个条件，梯度就又能流动了。解冻不可取（那就失去了用适配器的意义），关掉梯度检查点就放弃了它省下的显存。剩下的两条路并不等价：钩子只有在输入*经过*嵌入模块时才会触发，而 VLA 会自己构造 `inputs_embeds`，把图像 patch 拼接进去（11 号 notebook），再把结果交给模型。
+# 去掉其中任何一个条件，梯度就又能流动了。解冻不可取（那就失去了用适配器的意义），关掉梯度检查点就放弃了它省下的显存。剩下的两条路并不等价：钩子只有在输入*经过*嵌入模块时才会触发，而 VLA 会自己构造 `inputs_embeds`，把图像 patch 拼接进去（notebook 11），再把结果交给模型。
 #
 # 用你的诊断函数在静默模型上就能看到这一点：装回钩子、梯度检查点仍是可重入的，`input_ids` 能到达每个适配器，但直接从嵌入矩阵取出的 `inputs_embeds` 一个也到达不了。
 
@@ -207,7 +216,7 @@ assert through_embedding == [] and around_embedding == adapters
 #
 # 它必须适用于每个模型家族（评分程序还会试 OPT、Qwen-2.5 和 Phi-2）。请使用 `vla_backbone.compat`，不要调用只适用于某个 transformers 版本的接口。
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "fix_gradient_flow", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def fix_gradient_flow(model: nn.Module) -> None:
     """Make gradients reach the trainable parameters inside checkpointed layers, in place."""
     ### BEGIN SOLUTION
@@ -218,9 +227,9 @@ def fix_gradient_flow(model: nn.Module) -> None:
 
 
 # %% [markdown]
-# ### 检查你的代码
+# ### 检查你的代码（4 分）
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_fix", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 def adapter_grads(model, compute_loss):
     for parameter in model.parameters():
         parameter.grad = None
@@ -229,29 +238,33 @@ def adapter_grads(model, compute_loss):
 
 
 fix_gradient_flow(llm)
-assert compat.is_checkpointing(llm), "checkpointing must stay on"
-assert llm.training, "the model must stay in training mode"
-assert [n for n, p in llm.named_parameters() if p.requires_grad] == adapters, "the fix must not freeze or unfreeze anything"
-assert missing_gradients(llm, lambda: llm(input_ids=ids, labels=ids).loss) == [], "adapters still get no gradient from input_ids"
+assert compat.is_checkpointing(llm), say("checkpointing must stay on", "梯度检查点必须保持开启")
+assert llm.training, say("the model must stay in training mode", "模型必须保持训练模式")
+assert [n for n, p in llm.named_parameters() if p.requires_grad] == adapters, \
+    say("the fix must not freeze or unfreeze anything", "修复不能冻结或解冻任何参数")
+assert missing_gradients(llm, lambda: llm(input_ids=ids, labels=ids).loss) == [], \
+    say("adapters still get no gradient from input_ids", "用 input_ids 时，适配器仍然得不到梯度")
 embeds = llm.get_input_embeddings().weight[ids].detach()
 assert missing_gradients(llm, lambda: llm(inputs_embeds=embeds, labels=ids).loss) == [], \
-    "adapters get no gradient when inputs_embeds bypass the embedding module"
+    say("adapters get no gradient when inputs_embeds bypass the embedding module",
+        "inputs_embeds 绕过嵌入模块时，适配器得不到梯度")
 with_checkpointing = adapter_grads(llm, lambda: llm(input_ids=ids, labels=ids).loss)
 compat.disable_checkpointing(llm)
 reference = adapter_grads(llm, lambda: llm(input_ids=ids, labels=ids).loss)
 compat.enable_checkpointing(llm, use_reentrant=False)
 for name in reference:
-    torch.testing.assert_close(with_checkpointing[name], reference[name], msg=lambda m, name=name: f"{name}: gradient differs from the one without checkpointing\n{m}")
+    torch.testing.assert_close(with_checkpointing[name], reference[name], msg=lambda m, name=name: say(
+        f"{name}: gradient differs from the one without checkpointing\n{m}", f"{name}：梯度与不开梯度检查点时不同\n{m}"))
 ### BEGIN HIDDEN TESTS
 fix_gradient_flow(llm)
 assert compat.is_checkpointing(llm) and missing_gradients(llm, lambda: llm(input_ids=ids, labels=ids).loss) == []
 ### END HIDDEN TESTS
-print("All checks passed.")
+print(say("All checks passed.", "全部检查通过。"))
 
 # %% [markdown]
-# 用一两句话回答：你的修复去掉了三个条件中的哪一个？为什么恰恰是它也能覆盖 `inputs_embeds` 的情况？
+# 用一两句话回答：你的修复去掉了三个条件中的哪一个？为什么恰恰是它也能覆盖 `inputs_embeds` 的情况？（2 分，人工评分）
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "why_the_fix_works", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
 # ### BEGIN SOLUTION
 # 改成非可重入的梯度检查点。非可重入的梯度检查点通过 saved-tensor 钩子记录层内的计算图，而不是依赖输入需要梯度，所以无论什么进入这一层，适配器的权重都能被触达；单靠钩子，只有输入经过嵌入模块时才管用，而 VLA 拼接出来的 `inputs_embeds` 恰恰不经过它。
 # ### END SOLUTION
@@ -263,7 +276,7 @@ print("All checks passed.")
 #
 # 编写 `checkpointing_savings(model, compute_loss)`，返回 `(bytes_without, bytes_with)`：分别是关闭和开启（非可重入）梯度检查点时保存的字节数。调用它时模型的梯度检查点是开着的，返回时也必须保持开着。
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "checkpointing_savings", "locked": false, "schema_version": 3, "solution": true, "task": false}
 from vla_backbone.measure import saved_activation_bytes
 
 
@@ -280,24 +293,24 @@ def checkpointing_savings(model: nn.Module, compute_loss) -> tuple[int, int]:
 
 
 # %% [markdown]
-# ### 检查你的代码
+# ### 检查你的代码（3 分）
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_savings", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 without, with_ = checkpointing_savings(llm, lambda: llm(input_ids=ids, labels=ids).loss)
 print(f"without checkpointing {without:,} bytes | with {with_:,} bytes")
-assert compat.is_checkpointing(llm), "checkpointing must be on again afterwards"
-assert isinstance(without, int) and isinstance(with_, int), "return two ints (bytes)"
-assert 0 < with_ < without, f"checkpointing should save something: {with_:,} is not below {without:,}"
+assert compat.is_checkpointing(llm), say("checkpointing must be on again afterwards", "结束时梯度检查点必须重新开启")
+assert isinstance(without, int) and isinstance(with_, int), say("return two ints (bytes)", "请返回两个整数（字节数）")
+assert 0 < with_ < without, say(f"checkpointing should save something: {with_:,} is not below {without:,}",
+                                f"梯度检查点应该省下一些内存：{with_:,} 并不小于 {without:,}")
 ### BEGIN HIDDEN TESTS
 assert (without, with_) == checkpointing_savings(llm, lambda: llm(input_ids=ids, labels=ids).loss)
 ### END HIDDEN TESTS
-print("All checks passed.")
+print(say("All checks passed.", "全部检查通过。"))
 
 # %% [markdown]
 # ## 序列变长时省下多少
 #
-# 激活值随序列长度增长，参数则不会。下图测量了两种设置，每个 batch 是两条长度为 16 到 64 个 token 的随机序列。
-# 动手试试：往 `lengths` 里加上 128；或者用 `make_broken_model("qwen25-0_5b-pure")` 构建模型，先修好再测。
+# 激活值随序列长度增长，参数则不会。下图测量了两种设置，每个 batch 是两条长度为 16 到 64 个 token 的随机序列。动手试试：往 `lengths` 里加上 128；或者用 `make_broken_model("qwen25-0_5b-pure")` 构建模型，先修好再测。
 
 # %%
 import matplotlib.pyplot as plt
@@ -330,20 +343,20 @@ for length, (a, b) in zip(lengths, measured, strict=True):
     print(f"{length:4d} tokens: {a / 1024:8.1f} KiB -> {b / 1024:7.1f} KiB ({1 - b / a:.0%} less)")
 
 # %% [markdown]
-# 两条线都是直的，或者说几乎是直的：这里几乎每个字节都是激活值，和 token 数成正比。（在 transformers 4.57 上，不开梯度检查点的那条线会略微向上弯，因为每一层还额外保存了一个 token 数 × token 数的 float 注意力掩码；transformers 5 不保存它。）不管序列多长，梯度检查点省下的比例都差不多，大约一半。省不掉的那部分主要是 logits：每个 token 有 1088 个 float32 分数，要留给损失使用，而它们在梯度检查点覆盖的解码器层之外。
+# 两条线都是直的，或者说几乎是直的：这里几乎每个字节都是激活值，和 token 数成正比。（在 transformers 4.57 上，不开梯度检查点的那条线会略微向上弯，因为每一层还额外保存了一个 token 数 × token 数的 float 注意力掩码；transformers 5 不保存它。）不管序列多长，梯度检查点省下的比例都一样。省不掉的那部分主要是 logits：每个 token 对词表里的每一项都有一个 float32 分数，要留给损失使用，而它们在梯度检查点覆盖的解码器层之外。
 
 # %%
 import math
 
 vocab = llm.config.vocab_size
-assert vocab == 1088
+print("vocabulary (embedding rows):", vocab, "| hidden size:", llm.config.hidden_size)
 shares = [1 - b / a for a, b in measured]
 logits_share = [2 * length * vocab * 4 / b for length, (_, b) in zip(lengths, measured, strict=True)]
 print("share saved:", [f"{s:.1%}" for s in shares], "| logits in what is left:", [f"{s:.0%}" for s in logits_share])
 for length, (a, b) in zip(lengths, measured, strict=True):
     assert math.isclose(a / length, measured[0][0] / lengths[0], rel_tol=0.01 if compat.IS_V5 else 0.05)
     assert math.isclose(b / length, measured[0][1] / lengths[0], rel_tol=0.01)
-assert all(0.45 < s < 0.6 for s in shares) and all(s > 0.8 for s in logits_share)
+assert max(shares) - min(shares) < (0.01 if compat.IS_V5 else 0.05) and all(s > 0.5 for s in logits_share)
 
 # %% [markdown]
 # 真实模型有几十层，输出头却只有一个，所以层占了大头，梯度检查点省下的比例也就大得多。同样的宽度、把 2 层换成 8 层，就已经能看出这个趋势：
@@ -362,12 +375,12 @@ assert 1 - deep_with / deep_without > shares[1] + 0.1
 
 # %% [markdown]
 # ## 小结
-# - 权重冻结 + 可重入梯度检查点 + 没有 input-grad 钩子 = 层内的任何参数都拿不到梯度；如果层外还有一个可训练模块，这个故障就是静默的。
+# - 权重冻结 + 可重入梯度检查点 + 没有输入梯度钩子 = 层内的任何参数都拿不到梯度；如果层外还有一个可训练模块，这个故障就是静默的。
 # - 一个列出没有梯度的参数的诊断函数，一步就能同时抓到这两种形式；在任何长时间的微调开始之前都值得跑一次。
 # - 非可重入的梯度检查点（包里用的就是它，也是 transformers 5 的默认值）对 `input_ids` 和 `inputs_embeds` 都能修好；单靠钩子覆盖不了后者。
 # - 梯度检查点省下的张量与序列长度成正比；由于 logits 不在它的覆盖范围内，省下的比例随层数增加而变大。
 #
 # ## 练习
 # 1. 在 `make_broken_model` 里把梯度检查点改成非可重入的，但仍然删掉钩子。现在 `missing_gradients` 对 `input_ids` 和 `inputs_embeds` 分别报告什么？
-# 2. 用 `vla_backbone.measure.median_seconds` 分别测量开启和关闭梯度检查点时一步训练的耗时。慢了多少？和 08 号 notebook 的结果相比如何？
+# 2. 用 `vla_backbone.measure.median_seconds` 分别测量开启和关闭梯度检查点时一步训练的耗时。慢了多少？和 notebook 08 的结果相比如何？
 # 3. 把适配器放到 MLP 上，而不是注意力上。你的诊断函数或修复函数需要做任何改动吗？

@@ -1,18 +1,18 @@
 # %% [markdown]
-# # A4 · 作业：预测 FSDP 的包装方案和每个 rank 分到的参数
+# # A4 · 作业：预测 FSDP 的包装计划和每个 rank 分到的参数
 #
 # 在一次 FSDP 训练上花掉 GPU 时长之前，你应该能说清楚 FSDP 会怎样处理你的模型：哪些模块会成为 FSDP 单元，每个 rank 会持有多少参数。这两件事都由两条简短的规则决定。在这份作业里，你要为一个由视觉骨干网络、投影器和语言骨干网络组成的小型 VLA，把这两条规则写成代码，再拿 FSDP 本身来核对你的预测。
 #
 # **你要完成的事**
-# - 不借助 FSDP，预测 OpenVLA 组合包装策略产生的包装方案（对应 10 号 notebook）；
+# - 不借助 FSDP，预测 OpenVLA 组合包装策略产生的包装计划（对应 notebook 10）；
 # - 预测在 `FULL_SHARD` 下、rank 数量任意时，每个 rank 持有多少参数；
 # - 用 `vla_backbone.fsdp.wrap_plan`，以及逐个 rank 运行的 FSDP 自身的分片代码，验证这两项预测。
 #
-# **如何评分。** 在写着 `# YOUR CODE HERE` 的单元格里写代码，并删掉 `raise NotImplementedError` 那一行。运行每个检查单元格。最后运行评分程序，它会测试更多的模型和更多的 rank 数量：
+# **如何评分。** 在写着 `# 在这里写你的代码` 的单元格里写代码，并删掉 `raise NotImplementedError` 那一行。运行每个检查单元格，它的分值写在上方的标题里。最后在仓库的克隆里运行评分程序，它会测试更多的模型和更多的 rank 数量：
 #
-# `pytest tests/assignments/test_a4_fsdp_plan.py --notebook path/to/A4_fsdp_plan.py`
+# `.venv/bin/python -m pytest tests/assignments/test_a4_fsdp_plan.py --notebook path/to/A4_fsdp_plan.ipynb`
 #
-# （`--notebook` 接收的是与本 notebook 配对的 `.py` 文件，比如用 `jupytext --to py:percent A4_fsdp_plan.ipynb` 导出的那个。）
+# （评分程序直接读取 `.ipynb`；用 jupytext 导出的 `.py` 也可以。）
 
 # %%
 # Set-up, the same in every notebook: on Colab install the package; everywhere print versions and seed.
@@ -26,6 +26,13 @@ setup()
 LANG = "zh"  # the language of this notebook's prose and plot labels
 from vla_backbone.notebook import use_language
 use_language(LANG)
+
+
+# %%
+def say(en: str, zh: str) -> str:
+    """A check's message, in the language of this notebook."""
+    return zh if LANG == "zh" else en
+
 
 # %% [markdown]
 # ## 一个小型 VLA
@@ -112,7 +119,7 @@ assert reference_plan[0] == "" and len(reference_plan) == 6
 
 
 # %% [markdown]
-# ## 任务 1 · 预测包装方案
+# ## 任务 1 · 预测包装计划
 #
 # 编写 `predict_wrap_plan(model, classes)`：对于一个包装所有类属于 `classes` 的模块的策略，返回 `wrap_plan` 会给出的列表。要根据模块树自己推出来，**不许**调用 `wrap_plan`、`unit_parameter_counts` 或策略本身（评分程序会把它们屏蔽掉）。规则如下：
 #
@@ -120,7 +127,7 @@ assert reference_plan[0] == "" and len(reference_plan) == 6
 # - 其他任何属于 `classes` 中某个类的实例的模块都是一个单元，名字与 `model.named_modules()` 中的一致，即使它位于另一个单元内部；
 # - 单元按 `named_modules()` 的遍历顺序排列。
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "predict_wrap_plan", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def predict_wrap_plan(model: nn.Module, classes) -> list[str]:
     """The FSDP units a policy wrapping ``classes`` would create: ``""`` (the root), then in module order."""
     ### BEGIN SOLUTION
@@ -130,18 +137,19 @@ def predict_wrap_plan(model: nn.Module, classes) -> list[str]:
 
 
 # %% [markdown]
-# ### 检查你的代码
+# ### 检查你的代码（4 分）
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_wrap_plan", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 predicted = predict_wrap_plan(vla, wrap_classes(vla))
-assert predicted == reference_plan, f"predicted {predicted}\nwrap_plan says {reference_plan}"
+assert predicted == reference_plan, say(f"predicted {predicted}\nwrap_plan says {reference_plan}",
+                                         f"预测为 {predicted}\nwrap_plan 给出的是 {reference_plan}")
 backbone = vla.llm_backbone
 assert predict_wrap_plan(backbone, {backbone.transformer_layer_cls}) == wrap_plan(backbone, backbone.get_fsdp_wrapping_policy()), \
-    "the plan for the language backbone alone differs"
+    say("the plan for the language backbone alone differs", "只包装语言骨干网络时，预测的包装方案不一致")
 ### BEGIN HIDDEN TESTS
 assert predict_wrap_plan(vla, {nn.Linear})[:2] == ["", "vision_backbone.patch_embed"]
 ### END HIDDEN TESTS
-print("All checks passed.")
+print(say("All checks passed.", "全部检查通过。"))
 
 # %% [markdown]
 # ## FULL_SHARD 怎样切分一个单元
@@ -162,7 +170,7 @@ assert [int((chunk < 10).sum()) for chunk in chunks] == [3, 3, 3, 1]
 #
 # 编写 `predict_rank_share(model, classes, world_size)`：FSDP 用针对 `classes` 的策略、在 `FULL_SHARD` 下包装 `model` 之后，每个 rank 持有的参数元素个数，以包含 `world_size` 个 int 的列表返回。用你的 `predict_wrap_plan` 找出各个单元；同样，不许调用 `wrap_plan` 或 `unit_parameter_counts`。
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "predict_rank_share", "locked": false, "schema_version": 3, "solution": true, "task": false}
 import math
 
 
@@ -215,26 +223,27 @@ def fsdp_shares(build, policy_for, world_size: int) -> list[int]:
 
 
 # %% [markdown]
-# ### 检查你的代码
+# ### 检查你的代码（6 分）
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_rank_share", "locked": true, "points": 6, "schema_version": 3, "solution": false, "task": false}
 for world_size in (2, 3):
-    predicted = predict_rank_share(TinyVLA(), wrap_classes(vla), world_size)
+    predicted = predict_rank_share(vla, wrap_classes(vla), world_size)
     actual = fsdp_shares(TinyVLA, openvla_policy, world_size)
     print(f"{world_size} ranks: predicted {predicted}, FSDP {actual}")
-    assert predicted == actual, f"{world_size} ranks: predicted {predicted}, FSDP holds {actual}"
+    assert predicted == actual, say(f"{world_size} ranks: predicted {predicted}, FSDP holds {actual}",
+                                    f"{world_size} 个 rank：预测为 {predicted}，FSDP 实际持有 {actual}")
 total = sum(p.numel() for p in vla.parameters())
-assert sum(predict_rank_share(vla, wrap_classes(vla), 4)) == total, "the shares must add up to every parameter, once"
+assert sum(predict_rank_share(vla, wrap_classes(vla), 4)) == total, \
+    say("the shares must add up to every parameter, once", "各 rank 的份额加起来必须恰好是全部参数，每个只算一次")
 ### BEGIN HIDDEN TESTS
 assert predict_rank_share(vla, wrap_classes(vla), 1) == [total]
 ### END HIDDEN TESTS
-print("All checks passed.")
+print(say("All checks passed.", "全部检查通过。"))
 
 # %% [markdown]
 # ## 各个 rank 分到的参数
 #
-# 每个 rank 分到的参数大约按 1/N 缩小。当某个单元的大小不是 N 的整数倍时，它的最后一块会短一些，所以靠后的 rank 可能比 rank 0 少几个元素，但绝不会更多。
-# 动手试试：往 `world_sizes` 里加上 5 或 7，或者用 `TinyVLA("opt-125m")` 代替 `vla`。
+# 每个 rank 分到的参数大约按 1/N 缩小。当某个单元的大小不是 N 的整数倍时，它的最后一块会短一些，所以靠后的 rank 可能比 rank 0 少几个元素，但绝不会更多。动手试试：往 `world_sizes` 里加上 5 或 7，或者用 `TinyVLA("opt-125m")` 代替 `vla`。
 
 # %%
 world_sizes = [1, 2, 3, 4, 8, 16]
@@ -280,7 +289,7 @@ else:
 
 # %% [markdown]
 # ## 小结
-# - 包装方案就是根单元，加上所有属于被包装类的模块，按模块顺序排列；嵌套的单元也是单元。
+# - 包装计划就是根单元，加上所有属于被包装类的模块，按模块顺序排列；嵌套的单元也是单元。
 # - 每个单元自己的参数被展平、填充到 rank 数量的整数倍，再切成等长的块；一个 rank 分到的，就是它那些块里的真实元素。
 # - 假的进程组可以在一个进程里逐个 rank 运行 FSDP 真正的分片代码：在为集群掏钱之前，这是核对方案的快捷办法。
 #

@@ -4,15 +4,15 @@
 # 在 OpenVLA 内部，语言骨干网络从来看不到图像。它看到的是一串嵌入：投影后的图像 patch 被插在 BOS token 之后，注意力掩码和标签也相应地拉长。这三者只要错一个，训练照样能跑：模型要么在关注填充，要么在学着预测图像 patch，要么对动作什么也没学到。在这份作业里，你要写出这一步的两个组成部分，并用骨干网络自己的损失证明它们是对的。
 #
 # **你要完成的事**
-# - 编写 `action_labels`：保留动作 token 和 EOS 的标签，屏蔽其余部分（对应 11 号 notebook）；
+# - 编写 `action_labels`：保留动作 token 和 EOS 的标签，屏蔽其余部分（对应 notebook 11）；
 # - 编写 `splice_patches`：在 BOS 之后插入 patch 嵌入，并扩展注意力掩码和标签；
 # - 在结果上运行骨干网络，检查损失、填充和梯度。
 #
-# **如何评分。** 在写着 `# YOUR CODE HERE` 的单元格里写代码，并删掉 `raise NotImplementedError` 那一行。运行每个检查单元格。最后运行评分程序，它会测试更多用例：
+# **如何评分。** 在写着 `# 在这里写你的代码` 的单元格里写代码，并删掉 `raise NotImplementedError` 那一行。运行每个检查单元格，它的分值写在上方的标题里。最后在仓库的克隆里运行评分程序，它会测试更多用例：
 #
-# `pytest tests/assignments/test_a5_splice_patches.py --notebook path/to/A5_splice_patches.py`
+# `.venv/bin/python -m pytest tests/assignments/test_a5_splice_patches.py --notebook path/to/A5_splice_patches.ipynb`
 #
-# （`--notebook` 接收的是与本 notebook 配对的 `.py` 文件，比如用 `jupytext --to py:percent A5_splice_patches.ipynb` 导出的那个。）
+# （评分程序直接读取 `.ipynb`；用 jupytext 导出的 `.py` 也可以。）
 
 # %%
 # Set-up, the same in every notebook: on Colab install the package; everywhere print versions and seed.
@@ -27,12 +27,20 @@ LANG = "zh"  # the language of this notebook's prose and plot labels
 from vla_backbone.notebook import use_language
 use_language(LANG)
 
+
+# %%
+def say(en: str, zh: str) -> str:
+    """A check's message, in the language of this notebook."""
+    return zh if LANG == "zh" else en
+
+
 # %% [markdown]
 # ## OpenVLA 怎样构造一个训练样本
 #
-# 一个训练样本由三段组成：推理时的提示词（`In: What action should the robot take to ...?\nOut:`），接着是写成 token 的机器人动作（每个动作维度一个 token：OpenVLA 把每个值映射到词表里最少使用的 256 个 id 之一，见 `vla_backbone.actions.ActionTokenizer`），最后是 EOS。把动作 token 打印成文本，看到的就是词表末尾恰好存着的东西；在这个微型副本上，是从它那份小小的训练语料里合并出来的长短语。
+# 一个训练样本由三段组成：推理时的提示词（`In: What action should the robot take to ...?\nOut:`），接着是写成 token 的机器人动作（每个动作维度一个 token：OpenVLA 把每个值映射到词表里最少使用的 256 个 id 之一，见 `vla_backbone.actions.ActionTokenizer`），最后是 EOS。把动作 token 打印成文本，看到的就是词表末尾那些很少用到的片段。
 
 # %%
+import numpy as np
 import torch
 
 from vla_backbone import get_llm_backbone_and_tokenizer
@@ -47,7 +55,7 @@ def example_ids(instruction: str, action: list[float]) -> tuple[list[int], int]:
     """Token ids of one training example, and how many of them are action tokens."""
     builder = PurePromptBuilder("openvla")
     builder.add_turn("human", openvla_action_prompt(instruction))
-    action_ids = action_tokenizer.encode(torch.tensor(action)).tolist()
+    action_ids = action_tokenizer.token_ids(np.array(action)).tolist()
     return tokenizer(builder.get_prompt()).input_ids + action_ids + [tokenizer.eos_token_id], len(action_ids)
 
 
@@ -61,7 +69,7 @@ assert all(i >= action_tokenizer.action_token_begin_idx for i in ids[-8:-1])
 #
 # 模型必须学会输出动作然后停下，而不该学着输出提示词。编写 `action_labels(input_ids, num_action_tokens)`：输入是一个一维 token id 张量，它以 `num_action_tokens` 个动作 token 和一个 EOS 结尾；返回一个形状和 dtype 都相同的新张量，最后 `num_action_tokens + 1` 个位置保留原来的 id，其余位置全是 `-100`。不要修改 `input_ids` 本身。
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "action_labels", "locked": false, "schema_version": 3, "solution": true, "task": false}
 IGNORE_INDEX = -100
 
 
@@ -75,19 +83,20 @@ def action_labels(input_ids: torch.Tensor, num_action_tokens: int) -> torch.Tens
 
 
 # %% [markdown]
-# ### 检查你的代码
+# ### 检查你的代码（4 分）
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_action_labels", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 ids_tensor = torch.tensor(ids)
 labels = action_labels(ids_tensor, n_action)
-assert labels.shape == ids_tensor.shape and labels.dtype == ids_tensor.dtype, "same shape and dtype as input_ids"
-assert torch.equal(ids_tensor, torch.tensor(ids)), "action_labels changed input_ids in place"
-assert (labels[:-8] == IGNORE_INDEX).all(), "every prompt position must be -100"
-assert torch.equal(labels[-8:], ids_tensor[-8:]), "the 7 action tokens and EOS keep their ids"
+assert labels.shape == ids_tensor.shape and labels.dtype == ids_tensor.dtype, \
+    say("same shape and dtype as input_ids", "形状和 dtype 必须与 input_ids 相同")
+assert torch.equal(ids_tensor, torch.tensor(ids)), say("action_labels changed input_ids in place", "action_labels 原地修改了 input_ids")
+assert (labels[:-8] == IGNORE_INDEX).all(), say("every prompt position must be -100", "提示词的每个位置都必须是 -100")
+assert torch.equal(labels[-8:], ids_tensor[-8:]), say("the 7 action tokens and EOS keep their ids", "7 个动作 token 和 EOS 保留各自的 id")
 ### BEGIN HIDDEN TESTS
 assert torch.equal(action_labels(ids_tensor, 0)[-1:], ids_tensor[-1:]) and (action_labels(ids_tensor, 0)[:-1] == -100).all()
 ### END HIDDEN TESTS
-print("All checks passed.")
+print(say("All checks passed.", "全部检查通过。"))
 
 # %% [markdown]
 # ## 一个 batch，再加一些 patch
@@ -127,7 +136,7 @@ assert attention_mask[0].sum() < length and attention_mask[1].sum() == length
 # - 当 `input_embeds` 和 `patch_embeds` 的 batch 大小或宽度不一致时，抛出 `ValueError`，消息里要写明两边的大小（投影器输出宽度写错是个经典错误）；
 # - 不要原地修改输入，并且要让梯度能流进 `patch_embeds`（投影器是要训练的）。
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "splice_patches", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def splice_patches(input_embeds, patch_embeds, attention_mask, labels=None):
     """Insert ``patch_embeds`` right after BOS; stretch ``attention_mask`` and ``labels`` to match."""
     ### BEGIN SOLUTION
@@ -149,28 +158,35 @@ def splice_patches(input_embeds, patch_embeds, attention_mask, labels=None):
 
 
 # %% [markdown]
-# ### 检查你的代码
+# ### 检查你的代码（6 分）
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_splice", "locked": true, "points": 6, "schema_version": 3, "solution": false, "task": false}
 from vla_backbone.notebook import expect_error
 
 embeds, mask, spliced_labels = splice_patches(text_embeds, patch_embeds, attention_mask, labels)
 P = patch_embeds.shape[1]
-assert embeds.shape == (2, P + length, 64), f"embeds has shape {tuple(embeds.shape)}, expected {(2, P + length, 64)}"
-assert torch.equal(embeds[:, 0], text_embeds[:, 0]), "position 0 must stay BOS"
-assert torch.equal(embeds[:, 1 : 1 + P], patch_embeds), "the patches go right after BOS, in order"
-assert torch.equal(embeds[:, 1 + P :], text_embeds[:, 1:]), "the rest of the text follows the patches"
-assert mask.dtype == attention_mask.dtype, f"mask dtype {mask.dtype}, expected the input's {attention_mask.dtype}"
-assert (mask[:, 1 : 1 + P] == 1).all() and torch.equal(mask[:, 1 + P :], attention_mask[:, 1:]), "patches are attended to; the text keeps its mask"
-assert (spliced_labels[:, : 1 + P] == IGNORE_INDEX).all(), "BOS and every patch position must be -100"
-assert torch.equal(spliced_labels[:, 1 + P :], labels[:, 1:]), "the text keeps its labels"
-assert splice_patches(text_embeds, patch_embeds, attention_mask)[2] is None, "labels=None gives None"
+assert embeds.shape == (2, P + length, 64), say(f"embeds has shape {tuple(embeds.shape)}, expected {(2, P + length, 64)}",
+                                                f"embeds 的形状是 {tuple(embeds.shape)}，应为 {(2, P + length, 64)}")
+assert torch.equal(embeds[:, 0], text_embeds[:, 0]), say("position 0 must stay BOS", "位置 0 必须仍然是 BOS")
+assert torch.equal(embeds[:, 1 : 1 + P], patch_embeds), say("the patches go right after BOS, in order",
+                                                            "patch 要按顺序紧跟在 BOS 之后")
+assert torch.equal(embeds[:, 1 + P :], text_embeds[:, 1:]), say("the rest of the text follows the patches",
+                                                                "其余文本要跟在 patch 之后")
+assert mask.dtype == attention_mask.dtype, say(f"mask dtype {mask.dtype}, expected the input's {attention_mask.dtype}",
+                                               f"掩码的 dtype 是 {mask.dtype}，应与输入相同（{attention_mask.dtype}）")
+assert (mask[:, 1 : 1 + P] == 1).all() and torch.equal(mask[:, 1 + P :], attention_mask[:, 1:]), \
+    say("patches are attended to; the text keeps its mask", "patch 位置要参与注意力；文本保留原来的掩码")
+assert (spliced_labels[:, : 1 + P] == IGNORE_INDEX).all(), say("BOS and every patch position must be -100",
+                                                               "BOS 和每个 patch 位置都必须是 -100")
+assert torch.equal(spliced_labels[:, 1 + P :], labels[:, 1:]), say("the text keeps its labels", "文本保留原来的标签")
+assert splice_patches(text_embeds, patch_embeds, attention_mask)[2] is None, say("labels=None gives None",
+                                                                                  "labels=None 时返回的标签应为 None")
 with expect_error(ValueError, match="32"):
     splice_patches(text_embeds, torch.randn(2, 16, 32), attention_mask, labels)
 ### BEGIN HIDDEN TESTS
 assert splice_patches(text_embeds, patch_embeds, attention_mask.bool())[1].dtype == torch.bool
 ### END HIDDEN TESTS
-print("All checks passed.")
+print(say("All checks passed.", "全部检查通过。"))
 
 # %% [markdown]
 # ## 拼接后的一条序列长什么样
@@ -179,7 +195,6 @@ print("All checks passed.")
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 from matplotlib.colors import ListedColormap
 
 TEXT = {

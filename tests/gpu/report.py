@@ -1,0 +1,179 @@
+"""Run the GPU checks and write docs/gpu.md: the machine and versions, the gpu tests, the FSDP demo (FSDP1 and FSDP2,
+one process and one per GPU) and notebook 10 in both languages, each with its wall time and the per-rank figures.
+
+    python tests/gpu/report.py            # what tests/gpu/run.sh calls once the environment is installed
+
+Exits non-zero when a check failed, after writing the page (the failure is on it).
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC = ROOT / "docs" / "gpu.md"
+RANK_LINE = re.compile(r"rank (\d+) holds ([\d,]+) of [\d,]+ parameters \(([\d.]+)%\), ([\d,]+) bytes on (\S+); "
+                       r"peak GPU memory: (?:([\d.]+) MiB after sharding, ([\d.]+) MiB while training|n/a on the CPU)")
+
+
+def run(command: list[str], env: dict, timeout: int) -> tuple[int, str, str, float]:
+    started = time.perf_counter()
+    try:
+        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+        return result.returncode, result.stdout, result.stderr, time.perf_counter() - started
+    except subprocess.TimeoutExpired as timeout_error:
+        return 124, str(timeout_error.stdout or ""), f"timed out after {timeout} s", time.perf_counter() - started
+
+
+def machine() -> list[tuple[str, str]]:
+    import transformers
+
+    smi_text = "not available"
+    if shutil.which("nvidia-smi"):
+        smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+                             capture_output=True, text=True)
+        smi_text = smi.stdout.strip().replace("\n", "; ") if smi.returncode == 0 else smi.stderr.strip()[:200]
+    gpus = []
+    for index in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(index)
+        gpus.append(f"{props.name} (compute capability {props.major}.{props.minor}, {props.total_memory / 2**30:.1f} GiB)")
+    nccl = ".".join(map(str, torch.cuda.nccl.version()))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return [
+        ("GPUs", f"{len(gpus)} × " + "; ".join(sorted(set(gpus)))),
+        ("native bf16 (GPU 0)", str(torch.cuda.is_bf16_supported(including_emulation=False))),
+        ("nvidia-smi", smi_text),
+        ("Python", platform.python_version()),
+        ("torch / CUDA / NCCL", f"{torch.__version__} / {torch.version.cuda} / {nccl}"),
+        ("transformers", transformers.__version__),
+        ("commit", commit or "unknown"),
+    ]
+
+
+def gpu_tests(env: dict) -> dict:
+    code, out, err, seconds = run([sys.executable, "-m", "pytest", "-m", "gpu", "tests/gpu", "-q", "-rA", "-p", "no:cacheprovider"], env, 900)
+    summary = next((line.strip("= ") for line in reversed(out.splitlines()) if re.search(r"\d+ (passed|failed|errors?|skipped)", line)), "no summary")
+    return {"name": "gpu tests (`pytest -m gpu tests/gpu`)", "ok": code == 0, "result": summary, "seconds": seconds,
+            "log": out[-6000:] + err[-2000:]}
+
+
+def demo_runs(env: dict) -> list[dict]:
+    runs = []
+    for nproc in sorted({1, torch.cuda.device_count()}):
+        for version in (1, 2):
+            command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+                       "-m", "vla_backbone.fsdp", "--fsdp", str(version), "--steps", "3"]
+            code, out, err, seconds = run(command, env, 300)
+            precision = re.search(r"^precision: (\S+)", out, re.M)
+            effective = re.search(r"effective (.+)$", out, re.M)
+            runs.append({
+                "name": f"demo FSDP{version}, {nproc} process(es)", "ok": code == 0, "seconds": seconds,
+                "result": "ok" if code == 0 else f"exit {code}",
+                "precision": precision.group(1) if precision else "?",
+                "effective": re.sub(r" \(one rank per node.*", "", effective.group(1)) if effective else "?",
+                "ranks": RANK_LINE.findall(out),
+                "losses": re.findall(r"step \d+: loss ([\d.]+)", out),
+                "log": out if code == 0 else out[-3000:] + err[-3000:],
+            })
+    return runs
+
+
+def notebook_runs(env: dict) -> list[dict]:
+    import nbclient
+    import nbformat
+
+    runs = []
+    for lang in ("en", "zh"):
+        path = ROOT / "notebooks" / lang / "10_fsdp.ipynb"
+        nb = nbformat.read(path, as_version=4)
+        started = time.perf_counter()
+        error = ""
+        try:
+            client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+            client.execute(env=env)
+        except Exception as exc:  # the page reports the failure; the exit code says it too
+            error = f"{type(exc).__name__}: {str(exc)[-3000:]}"
+        gpu_cell = next((cell for cell in nb.cells if cell.cell_type == "code" and "gpu_outputs" in cell.source), None)
+        gpu_text = "".join(o.get("text", "") for o in gpu_cell.get("outputs", []) if o.get("output_type") == "stream") if gpu_cell else ""
+        runs.append({"name": f"notebooks/{lang}/10_fsdp.ipynb", "ok": not error, "seconds": time.perf_counter() - started,
+                     "result": "ok" if not error else "failed", "log": gpu_text if not error else error})
+    return runs
+
+
+def mib(value: str) -> str:
+    return f"{value} MiB" if value else "n/a"
+
+
+def write_page(facts, checks, demos, notebooks) -> None:
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# The GPU path, measured",
+        "",
+        f"Written by `bash tests/gpu/run.sh` on {now}; run it again on a GPU machine to refresh this page (it",
+        "overwrites it). Every figure below was measured in that run.",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+        *[f"| {key} | {value} |" for key, value in facts],
+        "",
+        "## Checks",
+        "",
+        "| check | result | wall time |",
+        "|---|---|---|",
+        *[f"| {c['name']} | {c['result']} | {c['seconds']:.1f} s |" for c in checks],
+        "",
+        "## The demo: each rank's share and peak GPU memory",
+        "",
+        "`torchrun --standalone --nproc_per_node N -m vla_backbone.fsdp --fsdp V --steps 3` on the tiny Llama-2 replica.",
+        "Peak memory is `torch.cuda.max_memory_allocated` of each rank: once for wrapping and sharding, once for the",
+        "three training steps (after a reset).",
+        "",
+        "| run | precision | effective sharding | rank | parameters held | bytes | peak after sharding | peak while training | losses |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for demo in demos:
+        for rank, held, share, nbytes, device, after, training in demo["ranks"]:
+            lines.append(f"| {demo['name'][5:]} | {demo['precision']} | {demo['effective']} | {rank} ({device}) | {held} ({share}%) | "
+                         f"{nbytes} | {mib(after)} | {mib(training)} | {', '.join(demo['losses'])} |")
+        if not demo["ranks"]:
+            lines.append(f"| {demo['name'][5:]} | failed | | | | | | | |")
+    for notebook in notebooks:
+        lines += ["", f"## {notebook['name']}: the GPU section's output", "", "```", notebook["log"].rstrip(), "```"]
+    failed = [c for c in checks if not c["ok"]]
+    for check in failed:
+        lines += ["", f"## Failed: {check['name']}", "", "```", check["log"].rstrip(), "```"]
+    DOC.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def main() -> int:
+    if not torch.cuda.is_available():
+        sys.exit("no CUDA GPU visible to torch: tests/gpu/report.py only measures the GPU path")
+    home = tempfile.mkdtemp(prefix="vla_backbone_home_")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLA_BACKBONE_HOME": home,
+           "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    facts = machine()
+    tests = gpu_tests(env)
+    demos = demo_runs(env)
+    notebooks = notebook_runs(env)
+    checks = [tests, *demos, *notebooks]
+    write_page(facts, checks, demos, notebooks)
+    for check in checks:
+        print(f"{'ok    ' if check['ok'] else 'FAILED'} {check['name']}: {check['result']} ({check['seconds']:.1f} s)")
+    print(f"wrote {DOC}")
+    return 0 if all(check["ok"] for check in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
