@@ -166,12 +166,12 @@ OPTION_LABELS_ZH = {
     "lift, gripper closed": "抬起，夹爪闭合",
     "out of range (clipped)": "超出范围（会被截断）",
     "as written": "按本 notebook 的写法",
-    "tokenizer without BOS": "分词器不加 BOS",
+    "not in SPECIAL_CASES": "不在 SPECIAL_CASES 里",
     "no last_layer_finetune_modules": "没有 last_layer_finetune_modules",
     "no PAD token": "没有 PAD token",
     "attention as decoder layer": "把注意力模块当作解码器层",
-    "template writes BOS too": "模板也写入 BOS",
-    "option B (special case)": "方案 B（特殊情况）",
+    "template without BOS": "模板不写 BOS",
+    "option A (add_bos_token)": "方案 A（add_bos_token）",
 }
 EMPTY_STRING = {"en": "(empty string)", "zh": "（空字符串）"}
 
@@ -246,10 +246,9 @@ def explore(function: Callable, **choices) -> object:
 
     Either way the function runs once with the first option of each control, so the plain output is what the widget
     starts with, and that first result is returned: assign it (``first = explore(...)``), otherwise Jupyter shows
-    it as the cell's ``Out[]`` beside a widget that may later show something else. ``VLA_BACKBONE_WIDGETS=0``
-    forces the plain path for a static rendering (the book): a page without a kernel cannot drive a widget.
+    it as the cell's ``Out[]`` beside a widget that may later show something else.
     """
-    if os.environ.get("VLA_BACKBONE_WIDGETS") == "0" or not in_kernel():
+    if not in_kernel():
         return function(**{name: options[0] if isinstance(options, (list, tuple)) else options
                            for name, options in choices.items()})
     from IPython.display import display

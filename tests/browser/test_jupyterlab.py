@@ -37,7 +37,8 @@ TOPICS = [name for name in suite.names() if not name.startswith("assignments/")]
 NOTEBOOKS = [f"{lang}/{name}" for lang in suite.LANGS for name in TOPICS]
 # Where a screenshot is worth keeping: "plot" is the notebook's first image output, "widget" its first widget.
 SCREENSHOTS = {"en/07_input_require_grads": "widget", "zh/07_input_require_grads": "widget",
-               "zh/08_gradient_checkpointing": "plot", "en/12_your_own_backbone": "widget"}
+               "zh/08_gradient_checkpointing": "plot", "en/12_your_own_backbone": "widget",
+               "zh/12_your_own_backbone": "widget"}
 RUN_ALL_TIMEOUT_S = 300
 OPTION_TIMEOUT_S = 60
 HAN = re.compile(r"[\u4e00-\u9fff]")
