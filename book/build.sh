@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Build the executed bilingual book into book/_build/html/ (English in en/, Chinese in zh/).
 #   bash book/build.sh                 # uses .venv/bin/python when there is one, else python3 (or set PYTHON)
-# Notebooks run offline; a widget is shown by the outputs it shows when the notebook runs (a static page has no
-# kernel to drive it). Execution is cached in book/_build/cache/, so a rebuild after a prose edit only re-renders.
-# Any cell error, Sphinx warning, missing twin or broken link fails the build (docs/book.md lists every rule).
+# Notebooks run offline. A static page has no kernel to drive a widget: VLA_BACKBONE_WIDGETS=0 sends the notebooks'
+# explore() down its plain path, and book/execute.py shows any other widget by its outputs. Execution is cached in
+# book/_build/cache/, so a rebuild after a prose edit only re-renders. Any cell error, Sphinx warning, missing twin
+# or broken link fails the build (docs/book.md lists every rule).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ -z "${PYTHON:-}" ]]; then
   if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
-export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export HF_HUB_OFFLINE=1 VLA_BACKBONE_WIDGETS=0 TOKENIZERS_PARALLELISM=false
 exec "$PYTHON" -m book.build "$@"

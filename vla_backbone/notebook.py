@@ -166,12 +166,12 @@ OPTION_LABELS_ZH = {
     "lift, gripper closed": "抬起，夹爪闭合",
     "out of range (clipped)": "超出范围（会被截断）",
     "as written": "按本 notebook 的写法",
-    "tokenizer without BOS": "分词器不加 BOS",
+    "not in SPECIAL_CASES": "不在 SPECIAL_CASES 里",
     "no last_layer_finetune_modules": "没有 last_layer_finetune_modules",
     "no PAD token": "没有 PAD token",
     "attention as decoder layer": "把注意力模块当作解码器层",
-    "template writes BOS too": "模板也写入 BOS",
-    "option B (special case)": "方案 B（特殊情况）",
+    "template without BOS": "模板不写 BOS",
+    "option A (add_bos_token)": "方案 A（add_bos_token）",
 }
 EMPTY_STRING = {"en": "(empty string)", "zh": "（空字符串）"}
 

@@ -49,24 +49,27 @@ assert families == {"llama2", "mistral", "phi", "qwen25", "opt"}
 assert {"llama2-7b-pure", "vicuna-v15-7b", "mistral-v0.1-7b-instruct", "phi-2-3b", "qwen25-0_5b-pure", "opt-125m"} <= set(ids)
 
 # %% [markdown]
-# ## Tiny replicas: the real classes, at toy size, offline
+# ## Tiny replicas: the real tokenizers and classes, at toy size, offline
 #
 # Real checkpoints weigh gigabytes and some are gated. By default the package builds a *tiny replica* of each
-# family instead: the same `*ForCausalLM` class and decoder-layer class, the same special tokens and BOS behaviour,
-# but hidden size 64, two layers and a 1024-token vocabulary (1088 embedding rows once the backbone adds its PAD
-# token and rounds up to a multiple of 64, see 04). It is built once into a cache directory, in about a tenth of a
-# second, and needs no network. Loading one takes the same call OpenVLA uses. The first call also imports the
-# model code (a few seconds); we time a second call, which is what every later load costs.
+# family instead: the family's **real tokenizer files** (shipped inside the package and copied byte for byte) next
+# to a freshly initialised model of the **real** `*ForCausalLM` class, whose config carries the hub checkpoint's
+# vocabulary size, special-token ids, embedding tying and stored dtype. Only width and depth shrink: hidden size 64,
+# two layers. Every id you will meet in these notebooks (BOS, PAD, the embedding rows after the resize, the action
+# tokens) is therefore the real one; only the weights are random. A replica is built once into a cache directory,
+# without any network. Loading one takes the same call OpenVLA uses. The first call also imports the model code
+# (a few seconds); we time a second call, which is what every later load costs.
 
 # %%
 import time
+
+import torch
 
 backbone, tokenizer = vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure")
 start = time.perf_counter()
 backbone, tokenizer = vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure")
 elapsed = time.perf_counter() - start
-print(type(backbone).__name__, type(backbone.llm).__name__, f"loaded in {elapsed:.2f} s")
-print("parameters:", sum(p.numel() for p in backbone.parameters()))
+print(type(backbone).__name__, type(backbone.llm).__name__, type(tokenizer).__name__, f"loaded in {elapsed:.2f} s")
 print("loaded from:", backbone.hf_hub_path)
 
 # %% [markdown]
@@ -80,22 +83,77 @@ from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 assert isinstance(backbone.llm, LlamaForCausalLM)
 assert backbone.transformer_layer_cls is LlamaDecoderLayer
 assert backbone.embed_dim == 64 and backbone.llm.config.num_hidden_layers == 2
-assert elapsed < 3, "a warm load of a tiny replica should take well under a second"
+
+# %% [markdown]
+# And it is the real tokenizer and the real vocabulary. Llama-2's tokenizer has 32000 entries with `<s>` = 1 as BOS
+# and `</s>` = 2 as EOS, and no PAD token; the backbone adds `<PAD>` as id 32000, so `len(tokenizer)` is 32001 while
+# `vocab_size` still counts the 32000 of the base vocabulary. The checkpoint's embedding has the hub's 32000 rows,
+# stored in float16 and not tied to the LM head; after the backbone's resize (notebook 04) it has 32064 rows,
+# loaded in float32. The tokenizer class is `LlamaTokenizer` on transformers 5 and `LlamaTokenizerFast` on 4.57
+# (5.x has one class per family). The tokenizer files in the replica are the very bytes shipped in
+# `vla_backbone/tokenizers/llama2/`.
+
+# %%
+import filecmp
+
+from safetensors import safe_open
+from transformers import AutoConfig
+
+from vla_backbone import compat
+from vla_backbone.tiny import TOKENIZERS
+
+checkpoint = backbone.hf_hub_path
+hub_rows = AutoConfig.from_pretrained(checkpoint).vocab_size
+with safe_open(f"{checkpoint}/model.safetensors", framework="pt") as weights:
+    stored_dtype = weights.get_tensor("model.embed_tokens.weight").dtype
+embedding = backbone.llm.get_input_embeddings().weight
+print(f"len(tokenizer) = {len(tokenizer)}, vocab_size = {tokenizer.vocab_size}, "
+      f"bos/eos/pad = {tokenizer.bos_token_id}/{tokenizer.eos_token_id}/{tokenizer.pad_token_id}")
+print(f"embedding rows: {hub_rows} in the checkpoint ({stored_dtype}) -> {embedding.shape[0]} after the resize "
+      f"({embedding.dtype}); tied to the LM head: {backbone.llm.config.tie_word_embeddings}")
+
+# %%
+assert type(tokenizer).__name__ == ("LlamaTokenizer" if compat.IS_V5 else "LlamaTokenizerFast")
+assert len(tokenizer) == 32001 and tokenizer.vocab_size == 32000
+assert (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) == (1, 2, 32000)
+assert tokenizer.pad_token == "<PAD>"
+assert hub_rows == 32000 and embedding.shape == (32064, 64)
+assert stored_dtype == torch.float16 and embedding.dtype == torch.float32
+assert backbone.llm.config.tie_word_embeddings is False
+assert backbone.llm.get_output_embeddings().weight is not embedding
+shipped_files = sorted(path.name for path in (TOKENIZERS / "llama2").iterdir())
+assert all(filecmp.cmp(TOKENIZERS / "llama2" / name, f"{checkpoint}/{name}", shallow=False) for name in shipped_files)
+
+# %% [markdown]
+# With a real vocabulary and a tiny width, almost all of the replica's parameters sit in the two 32064 x 64
+# matrices, the input embedding and the LM head. That is why a replica's size follows its vocabulary, not its
+# architecture.
+
+# %%
+parameters = sum(p.numel() for p in backbone.parameters())
+vocabulary_matrices = 2 * embedding.numel()
+print(f"parameters: {parameters:,}, of which embedding + LM head: {vocabulary_matrices:,} "
+      f"({vocabulary_matrices / parameters:.0%})")
+assert vocabulary_matrices == 2 * 32064 * 64 and vocabulary_matrices / parameters > 0.95
 
 # %% [markdown]
 # ## A first forward pass
 #
-# A sentence goes in as token ids; logits over the vocabulary come out, one row per position.
+# A sentence goes in as token ids; logits over the vocabulary come out, one row per position. We use the prompt
+# OpenVLA writes for every robot step; its ids are the ones the real Llama-2 tokenizer gives (`1` is BOS).
 
 # %%
-import torch
-
-batch = tokenizer(["What action should the robot take to pick up the cup?"], return_tensors="pt")
+action_prompt = "In: What action should the robot take to pick up the cup?\nOut:"
+batch = tokenizer([action_prompt], return_tensors="pt")
 with torch.no_grad():
     output = backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
 print("input ids:", batch.input_ids.tolist())
 print("logits shape:", tuple(output.logits.shape))
-assert output.logits.shape == (1, batch.input_ids.shape[1], backbone.llm.config.vocab_size)
+
+# %%
+assert batch.input_ids.tolist() == [[1, 512, 29901, 1724, 3158, 881, 278, 19964, 2125, 304, 5839, 701, 278, 18002,
+                                     29973, 13, 3744, 29901]]
+assert output.logits.shape == (1, 18, 32064)
 
 # %% [markdown]
 # ## Switching to real weights
@@ -136,11 +194,14 @@ else:
 #
 # ## Summary
 # - `list_backbones()` gives every id; `get_llm_backbone_and_tokenizer(id)` builds a backbone and its tokenizer.
-# - Tiny replicas keep the real classes and tokenizer behaviour, run offline, and load in a fraction of a second.
+# - Tiny replicas are the real tokenizer files plus a tiny model of the real class with the hub config's vocabulary,
+#   special ids, tying and stored dtype: every id is the real one, only the weights are random. They run offline.
 # - `source="hub"` (or `VLA_BACKBONE_SOURCE=hub`) switches to the real weights.
 #
 # ## Exercises
-# 1. Load `qwen25-0_5b-pure` and `opt-125m`. Which model class does each use? Check with `isinstance`.
-# 2. Count the parameters of every family's replica. Which is largest and which smallest, and why (hints: OPT
-#    learns its position embeddings; Qwen and OPT tie their input and output embeddings)?
-# 3. Find the cache directory of the replicas (`vla_backbone.tiny.tiny_dir("llama2")`) and list its files.
+# 1. Load `qwen25-0_5b-pure` and `opt-125m`. Which model class and which tokenizer class does each use? Check with
+#    `isinstance` and `type(tokenizer).__name__`.
+# 2. Count the parameters of every family's replica. Which is largest and which smallest, and why (hints: compare
+#    the embedding rows; Qwen and OPT tie their input and output embeddings, the others do not)?
+# 3. Find the cache directory of the replicas (`vla_backbone.tiny.tiny_dir("llama2")`) and list its files. Which of
+#    them are the same bytes as `vla_backbone/tokenizers/llama2/`?

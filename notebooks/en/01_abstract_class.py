@@ -321,8 +321,10 @@ with expect_error(AttributeError, match="has no attribute 'embed_dim'"):
 assert "embed_dim" in dir(minimal) and minimal.llm is None
 
 # %% [markdown]
-# Fill the slots by hand with the tiny Llama replica. Assigning a module to `self.llm` makes it a registered child
-# (that is `nn.Module.__setattr__` at work), and `get_tokenizer()` now returns the very object stored.
+# Fill the slots by hand with the tiny Llama replica: its real Llama-2 tokenizer and a tiny `LlamaForCausalLM`. We
+# ask for float32 explicitly, as the backbone does: the checkpoint is stored in float16, and transformers 5 would
+# load it as stored. Assigning a module to `self.llm` makes it a registered child (that is
+# `nn.Module.__setattr__` at work), and `get_tokenizer()` now returns the very object stored.
 
 # %%
 from transformers import AutoTokenizer, LlamaForCausalLM
@@ -330,12 +332,12 @@ from transformers import AutoTokenizer, LlamaForCausalLM
 from vla_backbone.tiny import tiny_checkpoint
 
 llama_dir = tiny_checkpoint("llama2")
-minimal.llm = LlamaForCausalLM.from_pretrained(llama_dir)
+minimal.llm = LlamaForCausalLM.from_pretrained(llama_dir, dtype=torch.float32)
 minimal.tokenizer = AutoTokenizer.from_pretrained(llama_dir)
 
 print("children:", [name for name, _ in minimal.named_children()], "| embed_dim:", minimal.embed_dim)
 assert [name for name, _ in minimal.named_children()] == ["llm"]
-assert minimal.get_tokenizer() is minimal.tokenizer
+assert minimal.get_tokenizer() is minimal.tokenizer and minimal.llm.dtype == torch.float32
 assert sum(p.numel() for p in minimal.parameters()) == sum(p.numel() for p in minimal.llm.parameters())
 
 
@@ -414,9 +416,9 @@ print("checkpoint: tokenizer pad =", raw_tokenizer.pad_token_id, "| config pad =
 assert raw_tokenizer.pad_token_id is None and raw_config.pad_token_id is None
 
 # %% [markdown]
-# The llama2 family adds `<PAD>` to the tokenizer first (it gets the next free id, 32000, in the replica as in the
-# real model: the replica ships Llama-2's real tokenizer) and only then copies that id into `config.pad_token_id`. After loading, both agree, and a padded
-# batch contains exactly `backbone.pad_token_id`.
+# The llama2 family adds `<PAD>` to the tokenizer first (it gets the next free id: Llama-2's words are ids 0 to
+# 31999, so `<PAD>` is 32000) and only then copies that id into `config.pad_token_id`. After loading, both agree,
+# and a padded batch contains exactly `backbone.pad_token_id`.
 
 # %%
 llama, llama_tokenizer = get_llm_backbone_and_tokenizer("llama2-7b-pure")
@@ -424,6 +426,7 @@ batch = llama_tokenizer(["pick up the cup", "open the drawer next to the red blo
 print("backbone.pad_token_id =", llama.pad_token_id, "| config.pad_token_id =", llama.llm.config.pad_token_id)
 print(batch.input_ids)
 
+assert raw_tokenizer.vocab_size == len(raw_tokenizer) == 32000
 assert llama_tokenizer.pad_token == "<PAD>" and llama.pad_token_id == llama_tokenizer.pad_token_id == 32000
 assert llama.llm.config.pad_token_id == llama.pad_token_id
 padded = batch.attention_mask == 0
@@ -449,9 +452,10 @@ assert (batch.input_ids[batch.attention_mask == 0] == drifted.pad_token_id).all(
 # ## Every family, member by member
 #
 # The same eight members, answered by the five families. A few things stand out: all replicas have `embed_dim` 64
-# (the real models range from 768 for OPT-125m to 5120 for Llama-2-13B); Qwen and OPT keep the PAD token their
-# tokenizers ship with (`<|endoftext|>` 151643 and `<pad>` 1), while Llama-2 and Mistral get `<PAD>` appended (32000)
-# and phi-2 `<|pad|>` (50295); every family asks for bfloat16.
+# (only width and depth are toy-sized; with `source="hub"` the same code prints the real widths). The PAD ids are the
+# real ones: Qwen and OPT keep the PAD token their tokenizer ships with (`<|endoftext|>` = 151643 and `<pad>` = 1),
+# while the other three get one appended after their last token (`<PAD>` = 32000 for Llama-2 and Mistral, `<|pad|>`
+# = 50295 for phi-2). Every family asks for bfloat16.
 
 # %%
 import functools
@@ -486,6 +490,8 @@ for backbone_id, row in table.items():
 
 assert all(row["embed_dim"] == 64 for row in table.values())
 assert [row["pad_token_id"] for row in table.values()] == [32000, 32000, 50295, 151643, 1]
+assert [load(i).get_tokenizer().pad_token for i in REPRESENTATIVES] == [
+    "<PAD>", "<PAD>", "<|pad|>", "<|endoftext|>", "<pad>"]
 assert all(row["half_precision_dtype"] == "torch.bfloat16" for row in table.values())
 assert [row["transformer_layer_cls"] for row in table.values()] == [
     "LlamaDecoderLayer", "MistralDecoderLayer", "PhiDecoderLayer", "Qwen2DecoderLayer", "OPTDecoderLayer"]

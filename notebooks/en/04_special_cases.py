@@ -3,16 +3,21 @@
 #
 # Notebook 03 ended with two families that fail the BOS check on purpose and a set, `SPECIAL_CASES`, that lets
 # them through. This notebook shows what they do instead, and then turns to the other token every batch needs:
-# PAD. Llama-2 and Mistral ship without one, so the family adds it and grows the embedding matrix, not by one row
-# but up to the next multiple of 64. That is why an OpenVLA checkpoint built on Llama-2 has 32064 output logits
-# for a 32000-token vocabulary, a number people regularly ask about (openvla issue #267).
+# PAD. Llama-2 and Mistral ship without one, so the family adds it; then every family resizes its embedding
+# matrix to the tokenizer's length rounded up to a multiple of 64. For Llama-2 that *grows* 32000 rows to 32064,
+# which is why an OpenVLA checkpoint has 32064 output logits for a 32000-word vocabulary, a number people
+# regularly ask about (openvla issue #267). The same rule *shrinks* phi-2 and Qwen, whose checkpoints carry more
+# rows than their tokenizers have tokens. Everything below runs on the families' real tokenizer files and the hub
+# configs' row counts, so every id and every row count is the real one.
 #
 # **What you will learn here**
-# - how phi-2 gets a BOS its tokenizer never adds (`<|endoftext|>` is BOS, EOS and UNK at once);
+# - how phi-2 gets a BOS its tokenizer never adds (`<|endoftext|>`, id 50256, is BOS, EOS and UNK at once);
 # - why Qwen needs no BOS and no new PAD, and which ids `SPECIAL_CASES` exempts;
-# - which families add a PAD token, which id it gets, and how many embedding rows follow (32000 + 1 -> 32064);
-# - how the new rows are initialised, why the PAD row never reaches the loss, and what the rows beyond the
-#   tokenizer are;
+# - which families add a PAD token and which id it gets, and how many rows follow: 32000 -> 32064 for Llama-2 and
+#   Mistral and 50272 -> 50304 for OPT (grow), 51200 -> 50304 for phi-2 and 151936 -> 151680 for Qwen (shrink),
+#   and `-extra`'s 256 action tokens on rows the Qwen checkpoint already had;
+# - which rows are kept, which are new and how they are initialised, which are cut; why the PAD row never reaches
+#   the loss;
 # - that the input-grad hook survives the resize on today's transformers (upstream on 4.40 lost it).
 
 # %%
@@ -31,27 +36,29 @@ use_language(LANG)
 # %% [markdown]
 # ## 1. phi-2: one token for BOS, EOS and UNK, and a BOS written by hand
 #
-# phi-2's tokenizer knows a single special token, `<|endoftext|>`, and uses it as BOS, EOS and UNK. It adds
-# nothing when asked for special tokens, so the two encodings of notebook 03's probe are identical.
+# phi-2's tokenizer (GPT-2's byte-level BPE plus 38 whitespace tokens) has a single special token,
+# `<|endoftext|>`, id 50256, and uses it as BOS, EOS and UNK. It adds nothing when asked for special tokens, so
+# the two encodings of notebook 03's probe are identical: `[14402, 17031]`.
 
 # %%
 import torch
+
 from vla_backbone.registry import get_llm_backbone_and_tokenizer
 
 phi, phi_tok = get_llm_backbone_and_tokenizer("phi-2-3b")
 print("bos:", phi_tok.bos_token, phi_tok.bos_token_id, " eos:", phi_tok.eos_token, phi_tok.eos_token_id,
-      " unk:", phi_tok.unk_token)
+      " unk:", phi_tok.unk_token, phi_tok.unk_token_id)
 print(phi_tok("Test 123").input_ids, phi_tok("Test 123", add_special_tokens=False).input_ids)
 
 # %%
 assert phi_tok.bos_token == phi_tok.eos_token == phi_tok.unk_token == "<|endoftext|>"
-assert phi_tok.bos_token_id == phi_tok.eos_token_id == 0
-assert phi_tok("Test 123").input_ids == phi_tok("Test 123", add_special_tokens=False).input_ids
+assert phi_tok.bos_token_id == phi_tok.eos_token_id == phi_tok.unk_token_id == 50256
+assert phi_tok("Test 123").input_ids == phi_tok("Test 123", add_special_tokens=False).input_ids == [14402, 17031]
 
 # %% [markdown]
 # So `PhiPromptBuilder` writes `<|endoftext|>` itself, in front of the first human turn, and keeps it when the
 # prompt is finished (the other builders strip a leading `<s>` instead, because their tokenizer adds one). The
-# tokenizer reads the written text back as the special token, so position 0 holds the BOS id after all.
+# tokenizer reads the written text back as the special token, so position 0 holds id 50256 after all.
 
 # %%
 from vla_backbone.prompting import PhiPromptBuilder, openvla_action_prompt
@@ -66,7 +73,7 @@ print(phi_ids)
 # %%
 bos = phi_tok.bos_token_id
 assert phi_prompt.startswith("<|endoftext|>Input: ")
-assert phi_ids[0] == bos and phi_ids.count(bos) == 1
+assert phi_ids[0] == bos == 50256 and phi_ids.count(bos) == 1
 
 # %% [markdown]
 # After the model's answer, the same id appears a second time, now as EOS: the gpt turn ends with
@@ -92,10 +99,11 @@ with expect_error(TokenizerBOSError, match="does not prepend BOS"):
     check_bos(phi_tok, "phi-2-3b")
 
 # %% [markdown]
-# One more consequence of sharing a single token: phi-2's PAD must be a *new* token (`<|pad|>`, section 3). A
-# common shortcut sets PAD = EOS, and code that hides padding from the loss by masking every position whose id
-# equals `pad_token_id` would then also hide the real EOS (and, for phi-2, the BOS). The model would never learn
-# to stop. With a distinct PAD only the padding is masked:
+# One more consequence of sharing a single token: phi-2's PAD must be a *new* token (`<|pad|>`, id 50295, right
+# after the 38 whitespace tokens 50257-50294; section 3). A common shortcut sets PAD = EOS, and code that hides
+# padding from the loss by masking every position whose id equals `pad_token_id` would then also hide the real
+# EOS (and, for phi-2, the BOS). The model would never learn to stop. With a distinct PAD only the padding is
+# masked:
 
 # %%
 padded = phi_tok([builder.get_prompt()], padding="max_length", max_length=len(conversation_ids) + 3,
@@ -104,7 +112,8 @@ masked_with_own_pad = (padded == phi_tok.pad_token_id).nonzero().flatten().tolis
 masked_if_pad_were_eos = (padded == phi_tok.eos_token_id).nonzero().flatten().tolist()
 print("pad =", phi_tok.pad_token, phi_tok.pad_token_id, "-> masked positions", masked_with_own_pad)
 print("pad = eos would mask", masked_if_pad_were_eos)
-assert phi_tok.pad_token == "<|pad|>" and phi_tok.pad_token_id != phi_tok.eos_token_id
+assert phi_tok.pad_token == "<|pad|>" and phi_tok.pad_token_id == 50295 != phi_tok.eos_token_id
+assert phi_tok.convert_ids_to_tokens([50257, 50294]) == [" " * 31, "\t\t"]
 assert masked_with_own_pad == [len(conversation_ids), len(conversation_ids) + 1, len(conversation_ids) + 2]
 assert masked_if_pad_were_eos == [0, len(conversation_ids) - 1]
 
@@ -116,8 +125,8 @@ assert masked_if_pad_were_eos == [0, len(conversation_ids) - 1]
 # ## 2. Qwen: no BOS token at all
 #
 # Qwen-2.5 (added by MiniVLA) has no BOS token: `bos_token` is `None`. Its prompts use the ChatML markers
-# `<|im_start|>` and `<|im_end|>`, and `<|endoftext|>` serves as EOS and, already, as PAD. Each marker is a
-# single token.
+# `<|im_start|>` (151644) and `<|im_end|>` (151645), and `<|endoftext|>` (151643) serves as EOS and, already, as
+# PAD. Each marker is a single token.
 
 # %%
 qwen, qwen_tok = get_llm_backbone_and_tokenizer("qwen25-0_5b-pure")
@@ -127,12 +136,14 @@ print(markers)
 
 # %%
 assert qwen_tok.bos_token is None and qwen_tok.bos_token_id is None
-assert all(ids == [qwen_tok.convert_tokens_to_ids(m)] for m, ids in markers.items())
+assert markers == {"<|im_start|>": [151644], "<|im_end|>": [151645], "<|endoftext|>": [151643]}
 assert qwen_tok.pad_token == qwen_tok.eos_token == "<|endoftext|>"
+assert qwen_tok("Test 123").input_ids == [2271, 220, 16, 17, 18]
 
 # %% [markdown]
-# Every Qwen prompt starts with `<|im_start|>`, so the token that the VLM's splice keeps in front of the image is
-# the same fixed marker in every example: the property the BOS check protects, reached without a BOS.
+# Every Qwen prompt starts with `<|im_start|>` (the system block comes first), so the token that the VLM's splice
+# keeps in front of the image is the same fixed marker in every example: the property the BOS check protects,
+# reached without a BOS.
 
 # %%
 from vla_backbone.prompting import QwenPromptBuilder
@@ -141,7 +152,7 @@ qwen_builder = QwenPromptBuilder("openvla")
 qwen_builder.add_turn("human", openvla_action_prompt("pick up the cup"))
 qwen_ids = qwen_tok(qwen_builder.get_prompt()).input_ids
 print(qwen_tok.convert_ids_to_tokens(qwen_ids[:4]), "...")
-assert qwen_ids[0] == qwen_tok.convert_tokens_to_ids("<|im_start|>")
+assert qwen_ids[0] == qwen_tok.convert_tokens_to_ids("<|im_start|>") == 151644
 
 # %% [markdown]
 # `SPECIAL_CASES` is therefore phi-2 plus every Qwen-2.5 id in the registry, nothing else.
@@ -155,30 +166,47 @@ assert SPECIAL_CASES == {"phi-2-3b"} | set(QWEN25_MODELS)
 # %% [markdown]
 # ## 3. PAD tokens and the multiple-of-64 resize
 #
-# Batches are padded on the right with `pad_token_id`, so every backbone needs a PAD token. The tokenizers as
-# they come from each checkpoint (loaded here straight from the replica files, before the family touches them):
+# Batches are padded on the right with `pad_token_id`, so every backbone needs a PAD token. First the tokenizers
+# and configs as they come from each checkpoint, loaded straight from the replica files before the family touches
+# them: the PAD token, `len(tokenizer)` (every token, added ones included), `vocab_size` (the base vocabulary
+# only), and the number of embedding rows the hub config declares.
 
 # %%
-from transformers import AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
+
 from vla_backbone.registry import backbone_class, checkpoint_path
 
 IDS = ["llama2-7b-pure", "mistral-v0.1-7b-pure", "phi-2-3b", "qwen25-0_5b-pure", "qwen25-0_5b-extra", "opt-125m"]
-shipped = {i: AutoTokenizer.from_pretrained(checkpoint_path(i)) for i in IDS}
+shipped = {}
+for i in IDS:
+    # `-extra` reads the same files as `-pure` (it adds its tokens later): load them once.
+    same_files = [j for j in shipped if checkpoint_path(j) == checkpoint_path(i)]
+    shipped[i] = shipped[same_files[0]] if same_files else AutoTokenizer.from_pretrained(
+        checkpoint_path(i), **backbone_class(i).tokenizer_kwargs)
+hub_rows = {i: AutoConfig.from_pretrained(checkpoint_path(i)).vocab_size for i in IDS}
 for backbone_id, tokenizer in shipped.items():
-    print(f"{backbone_id:22s} pad = {tokenizer.pad_token!s:15s} len = {len(tokenizer)}")
+    print(f"{backbone_id:22s} pad = {tokenizer.pad_token!s:15s} len = {len(tokenizer):6d}  "
+          f"vocab_size = {tokenizer.vocab_size:6d}  hub rows = {hub_rows[backbone_id]}")
 
 # %%
-assert shipped["llama2-7b-pure"].pad_token is None and shipped["mistral-v0.1-7b-pure"].pad_token is None
-assert shipped["phi-2-3b"].pad_token is None
-assert shipped["qwen25-0_5b-pure"].pad_token == "<|endoftext|>" and shipped["opt-125m"].pad_token == "<pad>"
-assert all(len(tokenizer) == 1024 for tokenizer in shipped.values())
+assert [shipped[i].pad_token for i in IDS] == [None, None, None, "<|endoftext|>", "<|endoftext|>", "<pad>"]
+assert [len(shipped[i]) for i in IDS] == [32000, 32000, 50295, 151665, 151665, 50265]
+assert [shipped[i].vocab_size for i in IDS] == [32000, 32000, 50257, 151643, 151643, 50265]
+assert [hub_rows[i] for i in IDS] == [32000, 32000, 51200, 151936, 151936, 50272]
+assert hub_rows["phi-2-3b"] % 64 == hub_rows["qwen25-0_5b-pure"] % 64 == 0
+assert hub_rows["opt-125m"] % 8 == 0 and hub_rows["opt-125m"] % 64 != 0
 
 
 # %% [markdown]
+# Two kinds of checkpoint show up. Llama-2 and Mistral have exactly one row per token. phi-2, Qwen and OPT were
+# saved with *more* rows than their tokenizers have tokens (51200 for 50295, 151936 for 151665, 50272 for 50265):
+# their authors had already rounded the matrix up (51200 and 151936 are multiples of 64, 50272 of 8).
+#
 # For Llama-2 and Mistral the family adds `<PAD>`; for phi-2, `<|pad|>`. A new token gets the next free id, which
-# is the old length of the tokenizer. Then the family sets `config.pad_token_id` and calls
-# `resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)`. The number of rows is the token count rounded
-# up to a multiple of 64. As a function:
+# is the old length of the tokenizer. `-extra` adds 256 action tokens `<|extra_0|>` ... `<|extra_255|>`. Then the
+# family sets `config.pad_token_id` and calls `resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)`.
+# The new number of rows is the token count rounded up to a multiple of 64, *whatever the checkpoint had*: the
+# resize grows the matrix or shrinks it. As a function:
 
 # %%
 def embedding_rows(num_tokens: int, multiple: int = 64) -> int:
@@ -186,78 +214,83 @@ def embedding_rows(num_tokens: int, multiple: int = 64) -> int:
     return -(-num_tokens // multiple) * multiple
 
 
-real_llama2_vocab = 32000
-real_pad_id = real_llama2_vocab
-print("real Llama-2: pad id", real_pad_id, "->", embedding_rows(real_llama2_vocab + 1), "rows")
-print("tiny replica: pad id", 1024, "->", embedding_rows(1024 + 1), "rows")
-assert embedding_rows(real_llama2_vocab + 1) == 32064
-assert embedding_rows(1024 + 1) == 1088
+for name, tokens in [("Llama-2 + <PAD>", 32000 + 1), ("phi-2 + <|pad|>", 50295 + 1), ("Qwen", 151665),
+                     ("Qwen + 256 extra", 151665 + 256), ("OPT", 50265)]:
+    print(f"{name:17s} {tokens:6d} tokens -> {embedding_rows(tokens)} rows")
+assert [embedding_rows(n) for n in (32001, 50296, 151665, 151921, 50265)] == [32064, 50304, 151680, 151936, 50304]
 
 # %% [markdown]
 # Now the same function against the loaded backbones. For each: the PAD token and id, `config.pad_token_id`, the
-# tokenizer length, and the rows of the input embedding and of the LM head.
+# tokenizer length, the rows in the checkpoint, and the rows of the input embedding and of the LM head after the
+# family's resize.
 
 # %%
 loaded = {"phi-2-3b": (phi, phi_tok), "qwen25-0_5b-pure": (qwen, qwen_tok)}
 backbones = {i: loaded[i] if i in loaded else get_llm_backbone_and_tokenizer(i) for i in IDS}
-print(f"{'backbone id':22s} {'pad token':14s} {'pad id':>6s} {'config':>6s} {'len(tok)':>8s} {'emb rows':>8s} "
-      f"{'head rows':>9s}")
+print(f"{'backbone id':22s} {'pad token':14s} {'pad id':>6s} {'config':>6s} {'len(tok)':>8s} {'hub rows':>8s} "
+      f"{'emb rows':>8s} {'head rows':>9s}")
 for backbone_id, (backbone, tokenizer) in backbones.items():
     llm = backbone.llm
     print(f"{backbone_id:22s} {tokenizer.pad_token:14s} {tokenizer.pad_token_id:6d} {llm.config.pad_token_id:6d} "
-          f"{len(tokenizer):8d} {llm.get_input_embeddings().weight.shape[0]:8d} "
+          f"{len(tokenizer):8d} {hub_rows[backbone_id]:8d} {llm.get_input_embeddings().weight.shape[0]:8d} "
           f"{llm.get_output_embeddings().weight.shape[0]:9d}")
 
 # %% [markdown]
-# Llama-2, Mistral and phi-2 get PAD id 1024 and 1088 rows, the tiny version of 32000 -> 32064. OPT keeps its own
-# `<pad>` (id 1) and Qwen its `<|endoftext|>`: nothing is added and 1024 rows stay 1024, already a multiple of 64.
-# `qwen25-0_5b-extra` adds 256 action tokens `<|extra_0|>` ... `<|extra_255|>`: 1024 + 256 = 1280 rows, again a
-# multiple of 64, so no padding rows. In every case the rows equal `embedding_rows(len(tokenizer))`.
+# - Llama-2 and Mistral get `<PAD>` = 32000: 32001 tokens, and the matrix **grows** from 32000 to 32064 rows.
+# - OPT keeps its own `<pad>` (id 1) and adds nothing, yet it **grows** too, from 50272 to 50304: 50265 tokens
+#   round up to 50304, and its checkpoint's 50272 was a multiple of 8, not of 64.
+# - phi-2 gets `<|pad|>` = 50295: 50296 tokens, 50304 rows. The checkpoint had 51200, so the matrix **shrinks**
+#   by 896 rows.
+# - Qwen keeps `<|endoftext|>` (151643) as PAD and adds nothing: 151665 tokens, 151680 rows, down from 151936.
+#   It **shrinks** by 256 rows.
+# - `qwen25-0_5b-extra` adds 256 action tokens: 151921 tokens, 151936 rows, exactly the checkpoint's count. The
+#   action tokens `<|extra_0|>` ... `<|extra_255|>` get ids 151665-151920, rows the checkpoint already had.
+#
+# In every case the rows equal `embedding_rows(len(tokenizer))`, in the input embedding and in the LM head alike.
 
 # %%
 for backbone_id, (backbone, tokenizer) in backbones.items():
     rows = backbone.llm.get_input_embeddings().weight.shape[0]
     assert rows == backbone.llm.get_output_embeddings().weight.shape[0] == embedding_rows(len(tokenizer))
     assert rows % 64 == 0 and backbone.llm.config.pad_token_id == tokenizer.pad_token_id == backbone.pad_token_id
-expected_pad = {"llama2-7b-pure": ("<PAD>", 1024), "mistral-v0.1-7b-pure": ("<PAD>", 1024),
-                "phi-2-3b": ("<|pad|>", 1024), "qwen25-0_5b-pure": ("<|endoftext|>", 0),
-                "qwen25-0_5b-extra": ("<|endoftext|>", 0), "opt-125m": ("<pad>", 1)}
+expected_pad = {"llama2-7b-pure": ("<PAD>", 32000), "mistral-v0.1-7b-pure": ("<PAD>", 32000),
+                "phi-2-3b": ("<|pad|>", 50295), "qwen25-0_5b-pure": ("<|endoftext|>", 151643),
+                "qwen25-0_5b-extra": ("<|endoftext|>", 151643), "opt-125m": ("<pad>", 1)}
 assert {i: (t.pad_token, t.pad_token_id) for i, (_, t) in backbones.items()} == expected_pad
+rows_after = {i: b.llm.get_input_embeddings().weight.shape[0] for i, (b, _) in backbones.items()}
+assert list(rows_after.values()) == [32064, 32064, 50304, 151680, 151936, 50304]
+assert [len(backbones[i][1]) for i in IDS] == [32001, 32001, 50296, 151665, 151921, 50265]
 extra_tok = backbones["qwen25-0_5b-extra"][1]
-assert len(extra_tok) == 1280
-assert extra_tok("<|extra_0|><|extra_255|>", add_special_tokens=False).input_ids == [1024, 1279]
+assert extra_tok("<|extra_0|><|extra_255|>", add_special_tokens=False).input_ids == [151665, 151920]
 
 # %% [markdown]
-# The same story as a picture: the vocabulary the checkpoint shipped with, the tokens the family added, and the
-# rows that only exist to reach the multiple of 64.
+# The same story as a picture: how many rows each resize adds (right) or cuts (left), from the checkpoint's count
+# to the backbone's.
 
 # %%
 import matplotlib.pyplot as plt
 
 TEXT = {
-    "en": {"title": "Embedding rows after the family's resize", "shipped": "shipped vocabulary",
-           "added": "added tokens (PAD, extra)", "padding": "rows up to a multiple of 64", "rows": "rows"},
-    "zh": {"title": "各家族 resize 之后的嵌入矩阵行数", "shipped": "checkpoint 自带的词表",
-           "added": "新增 token（PAD、extra）", "padding": "补齐到 64 倍数的行", "rows": "行数"},
+    "en": {"title": "Embedding rows: checkpoint -> after the family's resize", "change": "rows added (+) or cut (-)",
+           "grows": "grows", "shrinks": "shrinks", "same": "same count"},
+    "zh": {"title": "嵌入矩阵行数：checkpoint -> 家族 resize 之后", "change": "增加 (+) 或删去 (-) 的行数",
+           "grows": "变大", "shrinks": "变小", "same": "行数不变"},
 }[LANG]
-shipped_len = [len(shipped[i]) for i in IDS]
-added = [len(backbones[i][1]) - len(shipped[i]) for i in IDS]
-padding_rows = [backbones[i][0].llm.get_input_embeddings().weight.shape[0] - len(backbones[i][1]) for i in IDS]
+change = {i: rows_after[i] - hub_rows[i] for i in IDS}
+kinds = {i: "grows" if change[i] > 0 else "shrinks" if change[i] < 0 else "same" for i in IDS}
+COLORS = {"grows": "#2ca02c", "shrinks": "#d62728", "same": "#7f7f7f"}
 fig, ax = plt.subplots(figsize=(8, 3))
-ax.barh(IDS, shipped_len, color="#1f77b4", label=TEXT["shipped"])
-ax.barh(IDS, added, left=shipped_len, color="#2ca02c", label=TEXT["added"])
-ax.barh(IDS, padding_rows, left=[s + a for s, a in zip(shipped_len, added)], color="#ff7f0e", label=TEXT["padding"])
-totals = [v + a + p for v, a, p in zip(shipped_len, added, padding_rows)]
-for row, (v, a, p) in enumerate(zip(shipped_len, added, padding_rows)):
-    ax.text(totals[row] + 4, row, f"{v} + {a} + {p} = {totals[row]}", va="center", fontsize=8)
-ax.set_xlim(900, 1420)
+ax.barh(IDS, [change[i] for i in IDS], color=[COLORS[kinds[i]] for i in IDS])
+for row, backbone_id in enumerate(IDS):
+    ax.text(-2350, row, f"{hub_rows[backbone_id]} -> {rows_after[backbone_id]} "
+            f"({change[backbone_id]:+d}, {TEXT[kinds[backbone_id]]})", va="center", fontsize=8)
+ax.axvline(0, color="black", linewidth=0.8)
+ax.set_xlim(-2400, 200)
 ax.invert_yaxis()
-ax.set_xlabel(TEXT["rows"])
+ax.set_xlabel(TEXT["change"])
 ax.set_title(TEXT["title"])
-ax.legend(loc="upper right", fontsize=8)
 plt.show()
-assert padding_rows == [63, 63, 63, 0, 0, 0] and added == [1, 1, 1, 0, 256, 0]
-assert totals == [1088, 1088, 1088, 1024, 1280, 1024]
+assert [change[i] for i in IDS] == [64, 64, -896, -256, 0, 32]
 
 # %% [markdown]
 # ### Why a multiple of 64?
@@ -267,7 +300,7 @@ assert totals == [1088, 1088, 1088, 1024, 1280, 1024]
 # dimensions are multiples of the tile size; an odd size such as 32001 leaves a ragged last tile and can push the
 # library onto a slower kernel. Rounding up to 64 makes the vocabulary dimension a clean multiple. nanoGPT does
 # the same with GPT-2's vocabulary, 50257 -> 50304. This is a GPU effect; measuring it on this CPU would tell us
-# nothing, so we only count what it costs: 63 padding rows out of 32064, about 0.2 % of the embedding
+# nothing, so we only count what it costs: for Llama-2, 63 padding rows out of 32064, about 0.2 % of the embedding
 # parameters (hidden size 4096 for Llama-2-7B).
 
 # %%
@@ -282,32 +315,35 @@ assert padding_rows_real == 63 and padding_rows_real / 32064 < 0.002
 # ### The library agrees
 #
 # Our function is a model of `resize_token_embeddings`; here is the library itself, on a fresh copy of the
-# Llama replica asked for 32001 tokens, with `mean_resizing=False` as the package passes it (section 4). The
-# same call also shows that the input-grad hook survives: we register it with `enable_input_require_grads()`
-# first, as the backbone constructor does, and look again after the resize.
+# Llama-2 replica (32000 rows, loaded in float32 as the backbone loads it) asked for 32001 tokens, with
+# `mean_resizing=False` as the package passes it (section 4). The same call also shows that the input-grad hook
+# survives: we register it with `enable_input_require_grads()` first, as the backbone constructor does, and look
+# again after the resize.
 
 # %%
 from transformers import LlamaForCausalLM
+
 from vla_backbone import compat
 
-fresh = LlamaForCausalLM.from_pretrained(checkpoint_path("llama2-7b-pure"))
-shipped_rows = fresh.get_input_embeddings().weight.detach().clone()
+fresh = LlamaForCausalLM.from_pretrained(checkpoint_path("llama2-7b-pure"), dtype=torch.float32)
+rows_before = fresh.get_input_embeddings().weight.shape[0]
 fresh.enable_input_require_grads()
 module_before, hook_before = fresh.get_input_embeddings(), compat.has_input_grad_hook(fresh)
 fresh.resize_token_embeddings(32001, pad_to_multiple_of=64, mean_resizing=False)
 module_after, hook_after = fresh.get_input_embeddings(), compat.has_input_grad_hook(fresh)
-print("rows:", tuple(module_after.weight.shape), "head:", tuple(fresh.get_output_embeddings().weight.shape),
-      "config.vocab_size:", fresh.config.vocab_size)
+print("rows:", rows_before, "->", tuple(module_after.weight.shape), "head:",
+      tuple(fresh.get_output_embeddings().weight.shape), "config.vocab_size:", fresh.config.vocab_size)
 print("input-grad hook before:", hook_before, " after:", hook_after, " same module:", module_before is module_after)
 
 # %% [markdown]
 # 32064 rows in both matrices, and the hook is still there. On transformers 4.57 and 5.x the resize copies the
 # new weights into the *existing* embedding module, so hooks registered on it stay. On 4.40, the version upstream
 # OpenVLA pins, the resize installed a new module and the hook was lost (a known upstream behaviour; this suite
-# does not install 4.40, so we cannot show it here).
-# What the hook buys: with every weight frozen, the embedding output still requires grad.
+# does not install 4.40, so we cannot show it here). What the hook buys: with every weight frozen, the embedding
+# output still requires grad.
 
 # %%
+assert rows_before == 32000
 assert module_after.weight.shape[0] == fresh.get_output_embeddings().weight.shape[0] == fresh.config.vocab_size == 32064
 assert hook_before and hook_after and module_before is module_after
 fresh.requires_grad_(False)
@@ -316,31 +352,77 @@ del fresh, module_before, module_after
 
 # %% [markdown]
 # The backbones above went through the same order (hook first, then the resize inside the family's
-# constructor), and they all still carry it:
+# constructor), growing or shrinking, and they all still carry it:
 
 # %%
 assert all(compat.has_input_grad_hook(backbone.llm) for backbone, _ in backbones.values())
 
 # %% [markdown]
-# ## 4. What is in the new rows
+# ## 4. Which rows are kept, which are new, which are cut
 #
-# Take the Llama-2 replica: rows 0-1023 are the checkpoint's, row 1024 is `<PAD>`, rows 1025-1087 are padding.
-# The old rows are copied unchanged. The new rows get the model's ordinary initialisation, a normal distribution
+# The checkpoint's own embedding sits in its `model.safetensors`; we read it directly (stored in float16 or
+# bfloat16) and compare it with each backbone's matrix. Rows the resize keeps are copied unchanged.
+#
+# - **Llama-2 (grows)**: rows 0-31999 are the checkpoint's; row 32000 is `<PAD>` and rows 32001-32063 are padding,
+#   both new.
+# - **phi-2 (shrinks)**: rows 0-50303 are the checkpoint's, *including* the row of the new `<|pad|>` (50295): the
+#   checkpoint already had a row with that index, so nothing is initialised. Rows 50304-51199 are cut, in the
+#   input embedding and in phi-2's separate LM head and its bias alike.
+# - **Qwen (shrinks)**: rows 0-151679 are the checkpoint's; 151680-151935 are cut. Input and output embeddings are
+#   tied, so this is one matrix.
+# - **`-extra` (same count)**: all 151936 rows are the checkpoint's, the 256 action tokens' rows 151665-151920
+#   included: `-extra` reuses rows the checkpoint already had.
+
+# %%
+from safetensors import safe_open
+
+
+def checkpoint_tensor(backbone_id: str, name: str) -> torch.Tensor:
+    """A tensor as stored in the replica's model.safetensors, in float32."""
+    with safe_open(f"{checkpoint_path(backbone_id)}/model.safetensors", framework="pt") as weights:
+        return weights.get_tensor(name).float()
+
+
+def kept_rows(backbone_id: str, matrix: torch.Tensor, name: str = "model.embed_tokens.weight") -> int:
+    """How many leading rows of `matrix` are exactly the checkpoint's."""
+    stored = checkpoint_tensor(backbone_id, name)
+    rows = min(len(stored), len(matrix))
+    same = (matrix[:rows].detach() == stored[:rows]).reshape(rows, -1).all(dim=1)
+    return rows if bool(same.all()) else int((~same).nonzero()[0])
+
+
+embedding = {i: backbones[i][0].llm.get_input_embeddings().weight for i in IDS}
+for backbone_id in ["llama2-7b-pure", "phi-2-3b", "qwen25-0_5b-pure", "qwen25-0_5b-extra"]:
+    kept = kept_rows(backbone_id, embedding[backbone_id])
+    print(f"{backbone_id:20s} checkpoint rows {hub_rows[backbone_id]:6d}, kept {kept:6d}, "
+          f"new {rows_after[backbone_id] - kept:3d}, cut {hub_rows[backbone_id] - kept:3d}")
+
+# %%
+assert kept_rows("llama2-7b-pure", embedding["llama2-7b-pure"]) == 32000
+assert kept_rows("phi-2-3b", embedding["phi-2-3b"]) == 50304 and phi_tok.pad_token_id < 50304
+phi_head = phi.llm.get_output_embeddings()
+assert kept_rows("phi-2-3b", phi_head.weight, "lm_head.weight") == 50304
+torch.testing.assert_close(phi_head.bias.detach(), checkpoint_tensor("phi-2-3b", "lm_head.bias")[:50304], rtol=0, atol=0)
+assert kept_rows("qwen25-0_5b-pure", embedding["qwen25-0_5b-pure"]) == 151680
+assert kept_rows("qwen25-0_5b-extra", embedding["qwen25-0_5b-extra"]) == 151936
+assert qwen.llm.get_output_embeddings().weight is embedding["qwen25-0_5b-pure"]
+
+# %% [markdown]
+# Only a growing resize creates rows. The new rows get the model's ordinary initialisation, a normal distribution
 # with mean 0 and standard deviation `config.initializer_range` (0.02), which is what transformers 4.40 (the
 # version OpenVLA and MiniVLA trained with) did. Newer transformers default to `mean_resizing=True` instead; the
 # package passes `mean_resizing=False` to keep the upstream behaviour, and seeds the random generator so that
-# every load gives the same new rows.
+# every load gives the same new rows. Llama-2's 64 new rows:
 
 # %%
 llama, llama_tok = backbones["llama2-7b-pure"]
-new_matrix = llama.llm.get_input_embeddings().weight.detach()
-new_rows = new_matrix[1024:]
-print(f"new rows: mean {new_rows.mean():.5f}, std {new_rows.std():.4f}; "
+new_rows = embedding["llama2-7b-pure"].detach()[32000:]
+print(f"new rows: {len(new_rows)}, mean {new_rows.mean():.5f}, std {new_rows.std():.4f}; "
       f"initializer_range = {llama.llm.config.initializer_range}")
 reloaded_llama, _ = get_llm_backbone_and_tokenizer("llama2-7b-pure")
 
 # %%
-torch.testing.assert_close(new_matrix[:1024], shipped_rows)
+assert len(new_rows) == 64
 assert abs(new_rows.mean()) < 0.002 and abs(new_rows.std() - llama.llm.config.initializer_range) < 0.002
 torch.testing.assert_close(reloaded_llama.llm.get_input_embeddings().weight, llama.llm.get_input_embeddings().weight,
                            rtol=0, atol=0)
@@ -352,28 +434,29 @@ del reloaded_llama
 # in practice every new row *is* the mean embedding (transformers prints a note about it).
 
 # %%
+shipped_rows = checkpoint_tensor("llama2-7b-pure", "model.embed_tokens.weight")
 from vla_backbone.notebook import transformers_log
 
-mean_resized = LlamaForCausalLM.from_pretrained(checkpoint_path("llama2-7b-pure"))
+mean_resized = LlamaForCausalLM.from_pretrained(checkpoint_path("llama2-7b-pure"), dtype=torch.float32)
 with transformers_log() as note:
-    mean_resized.resize_token_embeddings(1025, pad_to_multiple_of=64, mean_resizing=True)
+    mean_resized.resize_token_embeddings(32001, pad_to_multiple_of=64, mean_resizing=True)
 print("transformers log:", note)
 old_mean = shipped_rows.mean(dim=0)
-mean_rows = mean_resized.get_input_embeddings().weight.detach()[1024:]
+mean_rows = mean_resized.get_input_embeddings().weight.detach()[32000:]
 print("old rows: mean distance from their mean", f"{(shipped_rows - old_mean).norm(dim=1).mean():.4f}")
 print("mean_resizing rows: max distance       ", f"{(mean_rows - old_mean).norm(dim=1).max():.2e}")
 torch.testing.assert_close(mean_rows, old_mean.expand(64, -1), rtol=0, atol=1e-4)
 del mean_resized
 
 # %% [markdown]
-# Rows 1025-1087 belong to no token: the tokenizer has 1025 entries, so it can never produce those ids, and
+# Rows 32001-32063 belong to no token: the tokenizer has 32001 entries, so it can never produce those ids, and
 # they decode to nothing. They still exist in the LM head, so the model outputs a logit for each of them.
 
 # %%
 print("len(tokenizer):", len(llama_tok), " largest id in the vocabulary:", max(llama_tok.get_vocab().values()))
-print("id 1050 ->", llama_tok.convert_ids_to_tokens(1050), repr(llama_tok.decode([1050])))
-assert max(llama_tok.get_vocab().values()) == len(llama_tok) - 1 == 1024
-assert llama_tok.convert_ids_to_tokens(1050) is None and llama_tok.decode([1050]) == ""
+print("id 32050 ->", llama_tok.convert_ids_to_tokens(32050), repr(llama_tok.decode([32050])))
+assert max(llama_tok.get_vocab().values()) == len(llama_tok) - 1 == 32000
+assert llama_tok.convert_ids_to_tokens(32050) is None and llama_tok.decode([32050]) == ""
 
 # %% [markdown]
 # ### The PAD row and the loss
@@ -383,7 +466,7 @@ assert llama_tok.convert_ids_to_tokens(1050) is None and llama_tok.decode([1050]
 # The *output* side is different. Every row of the LM head, PAD and the unused rows included, produces a logit
 # at every position and sits in the softmax denominator. Since these ids are never a label, the gradient of the
 # loss with respect to their logits is proportional to their (positive) probability, so training only ever
-# pushes them down.
+# pushes them down. Two short texts keep the logits small: 2 x 17 positions x 32064 rows.
 
 # %%
 texts = ["In: pick up the cup\nOut: 1 2 3</s>", "In: open the drawer\nOut:"]
@@ -397,18 +480,19 @@ def loss_and_logits():
     return out.loss, out.logits
 
 
+pad_id = llama_tok.pad_token_id
 embeddings = llama.llm.get_input_embeddings().weight
 loss_before, _ = loss_and_logits()
 with torch.no_grad():
-    saved_pad_row = embeddings[llama_tok.pad_token_id].clone()
-    embeddings[llama_tok.pad_token_id] += 100.0
+    saved_pad_row = embeddings[pad_id].clone()
+    embeddings[pad_id] += 100.0
 loss_changed_pad, _ = loss_and_logits()
 with torch.no_grad():
-    embeddings[llama_tok.pad_token_id] = saved_pad_row
+    embeddings[pad_id] = saved_pad_row
 print(f"loss {loss_before.item():.6f}, with the PAD row moved by 100: {loss_changed_pad.item():.6f}")
 
 # %%
-assert (batch.input_ids == llama_tok.pad_token_id).sum() > 0
+assert pad_id == 32000 and (batch.input_ids == pad_id).sum() > 0 and batch.input_ids.shape == (2, 17)
 torch.testing.assert_close(loss_changed_pad, loss_before, rtol=0, atol=0)
 
 llama.llm.zero_grad(set_to_none=True)
@@ -417,23 +501,23 @@ logits.retain_grad()
 loss.backward()
 input_grad = embeddings.grad
 head_grad = llama.llm.get_output_embeddings().weight.grad
-print("input-embedding grad, rows >= 1024:", input_grad[1024:].abs().max().item())
-print("LM-head grad norm, PAD row:", f"{head_grad[1024].norm():.2e}", " unused rows:", f"{head_grad[1025:].norm():.2e}")
-assert input_grad[1024:].abs().max() == 0 and input_grad[:1024].abs().max() > 0
-assert head_grad[1024].norm() > 0 and head_grad[1025:].norm() > 0
-assert (logits.grad[..., 1024:] >= 0).all() and (logits.grad[..., 1024:] > 0).any()
+print("input-embedding grad, rows >= 32000:", input_grad[32000:].abs().max().item())
+print("LM-head grad norm, PAD row:", f"{head_grad[32000].norm():.2e}", " unused rows:", f"{head_grad[32001:].norm():.2e}")
+assert input_grad[32000:].abs().max() == 0 and input_grad[:32000].abs().max() > 0
+assert head_grad[32000].norm() > 0 and head_grad[32001:].norm() > 0
+assert (logits.grad[..., 32000:] >= 0).all() and (logits.grad[..., 32000:] > 0).any()
 llama.llm.zero_grad(set_to_none=True)
 
 # %% [markdown]
 # **Try it:** move the PAD row by another amount, or change `texts`, and re-run: the loss stays put as long as
-# padding is labelled -100. Then label one padding position with the PAD id (1024) instead and watch it move.
+# padding is labelled -100. Then label one padding position with the PAD id (32000) instead and watch it move.
 
 # %% [markdown]
 # ## Try it
 #
-# Pick a vocabulary size and a multiple; the cell prints the rows `resize_token_embeddings` would give and how
-# many of them are padding. Try Llama-2 with its PAD (32001), GPT-2 (50257), or the `-extra` replica (1280) with
-# a multiple of 8 or 128.
+# Pick a token count and a multiple; the cell prints the rows `resize_token_embeddings` would give and how many of
+# them are padding. The counts are the five families' after the family's step (Llama-2 with its PAD, phi-2 with
+# its PAD, Qwen, Qwen with its 256 action tokens, OPT); try a multiple of 8 or 128 too.
 
 # %%
 from vla_backbone.notebook import explore
@@ -445,31 +529,34 @@ def resize_report(num_tokens: int, multiple: int) -> int:
     return rows
 
 
-first = explore(resize_report, num_tokens=[32001, 32000, 50257, 1025, 1280], multiple=[64, 8, 128])
+first = explore(resize_report, num_tokens=[32001, 50296, 151665, 151921, 50265], multiple=[64, 8, 128])
 assert first == 32064
 
 # %% [markdown]
 # ## Summary
-# - phi-2: `<|endoftext|>` is BOS = EOS = UNK and the tokenizer adds no BOS, so `PhiPromptBuilder` writes it at
-#   the start of the first human turn: exactly one BOS, at position 0. Its PAD is a new `<|pad|>`, so masking
-#   padding never masks EOS.
-# - Qwen has no BOS (`bos_token_id` is `None`); prompts start with `<|im_start|>`, and `<|endoftext|>` is
-#   already PAD. `SPECIAL_CASES` = phi-2 + every Qwen-2.5 id.
-# - Llama-2 and Mistral get `<PAD>` (id = old vocabulary size), phi-2 `<|pad|>`; OPT and Qwen keep theirs. The
-#   embedding grows to a multiple of 64: 32000 + 1 -> 32064 on real Llama-2, 1024 + 1 -> 1088 on the replica;
-#   `-extra` has 1024 + 256 = 1280.
-# - New rows get the model's ordinary (seeded) initialisation, as on transformers 4.40; newer transformers'
-#   `mean_resizing` would put them at the mean embedding. The PAD input row never reaches the loss; PAD and
-#   unused LM-head rows only get pushed down.
+# - phi-2: `<|endoftext|>` (50256) is BOS = EOS = UNK and the tokenizer adds no BOS, so `PhiPromptBuilder` writes it
+#   at the start of the first human turn: exactly one BOS, at position 0. Its PAD is a new `<|pad|>` (50295), so
+#   masking padding never masks EOS.
+# - Qwen has no BOS (`bos_token_id` is `None`); prompts start with `<|im_start|>` (151644), and `<|endoftext|>`
+#   (151643) is already PAD. `SPECIAL_CASES` = phi-2 + every Qwen-2.5 id.
+# - Llama-2 and Mistral get `<PAD>` = 32000, phi-2 `<|pad|>` = 50295; OPT and Qwen keep theirs. The resize sets the
+#   rows to `len(tokenizer)` rounded up to a multiple of 64, whatever the checkpoint had: Llama-2 and Mistral grow
+#   32000 -> 32064, OPT grows 50272 -> 50304, phi-2 shrinks 51200 -> 50304, Qwen shrinks 151936 -> 151680, and
+#   `-extra` puts its 256 action tokens on rows 151665-151920 the checkpoint already had (151936 -> 151936).
+# - Kept rows are copied; only a growing resize creates rows, with the model's ordinary (seeded) initialisation as
+#   on transformers 4.40 (newer `mean_resizing` would put them at the mean embedding). The PAD input row never
+#   reaches the loss; PAD and unused LM-head rows only get pushed down.
 # - On transformers 4.57 and 5.x the input-grad hook survives the resize (same module); on 4.40 it did not.
 #
 # ## Exercises
 # 1. Add a backbone option that also adds 256 action tokens to Llama-2 the way `qwen25-0_5b-extra` does. How many
-#    rows does the real 7B model get (`embedding_rows`), and how many are padding?
+#    rows does it get (`embedding_rows`), how many are padding, and which of them are new?
 # 2. Repeat section 4's loss experiment with *left* padding (`padding_side="left"`). Does the loss still ignore
 #    the PAD row? Which positions do the labels have to mask now?
-# 3. Resize the fresh Llama replica with `mean_resizing=True` and with `False`, then compare the logits of an
-#    untrained new row with the average logit of the old rows. Why might the mean initialisation help when
+# 3. Resize a fresh copy of the Llama-2 replica with `mean_resizing=True` and with `False`, then compare the logits
+#    of an untrained new row with the average logit of the old rows. Why might the mean initialisation help when
 #    fine-tuning starts, and why does the package still keep the 4.40 behaviour?
-# 4. On a GPU, time the LM-head matmul `(4096 tokens x 4096) @ (4096 x V)` in bf16 for V = 32000, 32001 and
+# 4. phi-2's resize cuts 896 rows of the LM head. With the real weights (`source="hub"`), could the model ever have
+#    predicted one of those ids? Check what `len(tokenizer)` says about them before the cut.
+# 5. On a GPU, time the LM-head matmul `(4096 tokens x 4096) @ (4096 x V)` in bf16 for V = 32000, 32001 and
 #    32064 (use `vla_backbone.measure.median_seconds` and `torch.cuda.synchronize()`). Does 32001 cost more?

@@ -43,19 +43,20 @@ assert families == {"llama2", "mistral", "phi", "qwen25", "opt"}
 assert {"llama2-7b-pure", "vicuna-v15-7b", "mistral-v0.1-7b-instruct", "phi-2-3b", "qwen25-0_5b-pure", "opt-125m"} <= set(ids)
 
 # %% [markdown]
-# ## 微型副本：真实的类，玩具级的尺寸，完全离线
+# ## 微型副本：真实的分词器和模型类，玩具级的尺寸，完全离线
 #
-# 真实的 checkpoint 动辄几个 GB，有些还需要申请访问权限（gated）。所以这个包默认不下载它们，而是为每个家族构建一个*微型副本*：`*ForCausalLM` 类和解码器层类与原模型完全相同，特殊 token 和 BOS 行为也一样，只是隐藏维度缩到 64、只有两层、词表只有 1024 个 token（骨干网络加上 PAD token 并向上取整到 64 的倍数后，嵌入矩阵是 1088 行，详见 04）。微型副本只在第一次用到时构建一次，存进缓存目录，耗时大约十分之一秒，全程不需要联网。加载它用的就是 OpenVLA 里的同一个调用。第一次调用还要导入模型代码（需要几秒），所以下面计时的是第二次调用——之后每次加载的开销就是这么多。
+# 真实的 checkpoint 动辄几个 GB，有些还需要申请访问权限（gated）。所以这个包默认为每个家族构建一个*微型副本*：用的是该家族**真实的分词器文件**（随包分发，逐字节复制过来），配上一个刚初始化的**真实** `*ForCausalLM` 模型类，它的配置沿用 Hub 上 checkpoint 的词表大小、特殊 token 的 id、嵌入是否共享（tying）以及存储用的 dtype，只把宽度和深度缩小到隐藏维度 64、两层。因此你在这套 notebook 里看到的每一个 id（BOS、PAD、resize 之后的嵌入矩阵行数、动作 token）都是真实的，只有权重是随机的。微型副本只在第一次用到时构建一次，存进缓存目录，全程不需要联网。加载它用的就是 OpenVLA 里的同一个调用。第一次调用还要导入模型代码（需要几秒），所以下面计时的是第二次调用——之后每次加载的开销就是这么多。
 
 # %%
 import time
+
+import torch
 
 backbone, tokenizer = vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure")
 start = time.perf_counter()
 backbone, tokenizer = vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure")
 elapsed = time.perf_counter() - start
-print(type(backbone).__name__, type(backbone.llm).__name__, f"loaded in {elapsed:.2f} s")
-print("parameters:", sum(p.numel() for p in backbone.parameters()))
+print(type(backbone).__name__, type(backbone.llm).__name__, type(tokenizer).__name__, f"loaded in {elapsed:.2f} s")
 print("loaded from:", backbone.hf_hub_path)
 
 # %% [markdown]
@@ -68,22 +69,68 @@ from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 assert isinstance(backbone.llm, LlamaForCausalLM)
 assert backbone.transformer_layer_cls is LlamaDecoderLayer
 assert backbone.embed_dim == 64 and backbone.llm.config.num_hidden_layers == 2
-assert elapsed < 3, "a warm load of a tiny replica should take well under a second"
+
+# %% [markdown]
+# 分词器和词表也都是真实的。Llama-2 的分词器有 32000 个条目，BOS 是 `<s>` = 1，EOS 是 `</s>` = 2，没有 PAD token；骨干网络会把 `<PAD>` 加为 id 32000，所以 `len(tokenizer)` 是 32001，而 `vocab_size` 仍然只数基础词表的 32000 个。checkpoint 里的嵌入矩阵是 Hub 上的 32000 行，以 float16 存储，不与 LM head 共享权重；经过骨干网络的 resize（见 notebook 04）后变成 32064 行，并以 float32 加载。分词器的类在 transformers 5 上是 `LlamaTokenizer`，在 4.57 上是 `LlamaTokenizerFast`（5.x 每个家族只有一个分词器类）。微型副本里的分词器文件与 `vla_backbone/tokenizers/llama2/` 里随包分发的文件逐字节相同。
+
+# %%
+import filecmp
+
+from safetensors import safe_open
+from transformers import AutoConfig
+
+from vla_backbone import compat
+from vla_backbone.tiny import TOKENIZERS
+
+checkpoint = backbone.hf_hub_path
+hub_rows = AutoConfig.from_pretrained(checkpoint).vocab_size
+with safe_open(f"{checkpoint}/model.safetensors", framework="pt") as weights:
+    stored_dtype = weights.get_tensor("model.embed_tokens.weight").dtype
+embedding = backbone.llm.get_input_embeddings().weight
+print(f"len(tokenizer) = {len(tokenizer)}, vocab_size = {tokenizer.vocab_size}, "
+      f"bos/eos/pad = {tokenizer.bos_token_id}/{tokenizer.eos_token_id}/{tokenizer.pad_token_id}")
+print(f"embedding rows: {hub_rows} in the checkpoint ({stored_dtype}) -> {embedding.shape[0]} after the resize "
+      f"({embedding.dtype}); tied to the LM head: {backbone.llm.config.tie_word_embeddings}")
+
+# %%
+assert type(tokenizer).__name__ == ("LlamaTokenizer" if compat.IS_V5 else "LlamaTokenizerFast")
+assert len(tokenizer) == 32001 and tokenizer.vocab_size == 32000
+assert (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) == (1, 2, 32000)
+assert tokenizer.pad_token == "<PAD>"
+assert hub_rows == 32000 and embedding.shape == (32064, 64)
+assert stored_dtype == torch.float16 and embedding.dtype == torch.float32
+assert backbone.llm.config.tie_word_embeddings is False
+assert backbone.llm.get_output_embeddings().weight is not embedding
+shipped_files = sorted(path.name for path in (TOKENIZERS / "llama2").iterdir())
+assert all(filecmp.cmp(TOKENIZERS / "llama2" / name, f"{checkpoint}/{name}", shallow=False) for name in shipped_files)
+
+# %% [markdown]
+# 词表是真实大小，宽度却很小，于是微型副本几乎所有的参数都集中在两个 32064 x 64 的矩阵里：输入嵌入和 LM head。所以微型副本有多大，取决于它的词表，而不是它的架构。
+
+# %%
+parameters = sum(p.numel() for p in backbone.parameters())
+vocabulary_matrices = 2 * embedding.numel()
+print(f"parameters: {parameters:,}, of which embedding + LM head: {vocabulary_matrices:,} "
+      f"({vocabulary_matrices / parameters:.0%})")
+assert vocabulary_matrices == 2 * 32064 * 64 and vocabulary_matrices / parameters > 0.95
 
 # %% [markdown]
 # ## 第一次前向传播
 #
-# 一句话以 token id 的形式送进去，出来的是整个词表上的 logits，每个位置一行。
+# 一句话以 token id 的形式送进去，出来的是整个词表上的 logits，每个位置一行。这里用的是 OpenVLA 在机器人每一步都会写的提示词；它的 id 就是真实的 Llama-2 分词器给出的结果（`1` 是 BOS）。
 
 # %%
-import torch
-
-batch = tokenizer(["What action should the robot take to pick up the cup?"], return_tensors="pt")
+action_prompt = "In: What action should the robot take to pick up the cup?\nOut:"
+batch = tokenizer([action_prompt], return_tensors="pt")
 with torch.no_grad():
     output = backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
 print("input ids:", batch.input_ids.tolist())
 print("logits shape:", tuple(output.logits.shape))
-assert output.logits.shape == (1, batch.input_ids.shape[1], backbone.llm.config.vocab_size)
+
+# %%
+assert batch.input_ids.tolist() == [[1, 512, 29901, 1724, 3158, 881, 278, 19964, 2125, 304, 5839, 701, 278, 18002,
+                                     29973, 13, 3744, 29901]]
+assert output.logits.shape == (1, 18, 32064)
 
 # %% [markdown]
 # ## 切换到真实权重
@@ -109,7 +156,7 @@ else:
 # | 01 | 抽象类 | `LLMBackbone`：ABC + `nn.Module`，抽象方法与抽象属性，`embed_dim`，`pad_token_id` |
 # | 02 | 加载 | 训练模式与推理模式，dtype，贪心解码的生成配置，`use_cache`，`hf_token`，分词器设置 |
 # | 03 | BOS 断言 | 检查的两个部分，在每个家族上逐一验证 |
-# | 04 | 特殊情况 | phi-2 的 BOS = EOS，没有 BOS 的 Qwen，PAD token，嵌入矩阵扩到 64 的倍数 |
+# | 04 | 特殊情况 | phi-2 的 BOS = EOS，没有 BOS 的 Qwen，PAD token，把嵌入矩阵 resize 到 64 的倍数 |
 # | 05 | 提示词构造器 | 所有模板并排对比，OpenVLA 的动作提示词，token 与标签 |
 # | 06 | `embed_input_ids` 与 `forward` | 每一个参数，标签与 -100，KV 缓存 |
 # | 07 | `enable_input_require_grads` | 出错的场景，钩子，几种修复方法 |
@@ -121,10 +168,10 @@ else:
 #
 # ## 小结
 # - `list_backbones()` 给出所有 id；`get_llm_backbone_and_tokenizer(id)` 构建骨干网络及其分词器。
-# - 微型副本保留了真实的模型类和分词器行为，离线运行，加载只需零点几秒。
+# - 微型副本 = 真实的分词器文件 + 一个真实模型类的微型模型，后者沿用 Hub 配置里的词表大小、特殊 id、嵌入共享方式和存储 dtype：每个 id 都是真实的，只有权重是随机的，而且可以离线运行。
 # - `source="hub"`（或 `VLA_BACKBONE_SOURCE=hub`）即可切换到真实权重。
 #
 # ## 练习
-# 1. 加载 `qwen25-0_5b-pure` 和 `opt-125m`。它们各自用的是哪个模型类？用 `isinstance` 验证一下。
-# 2. 统计每个家族微型副本的参数量。哪个最大、哪个最小？为什么（提示：OPT 的位置嵌入是可学习的参数；Qwen 和 OPT 的输入嵌入与输出层共享权重，即 tied embeddings）？
-# 3. 找到微型副本的缓存目录（`vla_backbone.tiny.tiny_dir("llama2")`），列出里面的文件。
+# 1. 加载 `qwen25-0_5b-pure` 和 `opt-125m`。它们各自用的是哪个模型类、哪个分词器类？用 `isinstance` 和 `type(tokenizer).__name__` 验证一下。
+# 2. 统计每个家族微型副本的参数量。哪个最大、哪个最小？为什么（提示：比较嵌入矩阵的行数；Qwen 和 OPT 的输入嵌入与输出层共享权重，其余家族不共享）？
+# 3. 找到微型副本的缓存目录（`vla_backbone.tiny.tiny_dir("llama2")`），列出里面的文件。其中哪些与 `vla_backbone/tokenizers/llama2/` 里的文件逐字节相同？

@@ -288,7 +288,7 @@ with expect_error(AttributeError, match="has no attribute 'embed_dim'"):
 assert "embed_dim" in dir(minimal) and minimal.llm is None
 
 # %% [markdown]
-# 用 Llama 微型副本手动填上两个槽位。把一个 module 赋给 `self.llm`，它就成了已注册的子模块（这是 `nn.Module.__setattr__` 在起作用）；`get_tokenizer()` 返回的也正是存进去的那个对象。
+# 用 Llama 微型副本手动填上两个槽位：真实的 Llama-2 分词器，加一个微型的 `LlamaForCausalLM`。我们和骨干网络一样显式指定 float32：checkpoint 是以 float16 存储的，transformers 5 会按存储的 dtype 加载。把一个 module 赋给 `self.llm`，它就成了已注册的子模块（这是 `nn.Module.__setattr__` 在起作用）；`get_tokenizer()` 返回的也正是存进去的那个对象。
 
 # %%
 from transformers import AutoTokenizer, LlamaForCausalLM
@@ -296,12 +296,12 @@ from transformers import AutoTokenizer, LlamaForCausalLM
 from vla_backbone.tiny import tiny_checkpoint
 
 llama_dir = tiny_checkpoint("llama2")
-minimal.llm = LlamaForCausalLM.from_pretrained(llama_dir)
+minimal.llm = LlamaForCausalLM.from_pretrained(llama_dir, dtype=torch.float32)
 minimal.tokenizer = AutoTokenizer.from_pretrained(llama_dir)
 
 print("children:", [name for name, _ in minimal.named_children()], "| embed_dim:", minimal.embed_dim)
 assert [name for name, _ in minimal.named_children()] == ["llm"]
-assert minimal.get_tokenizer() is minimal.tokenizer
+assert minimal.get_tokenizer() is minimal.tokenizer and minimal.llm.dtype == torch.float32
 assert sum(p.numel() for p in minimal.parameters()) == sum(p.numel() for p in minimal.llm.parameters())
 
 
@@ -371,7 +371,7 @@ print("checkpoint: tokenizer pad =", raw_tokenizer.pad_token_id, "| config pad =
 assert raw_tokenizer.pad_token_id is None and raw_config.pad_token_id is None
 
 # %% [markdown]
-# llama2 家族先往分词器里添加 `<PAD>`（它拿到下一个空闲 id：32000，微型副本和真实模型一样，因为微型副本用的就是 Llama-2 真实的分词器），然后才把这个 id 抄进 `config.pad_token_id`。加载完成后两者一致，填充后的 batch 里出现的也正好是 `backbone.pad_token_id`。
+# llama2 家族先往分词器里添加 `<PAD>`（它拿到下一个空闲 id：Llama-2 的词占用 0 到 31999，所以 `<PAD>` 是 32000），然后才把这个 id 抄进 `config.pad_token_id`。加载完成后两者一致，填充后的 batch 里出现的也正好是 `backbone.pad_token_id`。
 
 # %%
 llama, llama_tokenizer = get_llm_backbone_and_tokenizer("llama2-7b-pure")
@@ -379,6 +379,7 @@ batch = llama_tokenizer(["pick up the cup", "open the drawer next to the red blo
 print("backbone.pad_token_id =", llama.pad_token_id, "| config.pad_token_id =", llama.llm.config.pad_token_id)
 print(batch.input_ids)
 
+assert raw_tokenizer.vocab_size == len(raw_tokenizer) == 32000
 assert llama_tokenizer.pad_token == "<PAD>" and llama.pad_token_id == llama_tokenizer.pad_token_id == 32000
 assert llama.llm.config.pad_token_id == llama.pad_token_id
 padded = batch.attention_mask == 0
@@ -401,7 +402,7 @@ assert (batch.input_ids[batch.attention_mask == 0] == drifted.pad_token_id).all(
 # %% [markdown]
 # ## 逐个家族、逐个成员
 #
-# 同样的八个成员，看五个家族各自怎么回答。有几点值得注意：所有微型副本的 `embed_dim` 都是 64（真实模型从 OPT-125m 的 768 到 Llama-2-13B 的 5120 不等）；Qwen 和 OPT 沿用分词器自带的 PAD token（`<|endoftext|>` 151643 和 `<pad>` 1），Llama-2 和 Mistral 在词表末尾追加 `<PAD>`（32000），phi-2 追加 `<|pad|>`（50295）；所有家族的半精度都选 bfloat16。
+# 同样的八个成员，看五个家族各自怎么回答。有几点值得注意：所有微型副本的 `embed_dim` 都是 64（缩小的只是宽度和深度；用 `source="hub"` 运行同一段代码，打印的就是真实宽度）。PAD 的 id 都是真实的：Qwen 和 OPT 沿用分词器自带的 PAD token（`<|endoftext|>` = 151643 和 `<pad>` = 1），另外三个家族则在最后一个 token 之后追加一个（Llama-2 和 Mistral 是 `<PAD>` = 32000，phi-2 是 `<|pad|>` = 50295）。所有家族的半精度都选 bfloat16。
 
 # %%
 import functools
@@ -436,6 +437,8 @@ for backbone_id, row in table.items():
 
 assert all(row["embed_dim"] == 64 for row in table.values())
 assert [row["pad_token_id"] for row in table.values()] == [32000, 32000, 50295, 151643, 1]
+assert [load(i).get_tokenizer().pad_token for i in REPRESENTATIVES] == [
+    "<PAD>", "<PAD>", "<|pad|>", "<|endoftext|>", "<pad>"]
 assert all(row["half_precision_dtype"] == "torch.bfloat16" for row in table.values())
 assert [row["transformer_layer_cls"] for row in table.values()] == [
     "LlamaDecoderLayer", "MistralDecoderLayer", "PhiDecoderLayer", "Qwen2DecoderLayer", "OPTDecoderLayer"]

@@ -1,14 +1,15 @@
 # %% [markdown]
 # # 12 · 添加你自己的骨干网络
 #
-# 把 OpenVLA 移植到一个新的语言模型上，就是再写一个家族：一个小类，告诉 `HFCausalLLMBackbone` 加载哪个 HuggingFace 模型、哪个 block 算解码器层、提示词长什么样、最后微调哪些模块。难的不是这个类，而是围绕它要做的决定，其中最要紧的是 BOS——VLM 要把图像拼接在它后面。本 notebook 给这个包加上第六个家族 GPT-NeoX（即 Pythia 系列模型，无需申请访问，参数量从 70M 起），从分词器一直做到 FSDP 包装计划，而且不改包里的任何一个文件：所有东西都在这里定义，注册也只在需要的那段时间内有效。最后，新家族要通过每个内置家族都能通过的那套检查。作业 A1 会请你对 GPT-2 做同样的事。
+# 把 OpenVLA 移植到一个新的语言模型上，就是再写一个家族：一个小类，告诉 `HFCausalLLMBackbone` 加载哪个 HuggingFace 模型、哪个 block 算解码器层、提示词长什么样、最后微调哪些模块。难的不是这个类，而是围绕它要做的决定，其中最要紧的是 BOS——VLM 要把图像拼接在它后面。本 notebook 给这个包加上第六个家族 GPT-2（无需申请访问，参数量从 124M 起），从分词器一直做到 FSDP 包装计划，用的是 GPT-2 真实的分词器，而且不改包里的任何一个文件：所有东西都在这里定义。最后，新家族要通过每个内置家族都能通过的那套契约检查。作业 A1 会请你按自己的决定完成同样的移植，并自动评分。
 #
 # **你将学到**
 # - 一个家族必须提供什么：五个类属性和两个 `@property` 成员；
-# - 如何确定分词器的 BOS 行为，以及绕过 BOS 检查的两条路；
-# - 如何在临时目录里构建一个离线的微型 checkpoint（配置、固定种子的权重、分词器）；
+# - 离线时 GPT-2 真实的分词器从哪里来，以及怎样验证自己推导出的分词器确实是真的；
+# - 如何确定分词器的 BOS 行为，以及为什么 `add_bos_token` 这样的标志说了不算；
+# - 如何给包添加新家族的微型副本：一个带 `tokenizer_dir=` 的 `TinySpec`；
 # - 如何为它编写 `FamilyBackbone` 子类、提示词构造器和注册表条目；
-# - 如何检查结果：能否实例化、BOS、PAD、嵌入矩阵 resize、输入梯度钩子、损失、最后一层相关模块、FSDP 单元。
+# - 如何用 `vla_backbone.contract.check_backbone_contract` 检查结果，以及每个错误决定会怎样失败。
 
 # %%
 # Set-up, the same in every notebook: on Colab install the package; everywhere print versions and seed.
@@ -38,191 +39,174 @@ use_language(LANG)
 # | `prompt_builder_fn` | 提示词构造器类（property） | `-pure` id 用 `PurePromptBuilder` |
 # | `last_layer_finetune_modules` | 输入嵌入、最后一个解码器层、LM head（property） | 三个模块 |
 #
-# 在 `FamilyBackbone` 里仍是抽象的成员只剩这两个 `@property`；类路径写成字符串，是为了让 `import vla_backbone` 不必导入 transformers 的所有模型类。
+# 在 `FamilyBackbone` 里仍是抽象的成员只剩这两个 `@property`；类路径写成字符串，是为了让 `import vla_backbone` 不必导入 transformers 的所有模型类。还有一个可选的类属性 `tokenizer_kwargs`，用来给 `AutoTokenizer.from_pretrained` 传额外的参数（Llama-2 用它传 `legacy=True`）。
 
 # %%
 import torch
 
-from vla_backbone.families import FAMILIES
+from vla_backbone.families import FAMILIES, LLaMa2LLMBackbone
 from vla_backbone.families._common import FamilyBackbone
 
 for family in FAMILIES:
-    print(f"{family.family:8s} {family.llm_cls_path:34s} {family.decoder_layer_path.rsplit('.', 1)[1]:20s} pad={family.pad_token!r}")
+    print(f"{family.family:8s} {family.llm_cls_path:34s} {family.decoder_layer_path.rsplit('.', 1)[1]:20s} "
+          f"pad={family.pad_token!r:16s} tokenizer_kwargs={family.tokenizer_kwargs}")
 
 # %%
 assert FamilyBackbone.__abstractmethods__ == {"prompt_builder_fn", "last_layer_finetune_modules"}
 assert all(not family.__abstractmethods__ for family in FAMILIES)
 assert {family.family for family in FAMILIES} == {"llama2", "mistral", "phi", "qwen25", "opt"}
+assert LLaMa2LLMBackbone.tokenizer_kwargs == {"legacy": True}
 
 # %% [markdown]
-# ## 架构：GPT-NeoX
+# ## 架构：GPT-2
 #
-# transformers 自带 `GPTNeoXForCausalLM`，它的解码器层是 `GPTNeoXLayer`；包里没有哪个家族用到它。一个微型配置（隐藏维度 64、两层、四个注意力头）几毫秒就能建好。它的模块有自己的命名：各层在 `gpt_neox.layers` 里，token 嵌入是 `gpt_neox.embed_in`。LM head 的名字甚至随 transformers 版本而变（4.57 上叫 `embed_out`，较新的 5.x 上叫 `lm_head`），所以我们的代码统一通过 `get_input_embeddings()` 和 `get_output_embeddings()` 去拿嵌入和 LM head，两个版本上都适用。
+# transformers 自带 `GPT2LMHeadModel`（GPT-2 出现得比 `*ForCausalLM` 这套命名更早），它的解码器层是 `GPT2Block`；包里没有哪个家族用到它。它的模块有自己的命名：各个 block 在 `transformer.h` 里，token 嵌入是 `transformer.wte`（另有可学习的位置嵌入 `transformer.wpe`），LM head 是 `lm_head`，与 `wte` 共享权重。我们的代码通过 `get_input_embeddings()` 和 `get_output_embeddings()` 去拿嵌入和 LM head，这对任何模型类都适用。
 
 # %%
-import time
+from transformers import GPT2Config, GPT2LMHeadModel
+from transformers.models.gpt2.modeling_gpt2 import GPT2Block
 
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
-from transformers.models.gpt_neox.modeling_gpt_neox import GPTNeoXLayer
-
-from vla_backbone import compat
-
-assert not any("GPTNeoX" in family.llm_cls_path for family in FAMILIES)
-TINY = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128,
-        "max_position_embeddings": 2048}
-start = time.perf_counter()
-toy = GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=1024, **TINY))
-build_s = time.perf_counter() - start
-head_name = "lm_head" if hasattr(toy, "lm_head") else "embed_out"
-print(f"built in {build_s * 1000:.0f} ms;", [name for name, _ in toy.named_children()], [name for name, _ in toy.gpt_neox.named_children()])
-print(f"transformers {compat.TRANSFORMERS_VERSION}: the head is `{head_name}`")
-
-# %%
-assert build_s < 2.0
-assert all(isinstance(layer, GPTNeoXLayer) for layer in toy.gpt_neox.layers) and len(toy.gpt_neox.layers) == 2
-assert toy.get_input_embeddings() is toy.gpt_neox.embed_in
-assert toy.get_output_embeddings() is getattr(toy, head_name)
+assert not any("GPT2" in family.llm_cls_path for family in FAMILIES)
+toy = GPT2LMHeadModel(GPT2Config(n_embd=64, n_layer=2, n_head=4, n_positions=64, vocab_size=100, bos_token_id=0, eos_token_id=0))
+print([name for name, _ in toy.named_children()], [name for name, _ in toy.transformer.named_children()])
+assert all(isinstance(block, GPT2Block) for block in toy.transformer.h) and len(toy.transformer.h) == 2
+assert toy.get_input_embeddings() is toy.transformer.wte and toy.get_output_embeddings() is toy.lm_head
+assert toy.lm_head.weight is toy.transformer.wte.weight
 del toy
 
 # %% [markdown]
-# ## 第 1 步 · 分词器，以及 BOS 的取舍
+# ## 第 1 步 · GPT-2 真实的分词器，取自包里附带的文件
 #
-# 包里附带了五个家族真实的分词器文件，但没有 Pythia 的（GPT-NeoX-20B 的字节级 BPE，5 万个 token）。所以我们的微型副本用一个在代码里训练的替身：在几条机器人指令上训练一个字节级 BPE，唯一的特殊 token 是 GPT-NeoX 的 `<|endoftext|>`，id 为 0，和真实分词器一样；然后用任何合并都不会产生的 `<unused_i>` token 把词表补齐到 1024 个。下面要紧的是真实分词器也具备的那一点：它不会添加 BOS。
+# 这套 notebook 里的每个 id 都来自真实的分词器，GPT-2 也不例外。包里没有 GPT-2 的分词器，但有 phi-2 的，而 phi-2 的分词器*就是* GPT-2 的字节级 BPE（同样的 50257 个 token，其中 `<|endoftext|>` = 50256；同样的 50000 条合并规则），再加上 phi-2 为代码添加的 38 个空白符 token（id 50257-50294）。去掉这 38 个，剩下的就是 GPT-2 的分词器。这一点我们不靠相信，而是用两项来自 phi-2 文件之外的检查来确认：
+#
+# 1. 包里还附带了 OPT 的 `merges.txt`，它来自另一个来源（metaseq），同样是 GPT-2 的 BPE：它的合并规则必须与 phi-2 的逐行相同，它的词表也必须包含同样的 50257 个字符串（OPT 按自己的顺序给它们编号，另外还加了 8 个自己的 token）。
+# 2. transformers 在 `GPT2Tokenizer` 的 docstring 里写明了真实 GPT-2 分词器给出的 id：`"Hello world"` -> `[15496, 995]`，`" Hello world"` -> `[18435, 995]`。我们的分词器必须给出同样的结果。
 
 # %%
 import json
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from vla_backbone.tiny import TOKENIZERS
 
 EOT = "<|endoftext|>"
-CORPUS = [
-    "pick up the red cup", "open the top drawer and put the sponge inside", "close the microwave door",
-    "move the blue block to the left of the bowl", "stack the green block on the yellow block",
-    "What action should the robot take to pick up the cup?", "Test 123",
-]
-
-
-def train_tokenizer(vocab_size: int = 1024) -> Tokenizer:
-    """A byte-level BPE with one special token, no post-processor yet."""
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOT],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tokenizer.train_from_iterator(CORPUS, trainer)
-    data = json.loads(tokenizer.to_str())
-    vocab = data["model"]["vocab"]
-    for index in range(len(vocab), vocab_size):
-        vocab[f"<unused_{index}>"] = index
-    return Tokenizer.from_str(json.dumps(data))
-
-
-base_tokenizer = train_tokenizer()
-print("vocabulary:", base_tokenizer.get_vocab_size(), " <|endoftext|> id:", base_tokenizer.token_to_id(EOT))
-assert base_tokenizer.get_vocab_size() == 1024 and base_tokenizer.token_to_id(EOT) == 0
-
-# %% [markdown]
-# 把它包装成 transformers 分词器，并让 `<|endoftext|>` 同时充当 BOS、EOS 和 UNK 之后，它不会往文本里添加任何东西，和真实的 GPT-NeoX 分词器一样，也和 phi-2 的分词器一样（包里的 phi-2 微型副本用的就是真实文件：`<|endoftext|>` 同样身兼三职，也不加 BOS）。因此 `check_bos`（notebook 03）会拒绝它。
+phi_files = json.loads((TOKENIZERS / "phi" / "tokenizer.json").read_text(encoding="utf-8"))
+bpe = phi_files["model"]
+whitespace_tokens = [token for token in phi_files["added_tokens"] if token["content"] != EOT]
+opt_merges = (TOKENIZERS / "opt" / "merges.txt").read_text(encoding="utf-8").splitlines()
+opt_vocab = json.loads((TOKENIZERS / "opt" / "vocab.json").read_text(encoding="utf-8"))
+print(f"phi-2: {bpe['type']} with {len(bpe['vocab'])} tokens and {len(bpe['merges'])} merges; "
+      f"{len(whitespace_tokens)} added whitespace tokens, ids {whitespace_tokens[0]['id']}-{whitespace_tokens[-1]['id']}")
+print(f"OPT: {len(opt_merges) - 1} merges ({opt_merges[0]!r} first), {len(opt_vocab)} tokens, of which not in "
+      f"phi-2's BPE: {sorted(set(opt_vocab) - set(bpe['vocab']))}")
 
 # %%
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+assert bpe["type"] == "BPE" and len(bpe["vocab"]) == 50257 and len(bpe["merges"]) == 50000
+assert bpe["vocab"][EOT] == 50256 and len(whitespace_tokens) == 38
+assert [token["id"] for token in whitespace_tokens] == list(range(50257, 50295))
+assert all(token["content"].strip() == "" for token in whitespace_tokens)
+assert opt_merges[0] == "#version: 0.2" and opt_merges[1:] == bpe["merges"]
+assert set(bpe["vocab"]) <= set(opt_vocab) and len(set(opt_vocab) - set(bpe["vocab"])) == 8
 
+# %% [markdown]
+# 现在写出 GPT-2 的分词器文件：去掉 38 个空白符 token 的 phi-2 `tokenizer.json`，以及一个 `tokenizer_config.json`，里面只写 GPT-2 在 transformers 的 GPT-2 分词器类默认值之外所需的设置：上下文长度 1024，以及让 `<|endoftext|>` 充当 BOS、EOS 和 UNK（这本来就是类的默认值，写出来是为了让文件自己把话说清楚）。这些文件放在一个临时目录里，只要本 notebook 的内核还在运行，它就一直存在。
+
+# %%
+import filecmp
+import inspect
+import tempfile
+from pathlib import Path
+
+from transformers import AutoTokenizer, GPT2Tokenizer, GPT2TokenizerFast
+
+gpt2_dir = tempfile.TemporaryDirectory(prefix="gpt2_tokenizer_")
+GPT2_FILES = Path(gpt2_dir.name)
+gpt2_json = {**phi_files, "added_tokens": [token for token in phi_files["added_tokens"] if token["content"] == EOT]}
+(GPT2_FILES / "tokenizer.json").write_text(json.dumps(gpt2_json, ensure_ascii=False), encoding="utf-8")
+special = {"bos_token": EOT, "eos_token": EOT, "unk_token": EOT}
+(GPT2_FILES / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 1024, **special}), encoding="utf-8")
+
+gpt2_tokenizer = GPT2TokenizerFast.from_pretrained(GPT2_FILES)
+print(type(gpt2_tokenizer).__name__, "| len:", len(gpt2_tokenizer), "| vocab_size:", gpt2_tokenizer.vocab_size,
+      "| pad:", gpt2_tokenizer.pad_token)
+for text in ["Hello world", " Hello world", "Test 123"]:
+    print(f"{text!r:15s} -> {gpt2_tokenizer(text).input_ids}")
+
+# %%
+defaults = inspect.signature(GPT2TokenizerFast.__init__).parameters
+assert all(defaults[role].default == EOT for role in special)
+documented = GPT2Tokenizer.__doc__
+assert 'from_pretrained("openai-community/gpt2")' in documented
+assert "[15496, 995]" in documented and "[18435, 995]" in documented
+assert gpt2_tokenizer("Hello world").input_ids == [15496, 995]
+assert gpt2_tokenizer(" Hello world").input_ids == [18435, 995]
+assert len(gpt2_tokenizer) == gpt2_tokenizer.vocab_size == 50257 and gpt2_tokenizer.pad_token is None
+assert gpt2_tokenizer.bos_token_id == gpt2_tokenizer.eos_token_id == gpt2_tokenizer.unk_token_id == 50256
+
+# %% [markdown]
+# 在普通文本上，GPT-2 和 phi-2 给出的 id 相同（`"Test 123"` -> `[14402, 17031]`，即 notebook 03 里 phi-2 的真实 id）。二者的分歧在连续空格上：phi-2 用它新增的空白符 token 编码，GPT-2 则用 `Ġ` 片段逐个写出（id 220 就是一个空格）。
+
+# %%
+phi_tokenizer = AutoTokenizer.from_pretrained(TOKENIZERS / "phi")
+code = "    return x"
+print(f"{code!r}: GPT-2 {gpt2_tokenizer(code).input_ids}, phi-2 {phi_tokenizer(code).input_ids}")
+assert gpt2_tokenizer("Test 123").input_ids == phi_tokenizer("Test 123").input_ids == [14402, 17031]
+assert gpt2_tokenizer(code).input_ids == [220, 220, 220, 1441, 2124]
+assert any(50257 <= i <= 50294 for i in phi_tokenizer(code).input_ids)
+
+# %% [markdown]
+# ## 第 2 步 · BOS 的取舍
+#
+# GPT-2 的分词器只有一个特殊 token `<|endoftext|>`，身兼三职，而且无论带不带特殊 token，它都从不在文本前面加 BOS。因此 `check_bos`（notebook 03）会拒绝它。
+
+# %%
 from vla_backbone.errors import TokenizerBOSError
 from vla_backbone.hf_causal import SPECIAL_CASES, check_bos
 from vla_backbone.notebook import expect_error
-from vla_backbone.prompting import PhiPromptBuilder
-from vla_backbone.registry import checkpoint_path
 
-ROLES = {"bos_token": EOT, "eos_token": EOT, "unk_token": EOT}
-
-
-def as_transformers(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **ROLES)
-
-
-plain = as_transformers(base_tokenizer)
-print("'Test 123' ->", plain("Test 123").input_ids, "with special tokens,", plain("Test 123", add_special_tokens=False).input_ids, "without")
-phi_tokenizer = AutoTokenizer.from_pretrained(checkpoint_path("phi-2-3b"))
-assert plain("Test 123").input_ids == plain("Test 123", add_special_tokens=False).input_ids
-assert phi_tokenizer.bos_token == phi_tokenizer.eos_token == phi_tokenizer.unk_token == EOT
-assert phi_tokenizer("Test 123").input_ids == phi_tokenizer("Test 123", add_special_tokens=False).input_ids
+assert gpt2_tokenizer("Test 123").input_ids == gpt2_tokenizer("Test 123", add_special_tokens=False).input_ids
 with expect_error(TokenizerBOSError, match="does not prepend BOS"):
-    check_bos(plain, "pythia-70m")
+    check_bos(gpt2_tokenizer, "gpt2-124m")
 
 # %% [markdown]
 # 有两条出路，包里都已经用过：
 #
-# - **方案 A：由分词器在开头加 BOS。** 用一个 `TemplateProcessing` post-processor，在每段带特殊 token 编码的文本前面放上 `<|endoftext|>`，Llama-2 和 OPT 真实的分词器就是这么做的。`check_bos` 能通过。
-# - **方案 B：由提示词构造器写出 BOS。** 分词器保持原样，把 id 加进 `SPECIAL_CASES` 以跳过检查，再让提示词构造器在第一个轮次的开头写上 `<|endoftext|>`，和 phi-2 的构造器一样。
+# - **方案 A：由分词器在开头加 BOS**，就像真实的 Llama-2、Mistral 和 OPT 分词器那样，`check_bos` 能通过。transformers 的 GPT-2 分词器甚至接受一个 `add_bos_token` 参数，家族可以通过 `tokenizer_kwargs` 把它传进去。
+# - **方案 B：由提示词构造器写出 BOS。** 分词器保持原样，把 id 加进 `SPECIAL_CASES` 以跳过检查，再让提示词构造器在第一个轮次的开头写上 `<|endoftext|>`。OpenVLA 对 phi-2 就是这么做的，而 phi-2 的分词器正是这个分词器再加 38 个 token。
+#
+# 在我们的文件上试试方案 A 的参数。在 transformers 5 上它会加上 BOS。在 4.57 上，从 `tokenizer.json` 构建的 fast GPT-2 分词器会接受这个参数，然后把它忽略：id 没有任何变化，也没有任何警告。标志说明不了什么，id 才说了算（notebook 03 在 Llama-2 上展示过同样的情况）。
 
 # %%
-with_bos = Tokenizer.from_str(base_tokenizer.to_str())
-with_bos.post_processor = processors.TemplateProcessing(
-    single=f"{EOT} $A", pair=f"{EOT} $A {EOT} $B", special_tokens=[(EOT, 0)]
-)
-option_a = as_transformers(with_bos)
-print("'Test 123' ->", option_a("Test 123").input_ids, "with special tokens,", option_a("Test 123", add_special_tokens=False).input_ids, "without")
-check_bos(option_a, "pythia-70m")
-assert option_a("Test 123").input_ids == [0] + plain("Test 123").input_ids
-for backbone_id, bos in (("llama2-7b-pure", "<s>"), ("opt-125m", "</s>")):
-    shipped = AutoTokenizer.from_pretrained(checkpoint_path(backbone_id))
-    assert type(shipped.backend_tokenizer.post_processor).__name__ == "TemplateProcessing"
-    assert shipped.convert_ids_to_tokens(shipped("Test 123").input_ids)[0] == bos
-assert "phi-2-3b" in SPECIAL_CASES and PhiPromptBuilder("openvla").add_turn("human", "hi").startswith(EOT)
+from vla_backbone import compat
+
+asked_for_bos = GPT2TokenizerFast.from_pretrained(GPT2_FILES, add_bos_token=True)
+print(f"transformers {compat.TRANSFORMERS_VERSION}, add_bos_token=True: 'Test 123' -> {asked_for_bos('Test 123').input_ids}")
+if compat.IS_V5:
+    assert asked_for_bos("Test 123").input_ids == [50256, 14402, 17031]
+    check_bos(asked_for_bos, "gpt2-124m")
+else:
+    assert asked_for_bos("Test 123").input_ids == [14402, 17031]
+    with expect_error(TokenizerBOSError, match="does not prepend BOS"):
+        check_bos(asked_for_bos, "gpt2-124m")
 
 # %% [markdown]
-# **我们选方案 A。** 这样 `check_bos` 会一直守护这个家族：分词器一旦丢了 BOS，加载时就会当场报错，而不是让图像悄悄错位一个 token。不需要改动包级别的任何集合；而且每段文本都以 BOS 开头，不只是经由构造器生成的提示词（notebook 11 展示过 Qwen 在这方面的弱点）。代价是：这个保证存在于我们保存的分词器文件里。从别处加载的分词器如果不加 BOS，就会被 `check_bos` 拒绝（当场报错，这正是目的所在）；这时可以用这个 post-processor 重新保存它，或者改走方案 B。方案 B 的完整写法见第 3 步以及最后的“动手试试”。
+# **我们选方案 B。** 它让 GPT-2 与 phi-2 遵循同样的 BOS 规则，在每个 transformers 版本上行为都一样，分词器文件也保持 GPT-2 的原样。代价是：`check_bos` 不再守护这个家族，而且只有经由构造器生成的提示词才以 BOS 开头（notebook 11 展示过 Qwen 在这方面的弱点）。所以这个保证落在构造器身上，第 8 步会加一项检查，确认它生成的提示词恰好以一个 BOS 开头。
 #
-# ## 第 2 步 · 临时目录里的微型 checkpoint
-#
-# checkpoint 就是一个目录，里面有 `config.json`、权重和分词器文件，正好是 `from_pretrained` 要读的东西。我们固定权重的随机种子，保证每次运行都构建出同一个模型，把所有文件存进一个新建的临时目录，再用 `AutoTokenizer` 和模型类加载回来。另一个目录存放同一个模型，但配的是方案 B 的分词器，供后面比较用。
+# 第 5 步要用的注册表得先写出来，因为 `SPECIAL_CASES` 是按骨干网络 id 记录的。在包内部，这些 id 应写进 `vla_backbone/hf_causal.py` 里的 `SPECIAL_CASES`；这里我们只在当前内核里把它们加进这个集合。
 
 # %%
-import os
-import tempfile
-
-workdir = tempfile.TemporaryDirectory(prefix="tiny_gpt_neox_")
-
-
-def save_checkpoint(tokenizer: PreTrainedTokenizerFast, name: str) -> str:
-    path = os.path.join(workdir.name, name)
-    config = GPTNeoXConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                           eos_token_id=tokenizer.eos_token_id, **TINY)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = GPTNeoXForCausalLM(config)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-start = time.perf_counter()
-CHECKPOINT = save_checkpoint(option_a, "option_a")
-CHECKPOINT_B = save_checkpoint(plain, "option_b")
-print(f"saved in {time.perf_counter() - start:.2f} s:", sorted(os.listdir(CHECKPOINT)))
-
-# %% [markdown]
-# 重新加载后，分词器依然会在开头加 BOS。我们检查的是编码出的 id，绝不看 `add_bos_token` 这类标志：在 transformers 5 上，重新加载的分词器报告这个标志为 False，实际上却照样加 BOS（4.57 上这里根本没有这个标志；详见 notebook 03）。权重则逐位原样恢复。
-
-# %%
-reloaded = AutoTokenizer.from_pretrained(CHECKPOINT)
-reloaded_model = GPTNeoXForCausalLM.from_pretrained(CHECKPOINT)
-check_bos(reloaded, "pythia-70m")
-print("ids:", reloaded("Test 123").input_ids, "| add_bos_token flag:", getattr(reloaded, "add_bos_token", "(none on this version)"))
-assert getattr(reloaded, "add_bos_token", False) is False
-with torch.random.fork_rng(devices=[]):
-    torch.manual_seed(0)
-    fresh = GPTNeoXForCausalLM(reloaded_model.config)
-for name, tensor in fresh.state_dict().items():
-    torch.testing.assert_close(reloaded_model.state_dict()[name], tensor, rtol=0, atol=0)
-assert os.path.isfile(os.path.join(CHECKPOINT, "config.json")) and reloaded_model.config.hidden_size == 64
-assert reloaded("Test 123").input_ids == option_a("Test 123").input_ids
-del reloaded_model, fresh
+# === Registry: backbone id -> HuggingFace hub repo ===
+GPT2_MODELS = {
+    "gpt2-124m": "openai-community/gpt2",
+    "gpt2-355m": "openai-community/gpt2-medium",
+    "gpt2-774m": "openai-community/gpt2-large",
+    "gpt2-1.5b": "openai-community/gpt2-xl",
+}
+SPECIAL_CASES.update(GPT2_MODELS)
+assert set(GPT2_MODELS) <= SPECIAL_CASES
 
 # %% [markdown]
 # ## 第 3 步 · 提示词构造器
 #
-# 每个家族都要指明自己的提示词格式。我们用一个简单的问答模板：先 `Q: ...`，再 `A: ...`，基于 `TurnPromptBuilder` 实现——轮次交替、删除 `<image>`、去除首尾空白，它都已经处理好了。构造器只需说明 human 轮次怎么包装、回答以哪个 EOS 结尾。把 `bos` 也设上很重要：`finish()` 会去掉开头的 `bos`，保证 BOS 不会出现两次。
+# 每个家族都要指明自己的提示词格式。我们用一个简单的问答模板：先 `Q: ...`，再 `A: ...`，基于 `TurnPromptBuilder` 实现——轮次交替、删除 `<image>`、去除首尾空白，它都已经处理好了。构造器要说明 human 轮次怎么包装、回答以哪个 EOS 结尾；采用方案 B 时，它还要在第一个轮次前写上 BOS，并在生成最终提示词时保留它（默认的 `finish()` 会去掉开头的 BOS，那是为自己会加 BOS 的分词器准备的）。
 
 # %%
 from vla_backbone.errors import PromptTurnError
@@ -235,71 +219,98 @@ class QAPromptBuilder(TurnPromptBuilder):
     def wrap_human(self, message: str) -> str:
         return f"Q: {message}\nA: "
 
+    def first_human_turn(self, message: str) -> str:
+        # The BOS GPT-2's tokenizer does not add: the VLM splices image patches in right after it.
+        return self.bos + self.wrap_human(message)
+
+    def finish(self, prompt: str) -> str:
+        # The hand-written BOS stays: only trailing whitespace goes.
+        return prompt.rstrip()
+
 
 question = openvla_action_prompt("Pick up the red cup")
 builder = QAPromptBuilder("openvla")
 print(repr(builder.get_potential_prompt(question)))
-assert builder.get_potential_prompt(question) == "Q: What action should the robot take to pick up the red cup?\nA:"
-assert builder.add_turn("human", "<image>\n" + question) == f"Q: {question}\nA: "
+assert builder.get_potential_prompt(question) == f"{EOT}Q: What action should the robot take to pick up the red cup?\nA:"
+assert builder.add_turn("human", "<image>\n" + question) == f"{EOT}Q: {question}\nA: "
 assert builder.add_turn("gpt", "move left") == f"move left{EOT}"
-assert builder.get_prompt() == f"Q: {question}\nA: move left{EOT}"
-assert builder.get_potential_prompt("and then?") == f"Q: {question}\nA: move left{EOT}Q: and then?\nA:"
+assert builder.get_prompt() == f"{EOT}Q: {question}\nA: move left{EOT}"
 with expect_error(PromptTurnError, match="must come from 'human'"):
     builder.add_turn("gpt", "again")
 
 
 # %% [markdown]
-# 采用方案 A 时，BOS 由分词器提供，所以提示词的 id 恰好以一个 `<|endoftext|>` 开头。方案 B 的构造器自己写出 `<|endoftext|>` 并保留它（phi-2 的做法：重写 `first_human_turn` 和 `finish`）。它配上自己的分词器，得到的 id 完全相同；若配上方案 A 的分词器，BOS 就会出现两次。
+# 用 GPT-2 的分词器编码后，提示词恰好以一个 `<|endoftext|>`（50256）开头，同一个 id 又作为 EOS 出现在回答末尾，和 phi-2 的提示词一样（notebook 04）。忘了写 BOS 的构造器，提示词开头就成了单词 `Q`。
 
 # %%
-class QAWithBOSPromptBuilder(QAPromptBuilder):
+class QAWithoutBOSPromptBuilder(QAPromptBuilder):
     def first_human_turn(self, message: str) -> str:
-        return self.bos + self.wrap_human(message)
-
-    def finish(self, prompt: str) -> str:
-        return prompt.rstrip()
+        return self.wrap_human(message)
 
 
 def prompt_ids(builder_cls, tokenizer) -> list[int]:
     builder = builder_cls("openvla")
     builder.add_turn("human", question)
+    builder.add_turn("gpt", "move left")
     return tokenizer(builder.get_prompt()).input_ids
 
 
-ids_a = prompt_ids(QAPromptBuilder, option_a)
-ids_b = prompt_ids(QAWithBOSPromptBuilder, plain)
-ids_both = prompt_ids(QAWithBOSPromptBuilder, option_a)
-print("option A:", ids_a[:5], " option B:", ids_b[:5], " both:", ids_both[:5])
-assert ids_a == ids_b and ids_a[0] == 0 and ids_a[1] != 0
-assert ids_both[:2] == [0, 0]
+ids = prompt_ids(QAPromptBuilder, gpt2_tokenizer)
+without = prompt_ids(QAWithoutBOSPromptBuilder, gpt2_tokenizer)
+print("with the builder's BOS:", ids[:4], "...", ids[-2:], "| without:", without[:4], "...")
+assert ids[0] == 50256 and ids[1] != 50256 and [i for i, t in enumerate(ids) if t == 50256] == [0, len(ids) - 1]
+assert without == ids[1:] and gpt2_tokenizer.convert_ids_to_tokens(without[0]) == "Q"
 
 # %% [markdown]
-# **动手试试。** 把 `wrap_human` 里的模板改成 `f"User: {message}\nRobot: "`，重新运行上面两个单元格：字符串层面的断言会失败，因为它们逐字符地钉死了模板；token 层面的断言则照样通过，因为 BOS 规则与措辞无关。无论你最后在这里留下什么模板，第 7 步的检查清单都会再检查一遍提示词。
+# **动手试试。** 把 `wrap_human` 里的模板改成 `f"User: {message}\nRobot: "`，重新运行这一步的各个单元格：字符串层面的断言会失败，因为它们逐字符地钉死了模板；token 层面的断言则照样通过，因为 BOS 规则与措辞无关。无论你最后在这里留下什么模板，第 8 步的契约检查都会再检查一遍提示词。
 
 # %% [markdown]
-# ## 第 4 步 · 子类
+# ## 第 4 步 · 微型副本：带 `tokenizer_dir=` 的 `TinySpec`
 #
-# 现在写家族本身。最上面的注册表把骨干网络 id 映射到真实 Pythia 权重所在的 hub 仓库；`hf_hub_path=` 用我们的 checkpoint 替换这个路径。字节级分词器没有 PAD token，所以和 phi-2 一样，家族添加一个专属的 `<|pad|>`，让填充与 EOS 互不混淆。`last_layer_finetune_modules` 使用通用的访问方法，无论 LM head 叫什么名字都能工作。
+# 包根据 `vla_backbone.tiny.TINY_SPECS` 构建离线的微型副本：每个家族一项，写明模型类、Hub 配置的身份信息（词表大小、特殊 id、是否共享嵌入权重）、Hub 上 checkpoint 的存储 dtype、玩具级的宽度和深度，以及分词器文件在哪里。新家族只要添加一个 `TinySpec`，让 `tokenizer_dir` 指向它真实的分词器文件；`tiny_checkpoint` 就会像对内置家族一样，把微型副本构建一次，存进包的缓存（文件逐字节复制，旁边保存一个固定种子的随机模型）。GPT-2 的 Hub 配置（`openai-community/gpt2`）：50257 行，BOS = EOS = 50256，没有 PAD，1024 个位置，输入嵌入与输出嵌入共享权重，权重以 float32 存储。
+#
+# 缓存只按家族名区分，所以这个 spec 必须与任何会构建到同一缓存里的其他 `"gpt2"` spec 一致（作业 A1 用同样的文件和设置构建了一个）；如果缓存里的微型副本是用别的文件构建的，下面对复制文件的断言会把它抓出来。
+
+# %%
+from safetensors import safe_open
+from transformers import AutoConfig
+
+from vla_backbone.tiny import TINY_SPECS, TinySpec, tiny_checkpoint
+
+TINY_SPECS["gpt2"] = TinySpec(
+    "gpt2", "GPT2Config", "GPT2LMHeadModel",
+    {"vocab_size": 50257, "bos_token_id": 50256, "eos_token_id": 50256, "n_positions": 1024, "tie_word_embeddings": True},
+    torch.float32, {"n_embd": 64, "n_layer": 2, "n_head": 4}, tokenizer_dir=GPT2_FILES,
+)
+TINY_GPT2 = str(tiny_checkpoint("gpt2"))
+print("tiny GPT-2 at", TINY_GPT2)
+print(sorted(path.name for path in Path(TINY_GPT2).iterdir()))
+
+# %%
+assert all(filecmp.cmp(GPT2_FILES / name, Path(TINY_GPT2) / name, shallow=False)
+           for name in ("tokenizer.json", "tokenizer_config.json")), f"{TINY_GPT2} holds other tokenizer files"
+replica_config = AutoConfig.from_pretrained(TINY_GPT2)
+assert (replica_config.vocab_size, replica_config.bos_token_id, replica_config.eos_token_id) == (50257, 50256, 50256)
+assert replica_config.tie_word_embeddings and replica_config.n_embd == 64 and replica_config.n_layer == 2
+with safe_open(Path(TINY_GPT2) / "model.safetensors", framework="pt") as weights:
+    assert weights.get_tensor("transformer.wte.weight").dtype == torch.float32
+
+# %% [markdown]
+# ## 第 5 步 · 子类
+#
+# 现在写家族本身。`models` 就是第 2 步的注册表：骨干网络 id 映射到真实 GPT-2 权重所在的 hub 仓库；`hf_hub_path=` 用我们的微型副本替换这个路径。GPT-2 的分词器没有 PAD token，所以和 phi-2 一样，家族添加一个专属的 `<|pad|>`，让填充与 EOS 互不混淆。`last_layer_finetune_modules` 用通用的访问方法拿嵌入和 LM head。
 
 # %%
 from typing import Sequence
 
 from torch import nn
 
-# === Registry: backbone id -> HuggingFace hub repo ===
-PYTHIA_MODELS = {
-    "pythia-70m": "EleutherAI/pythia-70m",
-    "pythia-160m": "EleutherAI/pythia-160m",
-    "pythia-410m": "EleutherAI/pythia-410m",
-    "pythia-1b": "EleutherAI/pythia-1b",
-}
 
-
-class GPTNeoXLLMBackbone(FamilyBackbone):
-    family = "gpt_neox"
-    models = PYTHIA_MODELS
-    llm_cls_path = "transformers.GPTNeoXForCausalLM"
-    decoder_layer_path = "transformers.models.gpt_neox.modeling_gpt_neox.GPTNeoXLayer"
+class GPT2LLMBackbone(FamilyBackbone):
+    family = "gpt2"
+    models = GPT2_MODELS
+    llm_cls_path = "transformers.GPT2LMHeadModel"
+    decoder_layer_path = "transformers.models.gpt2.modeling_gpt2.GPT2Block"
     pad_token = "<|pad|>"
 
     @property
@@ -308,18 +319,22 @@ class GPTNeoXLLMBackbone(FamilyBackbone):
 
     @property
     def last_layer_finetune_modules(self) -> Sequence[nn.Module]:
-        return (self.llm.get_input_embeddings(), self.llm.gpt_neox.layers[-1], self.llm.get_output_embeddings())
+        return (self.llm.get_input_embeddings(), self.llm.transformer.h[-1], self.llm.get_output_embeddings())
 
 
-backbone = GPTNeoXLLMBackbone("pythia-70m", hf_hub_path=CHECKPOINT)
+backbone = GPT2LLMBackbone("gpt2-124m", hf_hub_path=TINY_GPT2)
 tokenizer = backbone.get_tokenizer()
-print(type(backbone.llm).__name__, "| tokens:", len(tokenizer), "| embedding rows:", backbone.llm.get_input_embeddings().weight.shape[0],
-      "| pad id:", backbone.pad_token_id)
+rows = backbone.llm.get_input_embeddings().weight.shape[0]
+print(type(backbone.llm).__name__, "| tokens:", len(tokenizer), "| pad:", tokenizer.pad_token, backbone.pad_token_id,
+      f"| embedding rows: {replica_config.vocab_size} -> {rows}")
+
+# %% [markdown]
+# `<|pad|>` 拿到下一个空闲 id 50257，所以分词器有 50258 个 token，resize 到 64 的倍数后，50257 行变大为 50304 行：正是 nanoGPT 给 GPT-2 用的那个数（notebook 04）。LM head 与嵌入共享权重，所以跟着一起变大。
 
 # %%
-assert isinstance(backbone.llm, GPTNeoXForCausalLM) and backbone.transformer_layer_cls is GPTNeoXLayer
-assert len(tokenizer) == 1025 and tokenizer.pad_token == "<|pad|>" and backbone.pad_token_id == 1024
-assert backbone.llm.get_input_embeddings().weight.shape[0] == 1088
+assert isinstance(backbone.llm, GPT2LMHeadModel) and backbone.transformer_layer_cls is GPT2Block
+assert len(tokenizer) == 50258 and tokenizer.pad_token == "<|pad|>" and backbone.pad_token_id == 50257
+assert rows == 50304 and backbone.llm.get_output_embeddings().weight is backbone.llm.get_input_embeddings().weight
 assert backbone.half_precision_dtype is torch.bfloat16
 
 # %% [markdown]
@@ -328,13 +343,13 @@ assert backbone.half_precision_dtype is torch.bfloat16
 # %%
 from vla_backbone.errors import UnknownBackboneError
 
-with expect_error(UnknownBackboneError, match="Known gpt_neox ids"):
-    GPTNeoXLLMBackbone("llama2-7b-pure", hf_hub_path=CHECKPOINT)
+with expect_error(UnknownBackboneError, match="Known gpt2 ids"):
+    GPT2LLMBackbone("llama2-7b-pure", hf_hub_path=TINY_GPT2)
 
 
 class Incomplete(FamilyBackbone):
-    family, models = "gpt_neox", PYTHIA_MODELS
-    llm_cls_path, decoder_layer_path = GPTNeoXLLMBackbone.llm_cls_path, GPTNeoXLLMBackbone.decoder_layer_path
+    family, models = "gpt2", GPT2_MODELS
+    llm_cls_path, decoder_layer_path = GPT2LLMBackbone.llm_cls_path, GPT2LLMBackbone.decoder_layer_path
 
     @property
     def prompt_builder_fn(self):
@@ -342,12 +357,12 @@ class Incomplete(FamilyBackbone):
 
 
 with expect_error(TypeError, match="last_layer_finetune_modules"):
-    Incomplete("pythia-70m", hf_hub_path=CHECKPOINT)
+    Incomplete("gpt2-124m", hf_hub_path=TINY_GPT2)
 
 # %% [markdown]
-# ## 第 5 步 · 注册表条目
+# ## 第 6 步 · 注册表条目
 #
-# `get_llm_backbone_and_tokenizer(id)` 通过 `vla_backbone.registry.LLM_BACKBONES` 找到家族，这是一个从骨干网络 id 到家族类的字典。在包内部，要让新家族永久生效，就把它的类加进 `vla_backbone/families/__init__.py` 里的 `FAMILIES`。这里我们只是临时借用注册表：一个上下文管理器插入我们的 id，结束时再把它们删掉，即使中途出错也一样。`source=` 指向我们的 checkpoint；若用 `source="tiny"`，则需要在 `vla_backbone.tiny.TINY_SPECS` 里为这个家族添加一个 `TinySpec`（作业 A1 为 GPT-2 做的就是这件事）。
+# `get_llm_backbone_and_tokenizer(id)` 通过 `vla_backbone.registry.LLM_BACKBONES` 找到家族，这是一个从骨干网络 id 到家族类的字典。在包内部，要让新家族永久生效，就把它的类加进 `vla_backbone/families/__init__.py` 里的 `FAMILIES`。这里我们只是临时借用注册表：一个上下文管理器插入我们的 id，结束时再把它们删掉，即使中途出错也一样。有了第 4 步的 `TinySpec`，默认的 `source="tiny"` 就能为每个 GPT-2 id 找到微型副本：四种尺寸共用这一个家族副本。
 
 # %%
 import contextlib
@@ -368,26 +383,26 @@ def registered(family_cls):
             del LLM_BACKBONES[backbone_id]
 
 
-with registered(GPTNeoXLLMBackbone) as added:
+with registered(GPT2LLMBackbone) as added:
     print("registered:", added)
-    assert set(PYTHIA_MODELS) <= set(vla_backbone.list_backbones())
-    assert hub_path("pythia-70m") == "EleutherAI/pythia-70m"
-    loaded, loaded_tokenizer = vla_backbone.get_llm_backbone_and_tokenizer("pythia-160m", source=CHECKPOINT)
-    with expect_error(ValueError, match="No tiny replica for family 'gpt_neox'"):
-        vla_backbone.get_llm_backbone_and_tokenizer("pythia-70m", source="tiny")
-print(type(loaded).__name__, loaded.identifier, "| after the block:", "pythia-160m" in vla_backbone.list_backbones())
+    assert set(GPT2_MODELS) <= set(vla_backbone.list_backbones())
+    assert hub_path("gpt2-124m") == "openai-community/gpt2"
+    loaded, loaded_tokenizer = vla_backbone.get_llm_backbone_and_tokenizer("gpt2-355m", source="tiny")
+print(type(loaded).__name__, loaded.identifier, loaded.hf_hub_path, "| after the block:",
+      "gpt2-355m" in vla_backbone.list_backbones())
 
 # %%
-assert isinstance(loaded, GPTNeoXLLMBackbone) and loaded.identifier == "pythia-160m"
+assert isinstance(loaded, GPT2LLMBackbone) and loaded.identifier == "gpt2-355m" and loaded.hf_hub_path == TINY_GPT2
 assert loaded_tokenizer is loaded.get_tokenizer()
-assert not any(backbone_id.startswith("pythia") for backbone_id in vla_backbone.list_backbones())
-with expect_error(UnknownBackboneError, match="Unknown backbone id 'pythia-70m'"):
-    vla_backbone.get_llm_backbone_and_tokenizer("pythia-70m", source=CHECKPOINT)
+assert not any(backbone_id.startswith("gpt2") for backbone_id in vla_backbone.list_backbones())
+with expect_error(UnknownBackboneError, match="Unknown backbone id 'gpt2-124m'"):
+    vla_backbone.get_llm_backbone_and_tokenizer("gpt2-124m")
+del loaded, loaded_tokenizer
 
 # %% [markdown]
-# ## 第 6 步 · FSDP 包装策略
+# ## 第 7 步 · FSDP 包装策略
 #
-# `HFCausalLLMBackbone.get_fsdp_wrapping_policy()` 会包装所有类型为 `transformer_layer_cls` 的模块，这个类由 `decoder_layer_path` 指定。`wrap_plan`（notebook 10）无需启动任何进程就能预览 FSDP 单元：根单元保留嵌入、最终归一化层和 LM head，此外每个 `GPTNeoXLayer` 各成一个单元。
+# `HFCausalLLMBackbone.get_fsdp_wrapping_policy()` 会包装所有类型为 `transformer_layer_cls` 的模块，这个类由 `decoder_layer_path` 指定。`wrap_plan`（notebook 10）无需启动任何进程就能预览 FSDP 单元：根单元保留 token 嵌入、位置嵌入、最终归一化层和共享权重的 LM head，此外每个 `GPT2Block` 各成一个单元。
 
 # %%
 from vla_backbone.fsdp import unit_parameter_counts, wrap_plan
@@ -395,177 +410,157 @@ from vla_backbone.fsdp import unit_parameter_counts, wrap_plan
 plan = wrap_plan(backbone, backbone.get_fsdp_wrapping_policy())
 counts = unit_parameter_counts(backbone, backbone.get_fsdp_wrapping_policy())
 for unit, numel in counts.items():
-    print(f"  {unit or '(root)':24s} {numel:>8,} parameters")
-assert plan == ["", "llm.gpt_neox.layers.0", "llm.gpt_neox.layers.1"]
+    print(f"  {unit or '(root)':24s} {numel:>10,} parameters")
+assert plan == ["", "llm.transformer.h.0", "llm.transformer.h.1"]
 assert sum(counts.values()) == sum(p.numel() for p in backbone.parameters())
-root_modules = [backbone.llm.get_input_embeddings(), backbone.llm.gpt_neox.final_layer_norm, backbone.llm.get_output_embeddings()]
-assert counts[""] == sum(p.numel() for module in root_modules for p in module.parameters())
+root_modules = [backbone.llm.transformer.wte, backbone.llm.transformer.wpe, backbone.llm.transformer.ln_f]
+assert counts[""] == sum(p.numel() for module in root_modules for p in module.parameters()) == (50304 + 1024) * 64 + 2 * 64
 
 # %% [markdown]
-# ## 第 7 步 · 每个家族都要通过的检查清单
+# ## 第 8 步 · 每个家族都要通过的契约
 #
-# 包的测试会加载每个已注册的 id，并检查同一组性质。我们把这组检查写成一个函数，这样它既能检查我们的家族，也能检查内置家族。每项检查返回一个结论和一句简短说明；“skipped”表示这一项不适用（特殊情况下的 BOS 检查，或者分词器根本没有 BOS token 时的提示词检查）。最后一项呼应 notebook 11：构造器生成的提示词必须恰好以一个 BOS 开头，因为图像紧跟在它后面。
-
-# %%
-from vla_backbone.registry import backbone_class, checkpoint_path
-
-
-def contract(family_cls, backbone_id: str, path: str) -> dict:
-    """Check `family_cls(backbone_id, hf_hub_path=path)` the way the package tests check every family."""
-    results = {}
-    missing = sorted(family_cls.__abstractmethods__)
-    results["instantiable"] = (not missing, ", ".join(missing) or "no abstract members left")
-    if missing:
-        return results
-    try:
-        backbone = family_cls(backbone_id, hf_hub_path=path)
-    except TokenizerBOSError as error:
-        results["BOS check"] = (False, str(error).split(":")[1].split(".")[0].strip())
-        return results
-    tokenizer, llm = backbone.get_tokenizer(), backbone.llm
-    results["BOS check"] = (True, "skipped (SPECIAL_CASES)" if backbone_id in SPECIAL_CASES else "passed")
-    results["embed_dim"] = (backbone.embed_dim == llm.config.hidden_size, str(backbone.embed_dim))
-    results["pad_token_id"] = (backbone.pad_token_id is not None and backbone.pad_token_id == llm.config.pad_token_id,
-                               str(backbone.pad_token_id))
-    rows = llm.get_input_embeddings().weight.shape[0]
-    results["embeddings % 64"] = (rows % 64 == 0 and rows >= len(tokenizer), f"{rows} rows for {len(tokenizer)} tokens")
-    results["input-grad hook"] = (compat.has_input_grad_hook(llm), "training mode")
-    builder = backbone.prompt_builder_fn("openvla")
-    builder.add_turn("human", question)
-    builder.add_turn("gpt", "move left")
-    ids = torch.tensor([tokenizer(builder.get_prompt()).input_ids])
-    loss = backbone(input_ids=ids, attention_mask=torch.ones_like(ids), labels=ids).loss
-    results["finite loss"] = (bool(torch.isfinite(loss)), f"{loss.item():.3f}")
-    layers = [name for name, module in backbone.named_modules() if isinstance(module, backbone.transformer_layer_cls)]
-    embeddings, last, head = backbone.last_layer_finetune_modules
-    results["last-layer modules"] = (
-        embeddings is llm.get_input_embeddings() and head is llm.get_output_embeddings()
-        and last is backbone.get_submodule(layers[-1]) and len(layers) == llm.config.num_hidden_layers,
-        f"last layer: {layers[-1]}",
-    )
-    plan = wrap_plan(backbone, backbone.get_fsdp_wrapping_policy())
-    in_layer_list = all(isinstance(backbone.get_submodule(unit.rpartition(".")[0]), nn.ModuleList) for unit in plan[1:])
-    results["FSDP units"] = (plan == ["", *layers] and len(layers) == llm.config.num_hidden_layers and in_layer_list,
-                             f"{len(plan) - 1} units, first: {plan[1]}")
-    bos, first = tokenizer.bos_token_id, ids[0, :2].tolist()
-    results["one BOS in front"] = (True, "skipped (no BOS token)") if bos is None else (
-        first[0] == bos and first[1] != bos, f"starts {first}")
-    return results
-
-
-def show(results: dict) -> list[str]:
-    for check, (ok, detail) in results.items():
-        print(f"  {'ok  ' if ok else 'FAIL'} {check:20s} {detail}")
-    return [check for check, (ok, _) in results.items() if not ok]
-
-
-ALL_CHECKS = ["instantiable", "BOS check", "embed_dim", "pad_token_id", "embeddings % 64", "input-grad hook",
-              "finite loss", "last-layer modules", "FSDP units", "one BOS in front"]
-ours = contract(GPTNeoXLLMBackbone, "pythia-70m", CHECKPOINT)
-assert show(ours) == [] and list(ours) == ALL_CHECKS
-
-# %% [markdown]
-# 用同一个函数检查每个内置家族的一个 id，都从包自己的微型副本加载：全部通过，可见这份清单没有提出任何包内家族尚未满足的要求。phi-2 和 Qwen 以特殊情况的身份通过 BOS 检查；Qwen 根本没有 BOS token，所以提示词检查对它不适用。
-
-# %%
-for backbone_id in ["llama2-7b-pure", "mistral-v0.1-7b-pure", "phi-2-3b", "qwen25-0_5b-pure", "opt-125m"]:
-    results = contract(backbone_class(backbone_id), backbone_id, checkpoint_path(backbone_id))
-    verdicts = {check: detail for check, (_, detail) in results.items()}
-    print(f"{backbone_id:22s} {'all pass' if all(ok for ok, _ in results.values()) else 'FAILS'}   "
-          f"BOS check: {verdicts['BOS check']}; one BOS in front: {verdicts['one BOS in front']}")
-    assert all(ok for ok, _ in results.values()) and list(results) == ALL_CHECKS
-    assert (verdicts["BOS check"] == "passed") == (backbone_id not in SPECIAL_CASES)
-
-# %% [markdown]
-# 同样的要求，包里也写成了一个函数：`vla_backbone.contract.check_backbone_contract`，包自己的测试（`tests/test_families.py`）就用它检查注册表里的每一个 id。检查不通过时，它抛出的 `AssertionError` 会写明哪里不对，所以给自己的家族写测试时，一行调用就够了。
+# 每个骨干网络都要遵守的约定，包里写成了一个函数：`vla_backbone.contract.check_backbone_contract`。它检查：没有遗留的抽象成员；有 PAD token，且配置与分词器一致；右侧填充；BOS 检查（`SPECIAL_CASES` 中的 id 跳过）；嵌入矩阵是 64 的倍数；输入梯度钩子；最后一层相关模块；FSDP 包装计划恰好是各解码器层；以及一次损失有限的前向传播。包自己的测试（`tests/test_families.py`）用它检查注册表里的每一个 id。检查不通过时，它抛出的 `AssertionError` 会写明哪里不对。
+#
+# 方案 B 把 BOS 挪进了提示词构造器，所以我们再加一项自己的检查，呼应 notebook 11：构造器生成的提示词必须恰好以一个 BOS 开头，因为图像紧跟在它后面。
+#
+# 第一次计算损失时，transformers 会提示 GPT-2 的配置里没有 `loss_type`。它本来会根据类名推断损失，而 `GPT2LMHeadModel` 出现得比 `*ForCausalLM` 这套命名更早，于是退回到默认的因果语言模型损失 `ForCausalLMLoss`——这正是该用的那个。
 
 # %%
 from vla_backbone.contract import check_backbone_contract
-from vla_backbone.notebook import expect_error
+from vla_backbone.notebook import transformers_log
 
-check_backbone_contract(GPTNeoXLLMBackbone("pythia-70m", hf_hub_path=CHECKPOINT))
-lopsided = GPTNeoXLLMBackbone("pythia-70m", hf_hub_path=CHECKPOINT)
+
+def check_prompt_starts_with_one_bos(backbone) -> None:
+    """Raise AssertionError unless the builder's prompt, tokenized, starts with exactly one BOS (if there is a BOS)."""
+    tokenizer = backbone.get_tokenizer()
+    ids = prompt_ids(backbone.prompt_builder_fn, tokenizer)
+    bos = tokenizer.bos_token_id
+    if bos is not None and not (ids[0] == bos and ids[1] != bos):
+        raise AssertionError(f"{backbone.identifier}: the prompt starts {ids[:2]}, not with exactly one BOS ({bos})")
+
+
+with transformers_log() as notes:
+    check_backbone_contract(backbone)
+print("transformers log:", notes)
+check_prompt_starts_with_one_bos(backbone)
+assert "ForCausalLM" not in type(backbone.llm).__name__ and backbone.llm.loss_function.__name__ == "ForCausalLMLoss"
+lopsided = GPT2LLMBackbone("gpt2-124m", hf_hub_path=TINY_GPT2)
 lopsided.tokenizer.padding_side = "left"
 with expect_error(AssertionError, match="pads on the left"):
     check_backbone_contract(lopsided)
+del lopsided
+
+# %% [markdown]
+# 用同样两项检查去检查每个内置家族的一个 id：全部通过，可见这份契约没有提出任何包内家族尚未满足的要求。phi-2 和 Qwen 以特殊情况的身份通过 BOS 检查；Qwen 根本没有 BOS token，所以提示词检查对它不适用。
+
+# %%
+from vla_backbone.registry import get_llm_backbone_and_tokenizer
+
+for backbone_id in ["llama2-7b-pure", "mistral-v0.1-7b-pure", "phi-2-3b", "qwen25-0_5b-pure", "opt-125m"]:
+    builtin, builtin_tokenizer = get_llm_backbone_and_tokenizer(backbone_id)
+    check_backbone_contract(builtin)
+    check_prompt_starts_with_one_bos(builtin)
+    first = builtin_tokenizer.convert_ids_to_tokens(prompt_ids(builtin.prompt_builder_fn, builtin_tokenizer)[0])
+    print(f"{backbone_id:22s} passes; BOS check {'skipped' if backbone_id in SPECIAL_CASES else 'passed'}; "
+          f"the prompt starts with {first!r}")
+del builtin
 
 # %% [markdown]
 # ## 动手试试：故意把家族弄坏
 #
-# 下面每个变体只改动本 notebook 的一个决定。选一个，看看哪些检查失败；这个单元格会先把所有变体都跑一遍，并断言失败的恰好是预期的那几项。然后在上面的单元格里亲手做同样的改动（例如在第 4 步设 `pad_token = None`，或在第 2 步用 `plain` 代替 `option_a`），再重新运行。
+# 下面每个变体只改动本 notebook 的一个决定。选一个，看看什么失败了、在哪里失败：是在构造时（`TypeError`、`TokenizerBOSError`），还是在契约检查里（`AssertionError`）。这个单元格会先把所有变体都跑一遍，并断言结果符合预期。然后在上面的单元格里亲手做同样的改动（例如在第 5 步设 `pad_token = None`），再重新运行。
 #
-# 最后一个变体是正确实现的方案 B：不加 BOS 的分词器、负责写出 BOS 的构造器，以及只在一个 `with` 代码块内加入 `SPECIAL_CASES` 的 id。它能通过，BOS 检查显示为跳过。
+# 最后一个变体是方案 A：把这些 id 从 `SPECIAL_CASES` 里拿掉，换一个不写 BOS 的构造器，并设 `tokenizer_kwargs = {"add_bos_token": True}`。在 transformers 5 上它能通过；在 4.57 上分词器忽略了这个参数，BOS 检查在构造时就把它拦下：这正是检查的本职。
 #
-# 内核运行期间，这些 checkpoint 一直留在它们的临时目录里，所以“Run All”之后下拉菜单照样能用；内核关闭时 Python 会删除这个目录（想早点删，就调用 `workdir.cleanup()`）。
+# 下拉菜单用到的一切在“Run All”之后都还在：包缓存里的微型副本、临时目录里的分词器文件（内核关闭时删除），以及 `SPECIAL_CASES` 里的 GPT-2 id。
 
 # %%
-from transformers.models.gpt_neox.modeling_gpt_neox import GPTNeoXAttention
+from transformers.models.gpt2.modeling_gpt2 import GPT2Attention
 
 from vla_backbone.notebook import explore
 
 
 @contextlib.contextmanager
-def special_case(backbone_id: str):
-    """Skip the BOS check for `backbone_id` while the block runs."""
-    SPECIAL_CASES.add(backbone_id)
+def not_special(backbone_ids):
+    """Run the block with `backbone_ids` taken out of SPECIAL_CASES, then put them back."""
+    removed = SPECIAL_CASES & set(backbone_ids)
+    SPECIAL_CASES.difference_update(removed)
     try:
         yield
     finally:
-        SPECIAL_CASES.discard(backbone_id)
+        SPECIAL_CASES.update(removed)
 
 
-class NoPad(GPTNeoXLLMBackbone):
+class NoPad(GPT2LLMBackbone):
     pad_token = None
 
 
-class AttentionAsLayer(GPTNeoXLLMBackbone):
-    decoder_layer_path = "transformers.models.gpt_neox.modeling_gpt_neox.GPTNeoXAttention"
+class AttentionAsLayer(GPT2LLMBackbone):
+    decoder_layer_path = "transformers.models.gpt2.modeling_gpt2.GPT2Attention"
 
 
-class BOSTwice(GPTNeoXLLMBackbone):
+class TemplateWithoutBOS(GPT2LLMBackbone):
     @property
     def prompt_builder_fn(self):
-        return QAWithBOSPromptBuilder
+        return QAWithoutBOSPromptBuilder
 
 
-class OptionB(BOSTwice):
-    pass
+class OptionA(TemplateWithoutBOS):
+    tokenizer_kwargs = {"add_bos_token": True}
 
 
+# variant -> (family class, still a special case?, expected error type and words, or None when it passes)
 VARIANTS = {
-    "as written": (GPTNeoXLLMBackbone, CHECKPOINT, set()),
-    "tokenizer without BOS": (GPTNeoXLLMBackbone, CHECKPOINT_B, {"BOS check"}),
-    "no last_layer_finetune_modules": (Incomplete, CHECKPOINT, {"instantiable"}),
-    "no PAD token": (NoPad, CHECKPOINT, {"pad_token_id"}),
-    "attention as decoder layer": (AttentionAsLayer, CHECKPOINT, {"last-layer modules", "FSDP units"}),
-    "template writes BOS too": (BOSTwice, CHECKPOINT, {"one BOS in front"}),
-    "option B (special case)": (OptionB, CHECKPOINT_B, set()),
+    "as written": (GPT2LLMBackbone, True, None),
+    "not in SPECIAL_CASES": (GPT2LLMBackbone, False, (TokenizerBOSError, "does not prepend BOS")),
+    "no last_layer_finetune_modules": (Incomplete, True, (TypeError, "last_layer_finetune_modules")),
+    "no PAD token": (NoPad, True, (AssertionError, "has no PAD token")),
+    "attention as decoder layer": (AttentionAsLayer, True, (AssertionError, "must be the last decoder layer")),
+    "template without BOS": (TemplateWithoutBOS, True, (AssertionError, "not with exactly one BOS")),
+    "option A (add_bos_token)": (OptionA, False, None if compat.IS_V5 else (TokenizerBOSError, "does not prepend BOS")),
 }
 
 
-def try_variant(variant: str) -> list[str]:
-    family_cls, path, _ = VARIANTS[variant]
-    context = special_case("pythia-70m") if family_cls is OptionB else contextlib.nullcontext()
-    with context:
-        return show(contract(family_cls, "pythia-70m", path))
+def outcome(variant: str) -> tuple[type, str] | None:
+    """Build the variant's backbone and run both checks: None if all pass, else the error's type and message."""
+    family_cls, special, _ = VARIANTS[variant]
+    with contextlib.nullcontext() if special else not_special(GPT2_MODELS):
+        try:
+            variant_backbone = family_cls("gpt2-124m", hf_hub_path=TINY_GPT2)
+            check_backbone_contract(variant_backbone)
+            check_prompt_starts_with_one_bos(variant_backbone)
+        except (TypeError, TokenizerBOSError, AssertionError) as error:
+            return type(error), str(error)
+    return None
+
+
+def try_variant(variant: str) -> str:
+    result = outcome(variant)
+    verdict = "passes" if result is None else f"{result[0].__name__}: {result[1]}"
+    print(f"{variant}: {verdict}")
+    return verdict
 
 
 for variant, (_, _, expected) in VARIANTS.items():
-    with contextlib.redirect_stdout(None):
-        assert set(try_variant(variant)) == expected, variant
-assert "pythia-70m" not in SPECIAL_CASES
-failed_checks = explore(try_variant, variant=list(VARIANTS))
-assert failed_checks == []
+    result = outcome(variant)
+    if expected is None:
+        assert result is None, (variant, result)
+    else:
+        assert result is not None and result[0] is expected[0] and expected[1] in result[1], (variant, result)
+assert set(GPT2_MODELS) <= SPECIAL_CASES
+first_verdict = explore(try_variant, variant=list(VARIANTS))
+assert first_verdict == "passes"
 
 # %% [markdown]
 # ## 小结
-# - 一个家族就是五个类属性（`family`、`models`、`llm_cls_path`、`decoder_layer_path`、`pad_token`）加两个 `@property` 成员（`prompt_builder_fn`、`last_layer_finetune_modules`）；其余的由 `FamilyBackbone` 和 `HFCausalLLMBackbone` 完成。
-# - 先定 BOS：要么由分词器在开头加上（`TemplateProcessing` post-processor；`check_bos` 通过并持续守护），要么由提示词构造器写出，同时把 id 加进 `SPECIAL_CASES`。
-# - 临时目录里的微型 checkpoint（配置、固定种子的权重、分词器）可以像其他 checkpoint 一样，通过 `hf_hub_path=` 或 `source=` 加载；注册表条目可以用上下文管理器临时借用。
-# - 模块名在不同 transformers 版本间有差异时，用 `get_input_embeddings()` / `get_output_embeddings()` 去访问；在训练任何东西之前，先检查 FSDP 包装计划和检查清单。
+# - 一个家族就是五个类属性（`family`、`models`、`llm_cls_path`、`decoder_layer_path`、`pad_token`）加两个 `@property` 成员（`prompt_builder_fn`、`last_layer_finetune_modules`）；其余的由 `FamilyBackbone` 和 `HFCausalLLMBackbone` 完成。家族需要时，可以用 `tokenizer_kwargs` 传额外的加载参数。
+# - 用真实的分词器文件。GPT-2 的分词器就是去掉 38 个空白符 token 的 phi-2 分词器；OPT 的合并规则，以及 transformers 为 `openai-community/gpt2` 写明的 id，都证实了这一点。
+# - 先定 BOS：要么由分词器在开头加上（`check_bos` 通过并持续守护），要么由提示词构造器写出，同时把 id 加进 `SPECIAL_CASES`，就像 phi-2 那样。判断分词器要看 id：`add_bos_token=True` 在 transformers 5 上会给 GPT-2 加上 BOS，在 4.57 上却什么也不做。
+# - 带 `tokenizer_dir=` 的 `TinySpec` 让新家族拥有一个与内置家族构建方式相同的离线副本；注册表条目可以用上下文管理器临时借用。
+# - `check_backbone_contract` 检查每个骨干网络都要遵守的约定；如果你的决定挪动了某个保证，就补一项自己的检查（这里是：每个提示词开头恰好一个 BOS）。
 #
 # ## 练习
-# 1. 给 `vla_backbone.tiny.TINY_SPECS` 添加一个 `gpt_neox` 的 `TinySpec`（就像作业 A1 为 GPT-2 做的那样），让 `get_llm_backbone_and_tokenizer("pythia-70m")` 在默认的 `source="tiny"` 下也能工作：让它的 `tokenizer_dir` 指向第 2 步保存的方案 A 分词器。现在你的 BOS 决定体现在哪里？
-# 2. 注册一个以 `-chat` 结尾的额外 id，并为它配第二个提示词构造器，在第一个轮次加上系统提示词。给 `contract` 增加一项检查：系统提示词恰好出现一次。
-# 3. 用同样的方法移植 Falcon（`FalconForCausalLM`、`FalconDecoderLayer`）。七个成员里哪些要改？`last_layer_finetune_modules` 需要用到哪些模块名？
-# 4. 用 `GPTNeoXLLMBackbone` 代替 Llama-2 运行 notebook 11 的训练循环。拼接进去的图像还紧跟在 `<|endoftext|>` 后面吗？
+# 1. 让方案 A 在每个版本上都成立：保留 GPT-2 的文件，但给家族写一个 `__init__`，在加载之后设置一个带 `<|endoftext|>` 的 `TemplateProcessing` post-processor。`SPECIAL_CASES` 要怎么处理？你又该在哪里自己调用 `check_bos`？
+# 2. 注册一个以 `-chat` 结尾的额外 id，并为它配第二个提示词构造器，在第一个轮次加上系统提示词。再加一项检查：系统提示词恰好出现一次。
+# 3. 用同样的方法移植 Pythia（`GPTNeoXForCausalLM`、`GPTNeoXLayer`）。七个成员里哪些要改？它的分词器不在包里：对你下载来的分词器文件，第 1 步的哪些检查还能做？
+# 4. 用 `GPT2LLMBackbone` 代替 Llama-2 运行 notebook 11 的训练循环。拼接进去的图像还紧跟在 `<|endoftext|>` 后面吗？

@@ -3,7 +3,7 @@
 Opens the landing page and one notebook in each language and checks what a reader sees: the outputs and plot
 images, Chinese text drawn with a Simplified Chinese font that has every glyph (the fonts Chromium really used,
 read through the DevTools protocol, and their character maps), the language switch, the source and Colab links,
-and that no page fetches anything from another host. Full-page screenshots go to book/_build/screenshots/.
+and that no page fetches anything from another host. Full-page screenshots go to test-artifacts/book/.
 
 The browser is Debian's chromium (`apt-get install -y chromium fonts-noto-cjk`), or the one $CHROMIUM names (as for
 tests/browser/test_jupyterlab.py).
@@ -31,7 +31,7 @@ from tools import suite  # noqa: E402
 pytestmark = [pytest.mark.notebooks, pytest.mark.exclusive]
 
 BUILD = ROOT / "book" / "_build"
-SCREENSHOTS = BUILD / "screenshots"
+SCREENSHOTS = ROOT / "test-artifacts" / "book"
 # A notebook with prose, printed outputs and two plots.
 NOTEBOOK = "05_prompt_builders"
 ASSIGNMENT = "assignments/A2_prompt_builder"
