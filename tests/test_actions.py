@@ -116,3 +116,14 @@ def test_too_small_vocabulary_is_a_clear_error():
 
     with pytest.raises(ValueError, match="cannot hold 256 action bins"):
         ActionTokenizer(Tiny())
+
+
+def test_phi2_action_text_is_what_plain_decode_gives_and_draws_no_warning(capfd):
+    """The decode arguments only silence 5.x's warning about a clean-up it skips anyway: the text is unchanged."""
+    _, tokenizer = vla_backbone.get_llm_backbone_and_tokenizer("phi-2-3b")
+    actions = ActionTokenizer(tokenizer)
+    sample = np.random.default_rng(1).uniform(-1, 1, size=7)
+    capfd.readouterr()
+    text = actions(sample)
+    assert "Ignoring clean_up_tokenization_spaces" not in capfd.readouterr().err
+    assert text == tokenizer.decode(list(actions.token_ids(sample)))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from vla_backbone import compat
+
 
 class ActionTokenizer:
     def __init__(self, tokenizer, bins: int = 256, min_action: int = -1, max_action: int = 1, use_extra: bool = False) -> None:
@@ -32,9 +34,10 @@ class ActionTokenizer:
     def __call__(self, action: np.ndarray) -> str | list[str]:
         """Actions -> the text OpenVLA writes as the answer turn (a list of texts for a 2-D batch)."""
         ids = self.token_ids(np.asarray(action))
+        decode_kwargs = compat.decode_kwargs(self.tokenizer)
         if ids.ndim == 1:
-            return self.tokenizer.decode(list(ids))
-        return self.tokenizer.batch_decode(ids.tolist())
+            return self.tokenizer.decode(list(ids), **decode_kwargs)
+        return self.tokenizer.batch_decode(ids.tolist(), **decode_kwargs)
 
     def decode_token_ids_to_actions(self, action_token_ids: np.ndarray) -> np.ndarray:
         """Token ids -> the centre of their bin. There are ``bins - 1`` centres, so the top two bins share the last."""

@@ -135,3 +135,20 @@ def quiet_progress_bars() -> Iterator[None]:
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
+
+
+def decode_kwargs(tokenizer) -> dict:
+    """``decode`` arguments that give the same text without 5.x's warning about a clean-up it will not do.
+
+    phi-2's config asks for the WordPiece-style space clean-up; 5.x never applies it to a BPE tokenizer and warns
+    each time it is asked. Asking for what 5.x does anyway keeps the text; 4.57 applies the clean-up, as upstream's
+    4.40 did.
+    """
+    if (
+        IS_V5
+        and getattr(tokenizer, "clean_up_tokenization_spaces", False)
+        and type(tokenizer.backend_tokenizer.model).__name__ == "BPE"
+        and not getattr(tokenizer, "clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output", False)
+    ):
+        return {"clean_up_tokenization_spaces": False}
+    return {}

@@ -228,6 +228,8 @@ class HFCausalLLMBackbone(LLMBackbone, ABC):
             # If the embeddings are frozen and only weights inside the layers train (adapters, or the last layer) under
             # reentrant gradient checkpointing, nothing entering a checkpointed block requires grad, so the block's
             # backward never runs. The hook marks the embedding output as requiring grad; harmless otherwise.
+            # Non-reentrant or no checkpointing avoid the failure too; `inputs_embeds` computed without the embedding
+            # module bypass the hook (notebook 07).
             if not inference_mode:
                 self.llm.enable_input_require_grads()
 

@@ -246,9 +246,11 @@ def explore(function: Callable, **choices) -> object:
 
     Either way the function runs once with the first option of each control, so the plain output is what the widget
     starts with, and that first result is returned: assign it (``first = explore(...)``), otherwise Jupyter shows
-    it as the cell's ``Out[]`` beside a widget that may later show something else.
+    it as the cell's ``Out[]`` beside a widget that may later show something else. ``VLA_BACKBONE_WIDGETS=0``
+    forces the plain path for a static rendering (book/build.sh sets it): a page without a kernel cannot drive a
+    widget.
     """
-    if not in_kernel():
+    if os.environ.get("VLA_BACKBONE_WIDGETS") == "0" or not in_kernel():
         return function(**{name: options[0] if isinstance(options, (list, tuple)) else options
                            for name, options in choices.items()})
     from IPython.display import display

@@ -2,11 +2,12 @@
 # # 02 · Loading: training mode vs inference mode
 #
 # `HFCausalLLMBackbone.__init__` fits on one screen, and almost every line in it is there for a reason you only
-# discover when it is missing: a model that silently trains in bfloat16, a generation that samples when it should
-# be greedy, a backward pass that breaks once the LLM is frozen, a batch padded on the wrong side, an access token
-# that ends up in a log. This notebook walks through the constructor step by step, in the two modes OpenVLA uses —
-# **training mode** (load pretrained weights to fine-tune them) and **inference mode** (build the architecture
-# only, because a VLA checkpoint will supply every weight) — and checks each step on a tiny replica.
+# discover when it is missing: a model that silently trains in half precision, a generation that samples when it
+# should be greedy, a backward pass that breaks once the LLM is frozen under reentrant checkpointing, a batch padded
+# on the wrong side, an access token that ends up in a log. This notebook walks through the constructor step by
+# step, in the two modes OpenVLA uses — **training mode** (load pretrained weights to fine-tune them) and
+# **inference mode** (build the architecture only, because a VLA checkpoint will supply every weight) — and checks
+# each step on a tiny replica.
 #
 # **What you will learn here**
 # - why training mode calls the concrete `*ForCausalLM.from_pretrained` with an explicit `dtype=torch.float32`;
@@ -151,43 +152,49 @@ assert not hasattr(headless, "lm_head")
 # %% [markdown]
 # ### An explicit `dtype=torch.float32`
 #
-# Released checkpoints are usually stored in half precision. transformers 4.x loaded them in float32 anyway;
-# 5.x loads a checkpoint in the dtype it was saved in. Training wants float32 master weights (mixed precision then
-# autocasts to bfloat16 where it is safe, notebook 09), so the constructor asks for float32 explicitly and gets the
-# same model on every version.
-#
-# To see it, make a "released" checkpoint: the Llama replica saved in bfloat16, with its tokenizer. (It also ships
-# a sampling generation config; that matters in the next section.)
+# Released checkpoints are stored in half precision: Llama-2-7B (and phi-2, OPT) in float16, Mistral-7B and
+# Qwen2.5 in bfloat16. The tiny replicas are stored in the same dtype as the hub checkpoint they mirror. Read
+# straight from the weight files:
 
 # %%
 import os
-import tempfile
 
-from transformers import AutoTokenizer
+from safetensors import safe_open
 
 from vla_backbone import compat
 
-workdir = tempfile.mkdtemp(prefix="nb02-")
-release_dir = os.path.join(workdir, "release")
-released = LlamaForCausalLM.from_pretrained(llama_dir, dtype=torch.bfloat16)
-released.generation_config.update(do_sample=True, temperature=0.6, top_p=0.9)
-released.save_pretrained(release_dir)
-AutoTokenizer.from_pretrained(llama_dir).save_pretrained(release_dir)
 
-as_stored = LlamaForCausalLM.from_pretrained(release_dir)
-as_float32 = LlamaForCausalLM.from_pretrained(release_dir, dtype=torch.float32)
+def stored_dtype(checkpoint_dir):
+    """The dtype of the first tensor in the checkpoint's weight file, as it sits on disk."""
+    with safe_open(os.path.join(checkpoint_dir, "model.safetensors"), framework="pt") as weights:
+        return weights.get_tensor(next(iter(weights.keys()))).dtype
+
+
+on_disk = {family: stored_dtype(tiny_checkpoint(family)) for family in ("llama2", "mistral", "qwen25")}
+print("stored on disk:", on_disk)
+assert on_disk == {"llama2": torch.float16, "mistral": torch.bfloat16, "qwen25": torch.bfloat16}
+
+# %% [markdown]
+# transformers 4.x loaded such a checkpoint in float32 anyway; 5.x loads it in the dtype it was saved in. Training
+# wants float32 master weights (mixed precision then autocasts to bfloat16 where it is safe, notebook 09), so the
+# constructor asks for float32 explicitly and gets the same model on every version. `from_pretrained` on the Llama
+# replica, without and with a dtype:
+
+# %%
+as_stored = LlamaForCausalLM.from_pretrained(llama_dir)
+as_float32 = LlamaForCausalLM.from_pretrained(llama_dir, dtype=torch.float32)
 print(f"transformers {compat.TRANSFORMERS_VERSION}: no dtype -> {as_stored.dtype}, dtype=float32 -> {as_float32.dtype}")
-assert as_stored.dtype == (torch.bfloat16 if compat.IS_V5 else torch.float32)
+assert as_stored.dtype == (torch.float16 if compat.IS_V5 else torch.float32)
 assert as_float32.dtype == torch.float32
 
 # %% [markdown]
-# The backbone loads that bfloat16 checkpoint as float32, on either version:
+# The backbone loads every one of them as float32, on either version:
 
 # %%
-from_release, _ = get_llm_backbone_and_tokenizer("llama2-7b-pure", source=release_dir)
-print("backbone dtype:", from_release.llm.dtype)
-assert from_release.llm.dtype == torch.float32
-assert all(p.dtype == torch.float32 for p in from_release.parameters())
+for backbone_id in ("llama2-7b-pure", "mistral-v0.1-7b-pure", "qwen25-0_5b-pure"):
+    family_backbone, _ = get_llm_backbone_and_tokenizer(backbone_id)
+    print(f"{backbone_id:22s} backbone dtype: {family_backbone.llm.dtype}")
+    assert all(p.dtype == torch.float32 for p in family_backbone.parameters())
 
 # %% [markdown]
 # ### Greedy generation, set after loading
@@ -208,13 +215,31 @@ else:
 
 # %% [markdown]
 # So the backbone loads first and then writes the three values onto `llm.generation_config`
-# (`compat.set_greedy_generation`). The checkpoint above asked for sampling; the backbone overrides it:
+# (`compat.set_greedy_generation`). To see it win, make a "released" checkpoint that asks for sampling, as some
+# chat checkpoints do: the Llama replica's files (fp16 weights, real tokenizer) with a generation config saying
+# `do_sample=True, temperature=0.6, top_p=0.9`. Plain `from_pretrained` keeps the sampling settings; the backbone
+# overrides them:
 
 # %%
-print("checkpoint:", {k: getattr(as_stored.generation_config, k) for k in upstream_kwargs})
+import shutil
+import tempfile
+
+from transformers import AutoTokenizer, GenerationConfig
+
+workdir = tempfile.mkdtemp(prefix="nb02-")
+release_dir = os.path.join(workdir, "release")
+shutil.copytree(llama_dir, release_dir)
+sampling = GenerationConfig.from_pretrained(llama_dir)
+sampling.update(do_sample=True, temperature=0.6, top_p=0.9)
+sampling.save_pretrained(release_dir)
+
+as_released = LlamaForCausalLM.from_pretrained(release_dir, dtype=torch.float32)
+from_release, _ = get_llm_backbone_and_tokenizer("llama2-7b-pure", source=release_dir)
+print("checkpoint:", {k: getattr(as_released.generation_config, k) for k in upstream_kwargs})
 print("backbone:  ", {k: getattr(from_release.llm.generation_config, k) for k in upstream_kwargs})
-assert as_stored.generation_config.do_sample is True and as_stored.generation_config.temperature == 0.6
+assert as_released.generation_config.do_sample is True and as_released.generation_config.temperature == 0.6
 assert {k: getattr(from_release.llm.generation_config, k) for k in upstream_kwargs} == upstream_kwargs
+assert from_release.llm.dtype == torch.float32
 
 # %% [markdown]
 # Greedy decoding does not touch the random number generator, so two runs — even with different seeds — give the
@@ -233,10 +258,9 @@ def generate(model, seed: int) -> torch.Tensor:
 
 
 greedy_a, greedy_b = generate(from_release.llm, seed=0), generate(from_release.llm, seed=1)
-sampled_a, sampled_b = generate(as_float32, seed=0), generate(as_float32, seed=1)
+sampled_a, sampled_b = generate(as_released, seed=0), generate(as_released, seed=1)
 print("greedy: ", greedy_a[0, -8:].tolist(), greedy_b[0, -8:].tolist())
 print("sampled:", sampled_a[0, -8:].tolist(), sampled_b[0, -8:].tolist())
-assert as_float32.generation_config.do_sample is True
 assert torch.equal(greedy_a, greedy_b)
 assert not torch.equal(sampled_a, sampled_b)
 
@@ -246,7 +270,9 @@ assert not torch.equal(sampled_a, sampled_b)
 # At inference time the backbone lives inside a trained VLA, and the VLA checkpoint holds every weight, the LLM's
 # included. Reading the pretrained LLM weights first would be wasted time and memory (about 14 GB for a 7B model in
 # half precision). So inference mode reads only the config (`AutoConfig.from_pretrained`) and builds the model
-# class from it (`llm_cls._from_config`): same architecture, freshly initialised weights.
+# class from it (`llm_cls._from_config`, in float32): same architecture, freshly initialised weights. The configs
+# differ in `use_cache` only, and on 4.57 also in the `dtype` field, which there keeps the checkpoint's float16
+# although the weights are float32.
 
 # %%
 infer_bb, _ = get_llm_backbone_and_tokenizer("llama2-7b-pure", inference_mode=True)
@@ -255,8 +281,10 @@ train_config, infer_config = train_bb.llm.config.to_dict(), infer_bb.llm.config.
 differences = {k: (train_config.get(k), infer_config.get(k)) for k in train_config.keys() | infer_config.keys()
                if train_config.get(k) != infer_config.get(k)}
 print("same class:", type(infer_bb.llm) is type(train_bb.llm), "| config differences (train, inference):", differences)
-assert type(infer_bb.llm) is LlamaForCausalLM
+assert type(infer_bb.llm) is LlamaForCausalLM and infer_bb.llm.dtype == train_bb.llm.dtype == torch.float32
+dtype_field = differences.pop("dtype", None)
 assert differences == {"use_cache": (False, True)}
+assert dtype_field == (None if compat.IS_V5 else ("float32", "float16"))
 
 q_train = train_bb.llm.model.layers[0].self_attn.q_proj.weight
 q_infer = infer_bb.llm.model.layers[0].self_attn.q_proj.weight
@@ -330,8 +358,12 @@ assert all("use_cache=False" in message for message in logged)
 # ## Step 5 · `enable_input_require_grads`, in training mode only
 #
 # In training mode the constructor registers a forward hook on the input embedding that marks its output as
-# requiring grad. It matters when every LLM weight is frozen and gradient checkpointing is on: without it, nothing
-# that enters the checkpointed layers requires grad and the backward pass breaks (notebook 07 reproduces that).
+# requiring grad. It matters when the input embeddings are frozen while weights inside the decoder layers train
+# (adapters, or the last layer) and gradient checkpointing is reentrant: then nothing entering the checkpointed
+# blocks requires grad, and backward either fails ("element 0 of tensors does not require grad") or, when something
+# after the layers trains, silently gives those weights no gradient. Notebook 07 reproduces both. Non-reentrant
+# checkpointing, or no checkpointing, avoids the failure as well; for full fine-tuning the hook is harmless. It
+# works only when the embeddings come out of the embedding module: `inputs_embeds` built some other way bypass it.
 # Inference mode never runs a backward pass, so it skips the hook. With all weights frozen, the embeddings of the
 # training-mode backbone still require grad; those of the inference-mode backbone do not.
 
@@ -525,26 +557,26 @@ assert first["use_cache"] is False and first["input-grad hook"] is True and firs
 assert describe(inference_mode=True)["pretrained weights"] is False
 
 # %%
-import shutil
-
 shutil.rmtree(workdir, ignore_errors=True)
 
 # %% [markdown]
 # ## Summary
-# - Training mode calls the family's concrete `*ForCausalLM.from_pretrained` with `dtype=torch.float32` (5.x would
-#   otherwise keep a checkpoint's half precision), then sets greedy generation on `generation_config`, because 5.x
-#   rejects `do_sample`/`temperature`/`top_p` in `from_pretrained`.
+# - Training mode calls the family's concrete `*ForCausalLM.from_pretrained` with `dtype=torch.float32` (the
+#   checkpoints are stored in fp16 or bf16, and 5.x would keep that; 4.x loaded fp32), then sets greedy generation
+#   on `generation_config`, because 5.x rejects `do_sample`/`temperature`/`top_p` in `from_pretrained`.
 # - `use_flash_attention_2` is translated to `attn_implementation` and checked first; without flash-attn and a
 #   CUDA GPU it raises `FlashAttentionUnavailableError` before anything loads.
 # - Inference mode builds the architecture from `AutoConfig` with `_from_config`: same config, no pretrained
 #   weights; the VLA checkpoint fills them in.
-# - `use_cache` equals `inference_mode`; the input-grad hook is registered in training mode only.
+# - `use_cache` equals `inference_mode`; the input-grad hook is registered in training mode only, for frozen
+#   embeddings with trainable weights inside the layers under reentrant checkpointing.
 # - The tokenizer gets `model_max_length=llm_max_length` and right padding (BOS stays at position 0); `hf_token` is
 #   passed to the loaders and never stored; `source` picks the replica, the hub or a local directory.
 #
 # ## Exercises
-# 1. Save the Llama replica in float16 instead of bfloat16 and repeat the dtype experiment. Then load it with
-#    `dtype="auto"` and explain the result.
+# 1. Load the Qwen replica (`tiny_checkpoint("qwen25")`) with `AutoModelForCausalLM.from_pretrained` three ways:
+#    without a dtype, with `dtype="auto"` and with `dtype=torch.float32`. Explain each result on this transformers,
+#    and predict it for the other major version.
 # 2. Load the replica in inference mode twice. Are the weights the same both times? Which line of the constructor
 #    or of `setup()` decides that, and what would change without a seed?
 # 3. Write a collator for two sentences that pads on the right and also builds `labels` with -100 at the padded

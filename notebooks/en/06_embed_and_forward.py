@@ -31,8 +31,8 @@ use_language(LANG)
 
 # %% [markdown]
 # One backbone and one prompt serve the whole notebook: the tiny Llama-2 replica in training mode (as OpenVLA loads
-# it) and the OpenVLA action question. Everything here is a forward pass, so autograd is switched off for the whole
-# notebook.
+# it) and the OpenVLA action question, which Llama-2's real tokenizer turns into 18 ids, BOS (1) first. Everything
+# here is a forward pass, so autograd is switched off for the whole notebook.
 
 # %%
 import inspect
@@ -52,19 +52,21 @@ PROMPT = "In: What action should the robot take to pick up the cup?\nOut:"
 input_ids = tokenizer([PROMPT], return_tensors="pt").input_ids
 n = input_ids.shape[1]
 print("input_ids:", input_ids.tolist(), " layers:", config.num_hidden_layers, " hidden size:", backbone.embed_dim)
+assert input_ids.tolist() == [[1, 512, 29901, 1724, 3158, 881, 278, 19964, 2125, 304, 5839, 701, 278, 18002, 29973, 13, 3744, 29901]]
 
 # %% [markdown]
 # ## `embed_input_ids`: a row lookup
 #
 # The smallest thing first. An embedding layer is a matrix with one row per token id; embedding a sequence means
 # picking rows. The matrix has more rows than the tokenizer has tokens, because the backbone rounded the vocabulary
-# up to a multiple of 64 after adding `<PAD>` (notebook 04).
+# up to a multiple of 64 after adding `<PAD>` (notebook 04): Llama-2's 32000 tokens plus `<PAD>` are 32001, in 32064
+# rows of width 64.
 
 # %%
 weight = llm.get_input_embeddings().weight
 by_hand = weight[input_ids]
 print("embedding matrix:", tuple(weight.shape), " tokenizer:", len(tokenizer), "tokens  ->  embeddings:", tuple(by_hand.shape))
-assert weight.shape[0] % 64 == 0 and weight.shape[0] >= len(tokenizer) and weight.shape[1] == backbone.embed_dim
+assert weight.shape == (32064, backbone.embed_dim) == (32064, 64) and len(tokenizer) == 32001
 assert by_hand.shape == (1, n, backbone.embed_dim)
 
 # %% [markdown]
@@ -116,12 +118,12 @@ assert set(passed) == {"input_ids", CACHE_NAME, "use_cache"} and passed[CACHE_NA
 
 # %% [markdown]
 # The reference run that later cells compare against: token ids in, one row of logits per position out, as wide
-# as the (resized) vocabulary.
+# as the resized vocabulary (32064 scores per position).
 
 # %%
 reference = backbone(input_ids=input_ids)
 print(type(reference).__name__, tuple(reference.logits.shape))
-assert reference.logits.shape == (1, n, weight.shape[0])
+assert reference.logits.shape == (1, n, weight.shape[0]) == (1, 18, 32064)
 
 # %% [markdown]
 # ### `inputs_embeds` instead of `input_ids`

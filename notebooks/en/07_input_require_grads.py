@@ -2,19 +2,22 @@
 # # 07 · `enable_input_require_grads`: the failure, the hook, the fixes
 #
 # When OpenVLA loads its language model for training, the constructor calls one line that looks like noise:
-# `llm.enable_input_require_grads()`. Take it out, freeze the language model, train small adapters inside its
-# decoder layers with reentrant gradient checkpointing, and training breaks: either loudly, with a `RuntimeError`
-# at `backward()`, or silently, with adapters that never receive a gradient and never learn. This notebook
-# reproduces both failures on a tiny backbone, opens up the hook that prevents them, and compares the three ways to
-# fix the problem, including two traps that defeat the hook.
+# `llm.enable_input_require_grads()`. Take it out, freeze the language model with its input embeddings, train small
+# adapters inside its decoder layers with reentrant gradient checkpointing, and training breaks: nothing entering
+# the checkpointed blocks requires grad, so backward fails loudly, with a `RuntimeError`, or silently, with adapters
+# that never receive a gradient and never learn. This notebook reproduces both failures on a tiny backbone, opens up the
+# hook that prevents them (it marks the embedding output as requiring grad), and compares the three ways to fix the
+# problem: the hook, non-reentrant checkpointing, no checkpointing. Full fine-tuning never needed it. Two traps
+# defeat the hook: `inputs_embeds` that bypass the embedding module, and an embedding module replaced after the hook
+# was registered.
 #
 # **What you will learn here**
 # - the exact warning and error you get on this transformers, and the silent variant that raises nothing;
 # - where the hook lives, what it does (one line), and how to remove it;
 # - three fixes (the hook, non-reentrant checkpointing, no checkpointing) and why each works;
 # - why `inputs_embeds` computed outside the embedding module bypass the hook;
-# - why upstream on transformers 4.40 lost the hook after `resize_token_embeddings`, and what transformers 5.x does
-#   for you.
+# - why upstream on transformers 4.40 lost the hook after `resize_token_embeddings`, what transformers 5.x does
+#   for you, and why the backbone checks for the hook instead of relying on either.
 
 # %%
 # Set-up, the same in every notebook: on Colab install the package; everywhere print versions and seed.
@@ -397,7 +400,8 @@ torch.testing.assert_close(grads, fixed_grads["hook"])
 # ## Why upstream lost the hook on transformers 4.40
 #
 # OpenVLA's constructor registers the hook first, and the Llama-2 family adds a `<PAD>` token and calls
-# `resize_token_embeddings` afterwards (ours does the same: 1024 words plus `<PAD>`, padded to a multiple of 64).
+# `resize_token_embeddings` afterwards (ours does the same: Llama-2's 32000 words plus `<PAD>` make 32001 tokens,
+# padded to 32064 rows, a multiple of 64).
 # On transformers 4.40, resizing built a *new* `nn.Embedding` and installed it in the model; the hook stayed on the
 # old module, which the model no longer called. Transformers 4.57 and 5.x write the resized weight into the *same*
 # module object instead, so the hook survives. On this version:
@@ -412,7 +416,7 @@ model.resize_token_embeddings(rows_before + extra_rows, mean_resizing=False)
 after = model.get_input_embeddings()
 print("hook after the resize: ", compat.has_input_grad_hook(model), "| rows:", after.weight.shape[0],
       "| same module:", after is before)
-assert tokenizer.pad_token == "<PAD>" and len(tokenizer) == 1024 + 1 and rows_before == 1088
+assert tokenizer.pad_token == "<PAD>" and len(tokenizer) == 32000 + 1 and rows_before == 32064
 assert after.weight.shape[0] == rows_before + extra_rows
 assert compat.has_input_grad_hook(model) and after is before
 grads, _ = backward_step(input_ids=ids)
@@ -451,10 +455,9 @@ assert compat.has_input_grad_hook(model) and all(g is not None and g.norm() > 0 
 # %% [markdown]
 # ## What transformers 5.x does for you
 #
-# On transformers 5.x, enabling checkpointing (`activation_checkpointing_enable`, the new name of
-# `gradient_checkpointing_enable`) also calls `enable_input_require_grads()` itself (it also defaults to
-# non-reentrant: notebook 08). `compat.CHECKPOINTING_REGISTERS_INPUT_HOOK` says whether this version registers the
-# hook; 4.57 does not.
+# On the transformers 5.x releases we tested, enabling checkpointing (`activation_checkpointing_enable`, the new name
+# of `gradient_checkpointing_enable`) also calls `enable_input_require_grads()` itself (it also defaults to
+# non-reentrant: notebook 08); 4.57 does not. `compat.CHECKPOINTING_REGISTERS_INPUT_HOOK` records that observation.
 # We start from a model without the hook, enable *reentrant* checkpointing, and look. On 5.x the hook appears
 # and the adapters train; on 4.57 the failure is still there. The cell runs on both versions.
 
@@ -477,10 +480,11 @@ else:
 # through the library call registers a *second* one, and the model's list of handles only remembers the newest.
 # Two hooks setting the same flag are harmless, but removing "the hook" through the handles would then leave one
 # behind. `compat.enable_checkpointing`, which `backbone.enable_gradient_checkpointing()` calls, removes the old
-# handles first, so the backbone always ends up with exactly one hook whose handle the model knows. (This
-# notebook still removes hooks after enabling checkpointing, because there it wants none at all.) The cell below
-# keeps the first handle before the library call, so it can remove both hooks afterwards and leave the model as
-# the widget above expects it.
+# handles first and, once checkpointing is on, checks that the hook is there, adding it again if the library did not
+# (as 4.57 does not). So a backbone that had the hook ends up with exactly one, whose handle the model knows, on
+# either version. (This notebook still removes hooks after enabling checkpointing, because there it wants none at
+# all.) The cell below keeps the first handle before the library call, so it can remove both hooks afterwards and
+# leave the model as the widget above expects it.
 
 # %%
 def hooks_after(enable) -> tuple[int, int]:
@@ -505,6 +509,33 @@ assert through_backbone == (1, 1)
 assert not model.get_input_embeddings()._forward_hooks
 
 # %% [markdown]
+# The check does not depend on what the library happens to do. To see it on 5.x as well, swap the library's enable
+# method for one that removes whatever hook the library registered, which is 4.57's behaviour: the backbone's
+# model still ends up with exactly one hook, and the adapters train under reentrant checkpointing. Afterwards the
+# cell removes that hook too, for the widget above.
+
+# %%
+from unittest import mock
+
+def enable_without_hook(**kwargs):
+    library_call(**kwargs)
+    remove_input_grad_hooks(model)
+
+
+configure(None, hook=True)
+with mock.patch.object(model, library_call.__name__, enable_without_hook):
+    compat.enable_checkpointing(model, use_reentrant=True)
+model.train()
+counts = len(model.get_input_embeddings()._forward_hooks), len(compat.input_grad_hooks(model))
+grads, _ = backward_step(input_ids=ids)
+print("library without the hook, then compat.enable_checkpointing: hooks, handles =", counts)
+assert counts == (1, 1) and compat.has_input_grad_hook(model)
+assert all(g is not None and g.norm() > 0 for g in grads)
+compat.disable_checkpointing(model)
+remove_input_grad_hooks(model)
+assert not model.get_input_embeddings()._forward_hooks
+
+# %% [markdown]
 # ## Summary
 # - Frozen LLM + adapters inside the layers + reentrant checkpointing + no input-grad hook: the warning "None of the
 #   inputs have requires_grad=True", then `RuntimeError: element 0 of tensors does not require grad`; with any
@@ -515,7 +546,8 @@ assert not model.get_input_embeddings()._forward_hooks
 # - The hook fires only when the embedding module runs: build `inputs_embeds` with `embed_input_ids`, and re-register
 #   the hook after replacing the embedding module (what 4.40's resize did behind your back).
 # - transformers 5.x registers the hook itself when checkpointing is enabled; on a backbone that already has one,
-#   that makes two, and removing it by handle leaves one behind.
+#   that makes two, and removing it by handle leaves one behind. `compat.enable_checkpointing` removes the old
+#   handles first and checks for the hook afterwards, so the backbone has exactly one on every version.
 #
 # ## Exercises
 # 1. Initialise `up` with zeros, as real LoRA does. Which adapter weights get a zero gradient in the first step with

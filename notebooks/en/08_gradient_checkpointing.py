@@ -79,7 +79,7 @@ for layer in llm.model.layers:
 # while the LLM inside says `False`. A training loop must call `.train()` on the model; on the backbone, it reaches
 # the LLM too. We see the difference by counting how often each decoder layer's MLP is entered, in the forward pass
 # and in the backward pass: in eval mode backward recomputes nothing; in training mode it runs every layer a second
-# time. (We count with forward *pre*-hooks, which run when the MLP is entered; Exercise 3 shows why a hook that runs
+# time. (We count with forward *pre*-hooks, which run when the MLP is entered; Exercise 4 shows why a hook that runs
 # after the MLP would not do.)
 
 # %%
@@ -111,32 +111,70 @@ assert counts == {"eval": (layers, 0), "train": (layers, layers)}
 # %% [markdown]
 # ## Measured: memory and time against sequence length
 #
-# For clearer numbers than the 64-wide replica gives, we build a slightly wider model from the tiny checkpoint's own
-# config: hidden size 128 (twice the replica's), the same 2 layers and `LlamaForCausalLM` class, random weights,
-# every parameter trainable (full fine-tuning), and a vocabulary of 1024 tokens instead of Llama-2's 32000: with the
-# full vocabulary the logits (batch × length × 32000 floats, which checkpointing cannot drop) would dwarf the layer
-# activations this section is about. `saved_activation_bytes(model, compute_loss)` counts the bytes autograd keeps for backward
-# while `compute_loss()` runs, parameters excluded: the memory that checkpointing is meant to cut.
-# `median_seconds(step)` times a whole forward-plus-backward step (after the memory measurement, which doubles as
-# a warm-up). Batch 2; sequence lengths 64 to 512.
+# `saved_activation_bytes(model, compute_loss)` counts the bytes autograd keeps for backward while `compute_loss()`
+# runs, parameters excluded: the memory that checkpointing is meant to cut. `median_seconds(step)` times a whole
+# forward-plus-backward step. For clearer numbers than the 64-wide replica gives, we build models from the tiny
+# checkpoint's own config: the same `LlamaForCausalLM` class and 2 layers, hidden size 128 (twice the replica's),
+# random weights, every parameter trainable (full fine-tuning). One keeps the replica's vocabulary of 32064 rows;
+# the other has only 1024. First, why the second one is the right model to measure: both, at length 64, batch 2.
 
 # %%
-config = type(llm.config).from_dict(
-    {**llm.config.to_dict(), "hidden_size": 128, "intermediate_size": 256, "head_dim": 32, "vocab_size": 1024,
-     "pad_token_id": None}
-)
-torch.manual_seed(0)
-model = type(llm)(config).train()
-print(type(model).__name__, "hidden", config.hidden_size, "layers", config.num_hidden_layers, "vocabulary", config.vocab_size,
-      "parameters", sum(p.numel() for p in model.parameters()))
-assert all(p.requires_grad for p in model.parameters())
-
-LENGTHS = [64, 128, 256, 512]
 BATCH = 2
+
+
+def measurement_model(vocab_size):
+    """A 128-wide, 2-layer LlamaForCausalLM from the replica's config, with `vocab_size` rows, in training mode."""
+    config = type(llm.config).from_dict({**llm.config.to_dict(), "hidden_size": 128, "intermediate_size": 256,
+                                         "head_dim": 32, "vocab_size": vocab_size, "pad_token_id": None})
+    torch.manual_seed(0)
+    return type(llm)(config).train()
 
 
 def batch_of(length, batch=BATCH):
     return torch.randint(3, 1000, (batch, length), generator=torch.Generator().manual_seed(length))
+
+
+def saved_with_and_without(model, length):
+    """Bytes saved for backward without and with (non-reentrant) checkpointing."""
+    ids = batch_of(length)
+
+    def compute_loss():
+        return model(input_ids=ids, labels=ids).loss
+
+    compat.disable_checkpointing(model)
+    without = saved_activation_bytes(model, compute_loss)
+    compat.enable_checkpointing(model)
+    with_checkpointing = saved_activation_bytes(model, compute_loss)
+    compat.disable_checkpointing(model)
+    return without, with_checkpointing
+
+
+measured = {vocab_size: saved_with_and_without(measurement_model(vocab_size), 64) for vocab_size in (32064, 1024)}
+share_removed = {vocab_size: 1 - ck / full for vocab_size, (full, ck) in measured.items()}
+for vocab_size, (full, ck) in measured.items():
+    logits_sized = BATCH * 64 * vocab_size * 4
+    print(f"vocabulary {vocab_size:5d}: {full / 1e6:5.1f} MB saved for backward, of which a logits-sized fp32 tensor "
+          f"is {logits_sized / full:4.0%}; checkpointing removes {share_removed[vocab_size]:.0%}")
+assert BATCH * 64 * 32064 * 4 > 0.5 * measured[32064][0]
+assert share_removed[32064] < 0.25 and share_removed[1024] > 0.5
+
+# %% [markdown]
+# With the real vocabulary at this toy width, most of what autograd keeps is one logits-sized tensor (batch × length
+# × 32064 floats, which the cross-entropy keeps for its backward), and checkpointing, which touches only the decoder
+# layers, removes about a tenth. That is an artefact of the toy width, not a property of checkpointing: in
+# Llama-2-7B every token passes 32 decoder layers of width 4096, whose MLPs work on 11008-wide activations, so the
+# layers keep far more than one 32064-wide row of logits. A 1024-row vocabulary restores that balance on a model
+# small enough for a laptop, with the same class, depth and checkpointing code, so the rest of the measurement uses
+# it. Sequence lengths 64 to 512, batch 2; the memory measurement doubles as a warm-up for the timing.
+
+# %%
+model = measurement_model(1024)
+config = model.config
+print(type(model).__name__, "hidden", config.hidden_size, "layers", config.num_hidden_layers,
+      "vocabulary", config.vocab_size, "parameters", sum(p.numel() for p in model.parameters()))
+assert all(p.requires_grad for p in model.parameters())
+
+LENGTHS = [64, 128, 256, 512]
 
 
 def measure(length, batch=BATCH, repeats=3):
@@ -386,7 +424,9 @@ backbone.train()
 # - `enable_gradient_checkpointing()` delegates to the HF model through `compat` and asks for non-reentrant
 #   checkpointing; it only takes effect in training mode, and a freshly loaded LLM is in eval mode.
 # - Checkpointing keeps fewer bytes for backward at every length, and the saving grows with the length; the price
-#   is one extra forward run of every layer per step (this machine's numbers are printed above).
+#   is one extra forward run of every layer per step (this machine's numbers are printed above). It acts on the
+#   decoder layers only: at a toy width with a 32064-row vocabulary the logits dominate and it saves little, which is
+#   why the measurement uses a 1024-row vocabulary.
 # - Gradients are identical with and without checkpointing, reentrant or not, as long as the layer inputs require
 #   grad; with frozen embeddings, reentrant checkpointing needs the input-grad hook (notebook 07).
 # - `use_cache` is off in training; with checkpointing on, this transformers overrides `use_cache=True` and logs it.
@@ -394,10 +434,12 @@ backbone.train()
 # ## Exercises
 # 1. Repeat the measurement at batch 4, hidden size 256 and 4 layers. How does the ratio of saved bytes change?
 #    Which part of the saved memory does checkpointing not remove (hint: what is left with it on)?
-# 2. Checkpoint only every other layer: on recent 5.x releases pass `every_n_layers=2` to
+# 2. Keep the 32064-row vocabulary and raise the width (and `intermediate_size`) instead. From which hidden size on
+#    does checkpointing remove more than half of the saved bytes at length 64?
+# 3. Checkpoint only every other layer: on recent 5.x releases pass `every_n_layers=2` to
 #    `activation_checkpointing_enable`; on 4.57 set `gradient_checkpointing = False` on half of the layers by hand.
 #    Plot memory and time for none, half and all of the layers checkpointed.
-# 3. Count the MLP runs per step under reentrant and under non-reentrant checkpointing, once with a forward hook
+# 4. Count the MLP runs per step under reentrant and under non-reentrant checkpointing, once with a forward hook
 #    (which runs after the MLP) and once with a pre-hook. Why do the counts differ for non-reentrant checkpointing?
-# 4. Predict the bytes saved per checkpointed layer from batch, length and hidden size, and check your formula
+# 5. Predict the bytes saved per checkpointed layer from batch, length and hidden size, and check your formula
 #    against `saved_activation_bytes` at two lengths.

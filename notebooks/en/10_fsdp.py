@@ -213,6 +213,7 @@ assert 262e6 < big_counts[""] < 263e6 and 202e6 < big_counts["model.layers.0"] <
 # %%
 def plan_of(backbone_id):
     model, _ = get_llm_backbone_and_tokenizer(backbone_id)
+    print(f"{backbone_id}: {type(model.llm).__name__}, wrapping {model.transformer_layer_cls.__name__}")
     return show_plan(model, model.get_fsdp_wrapping_policy())
 
 first_plan = explore(plan_of, backbone_id=["llama2-7b-pure", "qwen25-0_5b-pure", "opt-125m", "phi-2-3b", "mistral-v0.1-7b-pure"])

@@ -3,14 +3,21 @@
 #
 # Every earlier notebook looked at the language model on its own. A VLA uses it in one particular way: it embeds
 # the prompt with `embed_input_ids`, pushes the projected image patches in right after the BOS token, hides those
-# patches from the loss, and asks the model to predict a handful of *action tokens*, the last 256 ids of the
-# vocabulary. This notebook builds that whole path around a tiny backbone, with a toy vision encoder small enough
-# to read in one glance, and checks every step against the library: the splice, the labels, the loss HF computes,
-# the padding, the action bins, and what breaks when a tokenizer has no BOS.
+# patches from the loss, and asks the model to predict a handful of *action tokens*, the last 256 ids of the trained
+# vocabulary. This notebook builds that whole path around a tiny backbone (Llama-2's real tokenizer, a 64-wide
+# model), with a toy vision encoder small enough to read in one glance, and checks every step against the library:
+# the action tokenizer, the splice, the labels, the loss HF computes, the padding, and what breaks when a tokenizer
+# has no BOS. On the way it measures why OpenVLA's trick of writing actions as text works on some tokenizers and
+# not on others.
 #
 # **What you will learn here**
 # - how a toy vision encoder and projector produce patch embeddings of width `backbone.embed_dim`;
-# - how the OpenVLA action prompt, the action tokens and the labels (-100 everywhere except actions and EOS) fit together;
+# - OpenVLA's `ActionTokenizer`: 256 bins, ids 31744–31999 on Llama-2, `action_token_begin_idx` one below them, and
+#   what its `vocab_size` really counts;
+# - why action text comes back as the same ids on SentencePiece tokenizers (Llama-2, Mistral) but not on
+#   byte-level BPE (phi-2, Qwen, OPT), and how MiniVLA's `use_extra` avoids the problem;
+# - how the OpenVLA action prompt, the action tokens and the labels (-100 everywhere except actions and EOS) fit
+#   together;
 # - where the patches go (`[emb[:, :1], patches, emb[:, 1:]]`) and what that does to the attention mask and labels;
 # - that HF shifts the labels inside the model, checked against a cross-entropy written by hand;
 # - how right padding keeps BOS in column 0 for every row of a batch;
@@ -39,10 +46,12 @@ use_language(LANG)
 # turns each into a 32-dimensional feature. The projector, a small two-layer MLP, maps those features to
 # `backbone.embed_dim`.
 #
-# Every tensor in this notebook is tiny, so PyTorch runs on one CPU thread (`setup()` sets it): several threads
-# gain nothing on 64-wide matrices, and on a busy machine they spend their time waiting for each other.
+# Every tensor in this notebook is small, so PyTorch runs on one CPU thread (`setup()` sets it): several threads
+# gain nothing on 64-wide matrices, and on a busy machine they spend their time waiting for each other. The widest
+# tensors are the logits, one row of 32064 scores (the resized vocabulary) per position, so batches stay tiny.
 
 # %%
+import numpy as np
 import torch
 from torch import nn
 
@@ -86,7 +95,7 @@ assert backbone.embed_input_ids(torch.tensor([[1]])).shape[-1] == patches.shape[
 #
 # The backbone names its own prompt format through `prompt_builder_fn`; for `llama2-7b-pure` that is the plain
 # `In: ... Out:` template. The human turn is OpenVLA's fixed question around the instruction, lower-cased. The
-# tokenizer puts BOS (`<s>`) in front: the builder writes no BOS of its own, so it appears exactly once.
+# tokenizer puts BOS (`<s>`, id 1) in front: the builder writes no BOS of its own, so it appears exactly once.
 
 # %%
 from vla_backbone.prompting import openvla_action_prompt
@@ -102,50 +111,71 @@ print(tokenizer.convert_ids_to_tokens(prompt_ids))
 
 # %%
 assert prompt == "In: What action should the robot take to pick up the red cup?\nOut:"
-assert prompt_ids[0] == tokenizer.bos_token_id and prompt_ids.count(tokenizer.bos_token_id) == 1
+assert prompt_ids == [1, 512, 29901, 1724, 3158, 881, 278, 19964, 2125, 304, 5839, 701, 278, 2654, 18002, 29973, 13, 3744, 29901]
+assert prompt_ids.count(tokenizer.bos_token_id) == 1
 
 # %% [markdown]
 # ## Actions become tokens
 #
 # Our action has seven numbers, like OpenVLA's (position and rotation deltas, then the gripper).
-# `ActionTokenizer` clips each to [-1, 1], finds its bin among 256 (edges `torch.linspace(-1, 1, 256)`), and
-# writes bin `b` as token id `vocab_size - b`. `vocab_size` is the trained vocabulary only, 1024 here: the
-# `<PAD>` the family added later (id 1024) is not counted, so actions take ids 768 to 1023.
+# `ActionTokenizer` is upstream's class, numpy throughout. It clips each number to [-1, 1], finds its bin among
+# 256 (edges `np.linspace(-1, 1, 256)`; `np.digitize` numbers the bins 1 to 256), and writes bin `b` as token id
+# `tokenizer.vocab_size - b`. `tokenizer.vocab_size` counts the trained vocabulary only, 32000 for Llama-2: the
+# `<PAD>` the family added later (id 32000) is not counted, so actions take ids 31744 to 31999. Three methods:
+# `token_ids(action)` gives the ids (our helper; upstream computes them inside `__call__`), calling the tokenizer
+# gives the text OpenVLA writes as the answer, and `decode_token_ids_to_actions(ids)` goes back to numbers.
 
 # %%
 from vla_backbone.actions import ActionTokenizer
 
 action_tokenizer = ActionTokenizer(tokenizer)
-action = torch.tensor([0.12, -0.4, 0.75, 0.0, -0.9, 0.33, 1.0])
-action_ids = action_tokenizer.encode(action)
-print("action ids:", action_ids.tolist())
-print("bins:      ", action_tokenizer.bin_index(action).tolist())
-print("decoded:   ", [round(v, 4) for v in action_tokenizer.decode(action_ids).tolist()])
+action = np.array([0.12, -0.4, 0.75, 0.0, -0.9, 0.33, 1.0])
+action_ids = action_tokenizer.token_ids(action)
+print("action ids:  ", action_ids.tolist())
+print("bins:        ", (tokenizer.vocab_size - action_ids).tolist())
+print("action text: ", repr(action_tokenizer(action)), tokenizer.convert_ids_to_tokens(action_ids.tolist()))
+print("decoded:     ", action_tokenizer.decode_token_ids_to_actions(action_ids).round(4).tolist())
 
 # %%
-assert tokenizer.vocab_size == 1024 and len(tokenizer) == 1025 and tokenizer.pad_token_id == 1024
-assert action_tokenizer.action_token_begin_idx == 768
-assert torch.equal(action_ids, tokenizer.vocab_size - action_tokenizer.bin_index(action))
-assert ((action_ids >= 768) & (action_ids < 1024)).all()
-assert torch.equal(action_tokenizer.encode(torch.tensor([1.7, -3.0])), action_tokenizer.encode(torch.tensor([1.0, -1.0])))
+assert tokenizer.vocab_size == 32000 and len(tokenizer) == 32001 and tokenizer.pad_token_id == 32000
+assert action_ids.tolist() == (32000 - np.digitize(action, np.linspace(-1, 1, 256))).tolist()
+assert action_tokenizer(action) == tokenizer.decode(action_ids.tolist())
+assert action_tokenizer.token_ids(np.array([1.7, -3.0])).tolist() == action_tokenizer.token_ids(np.array([1.0, -1.0])).tolist()
+all_ids = action_tokenizer.token_ids(np.linspace(-1, 1, 10001))
+assert (all_ids.min(), all_ids.max(), len(np.unique(all_ids))) == (31744, 31999, 256)
+
+# %% [markdown]
+# Two attributes read differently from what their names suggest. `action_tokenizer.vocab_size` is the number of
+# bins, 256, not the tokenizer's vocabulary size. And `action_token_begin_idx` is 31743, one *below* the smallest
+# action id: OpenVLA's training loop picks the action positions with `ids > action_token_begin_idx`. +1.0 is the
+# only value in bin 256, id 31744; a begin index one higher would make that mask drop every fully open gripper.
+
+# %%
+top_bin = action_tokenizer.token_ids(np.array([1.0]))
+print("vocab_size:", action_tokenizer.vocab_size, " action_token_begin_idx:", action_tokenizer.action_token_begin_idx,
+      " id of +1.0:", top_bin.tolist())
+assert action_tokenizer.vocab_size == action_tokenizer.n_bins == 256
+assert action_tokenizer.action_token_begin_idx == 31743 == all_ids.min() - 1
+assert (all_ids > action_tokenizer.action_token_begin_idx).all()
+assert top_bin.tolist() == [31744] and not (top_bin > action_tokenizer.action_token_begin_idx + 1).any()
 
 # %% [markdown]
 # Decoding cannot give the exact value back, only the centre of its bin, so the error is at most half a bin
 # width, 1/255. 256 edges make only 255 intervals: the 256th bin holds exactly +1.0 and decodes to the last
-# centre, so ids 768 and 769 decode to the same value.
+# centre, so ids 31744 and 31745 decode to the same value.
 
 # %%
-values = torch.linspace(-1.0, 1.0, 20001)
-decoded = action_tokenizer.decode(action_tokenizer.encode(values))
-half_bin = (action_tokenizer.bins[1] - action_tokenizer.bins[0]).item() / 2
-print(f"half a bin: {half_bin:.6f}   largest round-trip error: {(decoded - values).abs().max():.6f}")
+values = np.linspace(-1.0, 1.0, 20001)
+decoded = action_tokenizer.decode_token_ids_to_actions(action_tokenizer.token_ids(values))
+half_bin = (action_tokenizer.bins[1] - action_tokenizer.bins[0]) / 2
+print(f"half a bin: {half_bin:.6f}   largest round-trip error: {np.abs(decoded - values).max():.6f}")
 
 # %%
-assert abs(half_bin - 1 / 255) < 1e-7
-assert (decoded - values).abs().max() <= half_bin + 1e-6
-assert action_tokenizer.bin_centers.numel() == 255 and decoded.unique().numel() == 255
-assert action_tokenizer.bin_index(torch.tensor([1.0, 0.9999])).tolist() == [256, 255]
-assert action_tokenizer.decode(torch.tensor([768])) == action_tokenizer.decode(torch.tensor([769]))
+assert abs(half_bin - 1 / 255) < 1e-12
+assert np.abs(decoded - values).max() <= half_bin + 1e-12
+assert action_tokenizer.bin_centers.shape == (255,) and len(np.unique(decoded)) == 255
+assert (32000 - action_tokenizer.token_ids(np.array([1.0, 0.9999]))).tolist() == [256, 255]
+assert action_tokenizer.decode_token_ids_to_actions(np.array([31744])) == action_tokenizer.decode_token_ids_to_actions(np.array([31745]))
 
 # %% [markdown]
 # A staircase shows it at a glance: continuous action in, decoded action out. Outside [-1, 1] the stairs stop
@@ -160,11 +190,10 @@ TEXT = {
     "zh": {"x": "连续动作值", "y": "解码后的动作值（区间中心）", "full": "[-1, 1] 上的 256 个区间",
            "zoom": "放大：几个区间", "ideal": "恒等线"},
 }[LANG]
-sweep = torch.linspace(-1.3, 1.3, 5001)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
 for ax, (low, high), title in zip(axes, [(-1.3, 1.3), (0.0, 0.05)], [TEXT["full"], TEXT["zoom"]]):
-    xs = sweep if low < -1 else torch.linspace(low, high, 2001)
-    ax.plot(xs, action_tokenizer.decode(action_tokenizer.encode(xs)), drawstyle="steps-post")
+    xs = np.linspace(low, high, 2001)
+    ax.plot(xs, action_tokenizer.decode_token_ids_to_actions(action_tokenizer.token_ids(xs)), drawstyle="steps-post")
     ax.plot(xs, xs, "--", color="gray", linewidth=0.8, label=TEXT["ideal"])
     ax.set(xlabel=TEXT["x"], ylabel=TEXT["y"], title=title)
     ax.legend(loc="upper left")
@@ -174,47 +203,145 @@ plt.show()
 # %% [markdown]
 # ## Input ids and labels
 #
-# The training sequence is the prompt, then the action ids, then EOS. The labels copy the ids where the model
-# should learn something and put -100 (ignored by the loss) everywhere else: only the seven action tokens and EOS
-# carry labels. The prompt, including BOS, is -100.
-#
-# We append the action ids directly. OpenVLA instead writes them as text (`action_tokenizer(action)`), tokenizes
-# the whole prompt again and labels its last `len(action) + 1` tokens. That only works when the text turns back
-# into exactly the same ids. The tiny replicas register their 256 tail tokens so that it does, and the count below
-# checks it on 50 random actions; on a tokenizer of your own, check it before trusting the text path.
+# OpenVLA writes the action as text, `action_tokenizer(action)`, makes it the answer turn of the prompt, tokenizes
+# the whole training prompt in one call, and labels only its last `len(action) + 1` tokens: the seven action tokens
+# and EOS. Everything before them, BOS included, is -100 (ignored by the loss). On Llama-2 the training ids are the
+# inference prompt's ids, then `▁` (29871, the space after `Out:`, notebook 05), then the seven action ids, then EOS.
 
 # %%
 IGNORE = -100
 
 
-def make_example(instruction: str, action: torch.Tensor) -> tuple[list[int], list[int]]:
-    """Input ids and labels for one (instruction, action) pair, without the image."""
+def make_example(instruction: str, action: np.ndarray) -> tuple[list[int], list[int]]:
+    """Input ids and labels for one (instruction, action) pair, without the image, as OpenVLA's dataset makes them."""
     builder = backbone.prompt_builder_fn("openvla")
     builder.add_turn("human", openvla_action_prompt(instruction))
-    prompt_ids = tokenizer(builder.get_prompt()).input_ids
-    target = action_tokenizer.encode(action).tolist() + [tokenizer.eos_token_id]
-    return prompt_ids + target, [IGNORE] * len(prompt_ids) + target
+    builder.add_turn("gpt", action_tokenizer(action))
+    input_ids = tokenizer(builder.get_prompt(), add_special_tokens=True).input_ids
+    labels = [IGNORE] * (len(input_ids) - (len(action) + 1)) + input_ids[-(len(action) + 1):]
+    return input_ids, labels
 
 
 input_ids, labels = make_example(instruction, action)
 for token, label in zip(tokenizer.convert_ids_to_tokens(input_ids), labels):
-    print(f"{token!r:48} {label}")
+    print(f"{token!r:14} {label}")
 
 # %%
-assert input_ids[: len(prompt_ids)] == prompt_ids and input_ids[-1] == tokenizer.eos_token_id
+assert input_ids == prompt_ids + [29871] + action_ids.tolist() + [tokenizer.eos_token_id]
 assert labels[0] == IGNORE and sum(label != IGNORE for label in labels) == 7 + 1
 assert labels[-8:] == action_ids.tolist() + [tokenizer.eos_token_id]
 
-torch.manual_seed(0)
-samples = torch.rand(50, 7) * 2 - 1
-same = 0
-for sample in samples:
-    text_builder = backbone.prompt_builder_fn("openvla")
-    text_builder.add_turn("human", openvla_action_prompt(instruction))
-    text_builder.add_turn("gpt", action_tokenizer(sample))
-    same += tokenizer(text_builder.get_prompt()).input_ids[-8:-1] == action_tokenizer.encode(sample).tolist()
-print(f"text round trip gives the same action ids for {same} of {len(samples)} random actions")
-assert same == len(samples)
+# %% [markdown]
+# Counting from the end is only right if the action text turns back into exactly the seven action ids. Whether it
+# does depends on the tokenizer, and that is worth measuring.
+#
+# ## Does action text come back as the same ids?
+#
+# The recipe: draw 24 random 7-dimensional actions, write each as the answer turn with the backbone's own prompt
+# builder, tokenize the whole prompt, and count the prompts that contain the action's seven ids in a row. The
+# families' real tokenizers give (one backbone per tokenizer; inference mode, since only the tokenizer and the prompt
+# builder matter here):
+
+# %%
+ROUND_TRIP_IDS = ["llama2-7b-pure", "mistral-v0.1-7b-pure", "phi-2-3b", "qwen25-0_5b-pure", "opt-125m"]
+others = {backbone_id: vla_backbone.get_llm_backbone_and_tokenizer(backbone_id, inference_mode=True)
+          for backbone_id in ROUND_TRIP_IDS[1:] + ["qwen25-0_5b-extra"]}
+others["llama2-7b-pure"] = (backbone, tokenizer)
+
+
+def training_prompt_ids(family_backbone, family_tokenizer, actions, sample):
+    """The whole OpenVLA training prompt for `sample`, tokenized in one call."""
+    family_builder = family_backbone.prompt_builder_fn("openvla")
+    family_builder.add_turn("human", openvla_action_prompt(instruction))
+    family_builder.add_turn("gpt", actions(sample))
+    return family_tokenizer(family_builder.get_prompt()).input_ids
+
+
+def survives(family_backbone, family_tokenizer, actions, sample):
+    """Whether the action's seven ids come back, in a row, from the tokenized training prompt."""
+    ids = actions.token_ids(sample).tolist()
+    tokens = training_prompt_ids(family_backbone, family_tokenizer, actions, sample)
+    return any(tokens[i : i + len(ids)] == ids for i in range(len(tokens)))
+
+
+samples = np.random.default_rng(0).uniform(-1, 1, size=(24, 7))
+round_trips = {}
+for backbone_id in ROUND_TRIP_IDS:
+    family_backbone, family_tokenizer = others[backbone_id]
+    actions = ActionTokenizer(family_tokenizer)
+    round_trips[backbone_id] = sum(survives(family_backbone, family_tokenizer, actions, sample) for sample in samples)
+    print(f"{backbone_id:22s} {type(family_tokenizer).__name__:20s} action ids "
+          f"{actions.action_token_begin_idx + 1}..{actions.action_token_end_idx - 1}: "
+          f"{round_trips[backbone_id]:2d}/{len(samples)} come back")
+
+# %% [markdown]
+# Every action comes back on Llama-2 and Mistral; on phi-2, Qwen-2.5 and OPT some do not. The counts for those three
+# depend on the draw, and another seed gives other numbers. What does not depend on it: Llama-2 and Mistral bring
+# back every possible action (the next cell shows why), while the byte-level tokenizers have actions that cannot
+# come back (the cell after shows one).
+
+# %%
+assert round_trips["llama2-7b-pure"] == round_trips["mistral-v0.1-7b-pure"] == len(samples)
+assert all(round_trips[backbone_id] < len(samples) for backbone_id in ("phi-2-3b", "qwen25-0_5b-pure", "opt-125m"))
+
+# %% [markdown]
+# **Why SentencePiece keeps them.** Llama-2's and Mistral's last 256 tokens are each one character of a script the
+# models rarely saw (CJK, Hangul, Malayalam, ...), and neither vocabulary has a piece made of two or more of those
+# characters, or of `▁` and one of them. SentencePiece can only emit pieces that are in the vocabulary, so a run of
+# action characters has nothing to merge into: each character comes back as itself.
+
+# %%
+for backbone_id in ("llama2-7b-pure", "mistral-v0.1-7b-pure"):
+    family_tokenizer = others[backbone_id][1]
+    tail = set(family_tokenizer.convert_ids_to_tokens(list(range(31744, 32000))))
+    joined = [piece for piece in family_tokenizer.get_vocab()
+              if len(piece) >= 2 and any(c in tail for c in piece) and all(c in tail or c == "▁" for c in piece)]
+    print(f"{backbone_id:22s} single characters: {all(len(piece) == 1 for piece in tail)}, "
+          f"pieces joining them: {len(joined)}")
+    assert all(len(piece) == 1 for piece in tail) and not joined
+
+# %% [markdown]
+# **Why byte-level BPE does not.** GPT-2-style tokenizers (phi-2, Qwen, OPT) first cut the text into words at spaces
+# and punctuation, then merge bytes inside each word. Their last 256 tokens are ordinary pieces of words, many
+# without a leading space (shown as `Ġ`). Such a piece glues onto its neighbour, and the tokenizer segments the joined
+# word from scratch. On phi-2, bin 102 is the piece `======`: an action with two neighbouring values in that bin is
+# written `======` + `======`, and the tokenizer reads `============`, which is one token of its own. Seven actions go
+# in, six tokens come out, and labelling "the last eight tokens" would grade the wrong positions.
+
+# %%
+phi, phi_tokenizer = others["phi-2-3b"]
+phi_actions = ActionTokenizer(phi_tokenizer)
+merging = np.array([0.0, -0.2, -0.2, 0.0, 0.0, 0.0, 1.0])
+written = phi_actions.token_ids(merging).tolist()
+read_back = training_prompt_ids(phi, phi_tokenizer, phi_actions, merging)[-8:]
+print("written:", written, phi_tokenizer.convert_ids_to_tokens(written))
+print("read:   ", read_back, phi_tokenizer.convert_ids_to_tokens(read_back))
+
+# %%
+assert phi_tokenizer.convert_ids_to_tokens(written[1:3]) == ["======", "======"]
+assert phi_tokenizer.convert_ids_to_tokens(read_back[1]) == "============" and written[1] not in read_back
+assert not survives(phi, phi_tokenizer, phi_actions, merging)
+
+# %% [markdown]
+# **MiniVLA's answer: `use_extra`.** MiniVLA, the Qwen-2.5 descendant of OpenVLA, adds 256 tokens `<|extra_0|>` …
+# `<|extra_255|>` to Qwen's tokenizer (backbone `qwen25-0_5b-extra`) and builds its action tokenizer with
+# `use_extra=True`, which counts the bins down from `len(tokenizer)` instead of the trained vocabulary: bin `b`
+# becomes id `len(tokenizer) - b`, one of the added tokens. Added tokens are cut out of the text before any merge
+# runs, so they never merge with a neighbour, and every action comes back.
+
+# %%
+extra, extra_tokenizer = others["qwen25-0_5b-extra"]
+extra_actions = ActionTokenizer(extra_tokenizer, use_extra=True)
+ends = extra_actions.token_ids(np.array([1.0, -1.0])).tolist()
+extra_round_trips = sum(survives(extra, extra_tokenizer, extra_actions, sample) for sample in samples)
+print(f"len(tokenizer) = {len(extra_tokenizer)}; +1.0 -> {ends[0]} {extra_tokenizer.convert_ids_to_tokens(ends[0])}, "
+      f"-1.0 -> {ends[1]} {extra_tokenizer.convert_ids_to_tokens(ends[1])}; {extra_round_trips}/{len(samples)} come back")
+
+# %%
+assert len(extra_tokenizer) == extra_actions.action_token_end_idx == 151921
+assert ends == [151665, 151920] and extra_tokenizer.convert_ids_to_tokens(ends) == ["<|extra_0|>", "<|extra_255|>"]
+assert extra_actions.action_token_begin_idx == 151664
+assert extra_round_trips == len(samples)
 
 # %% [markdown]
 # **Try it.** Pick an instruction and an action and look at the ids and labels the VLM would train on. Long
@@ -231,12 +358,12 @@ ACTIONS = {
 
 
 def show_example(instruction: str, action: str) -> int:
-    values = torch.tensor(ACTIONS[action])
+    values = np.array(ACTIONS[action])
     ids, labels = make_example(instruction, values)
-    decoded = action_tokenizer.decode(action_tokenizer.encode(values))
+    decoded = action_tokenizer.decode_token_ids_to_actions(action_tokenizer.token_ids(values))
     print(f"{len(ids)} tokens, {sum(label != IGNORE for label in labels)} labelled")
     print("labelled ids:", [label for label in labels if label != IGNORE])
-    print("decoded action:", [round(v, 3) for v in decoded.tolist()])
+    print("decoded action:", decoded.round(3).tolist())
     return sum(label != IGNORE for label in labels)
 
 
@@ -289,7 +416,7 @@ assert vlm_labels[0, 1 + NUM_PATCHES :].tolist() == labels[1:]
 # The VLM passes no ids at all, only the spliced embeddings: `backbone(input_ids=None, inputs_embeds=...,
 # attention_mask=..., labels=...)`. The labels sit at the same positions as the inputs; the model shifts them
 # itself, so that the logits at position *t* are scored against the label at *t + 1*. We check that by writing the
-# shifted cross-entropy ourselves.
+# shifted cross-entropy ourselves. The logits have one column per row of the resized embedding matrix, 32064.
 
 # %%
 import torch.nn.functional as F
@@ -307,30 +434,30 @@ unshifted = F.cross_entropy(output.logits.flatten(0, 1), vlm_labels.flatten(), i
 print(f"HF loss {output.loss.item():.5f}   shifted by hand {by_hand.item():.5f}   not shifted {unshifted.item():.5f}")
 
 # %%
-assert output.logits.shape == (1, T + NUM_PATCHES, backbone.llm.config.vocab_size)
+assert output.logits.shape == (1, T + NUM_PATCHES, 32064) and backbone.llm.config.vocab_size == 32064
 assert torch.isfinite(output.loss)
 torch.testing.assert_close(output.loss, by_hand)
 assert not torch.allclose(output.loss, unshifted)
 
 # %% [markdown]
-# The first scored logits sit at the last prompt token (the `:` of `Out:`): they predict the first action token.
-# The logits at BOS, at the patches and at the rest of the prompt are never scored.
+# The first scored logits sit at the `▁` after `Out:`: they predict the first action token. The logits at BOS, at
+# the patches and at the rest of the prompt are never scored.
 
 # %%
 scored = (vlm_labels[0, 1:] != IGNORE).nonzero().flatten()
-last_prompt_position = NUM_PATCHES + len(prompt_ids) - 1
-print("positions whose logits are scored:", scored.tolist(), " last prompt token at", last_prompt_position)
-assert scored.tolist() == list(range(last_prompt_position, last_prompt_position + 8))
-assert tokenizer.convert_ids_to_tokens(input_ids[last_prompt_position - NUM_PATCHES]).endswith(":")
+space_position = NUM_PATCHES + len(prompt_ids)
+print("positions whose logits are scored:", scored.tolist(), " the ▁ after Out: at", space_position)
+assert scored.tolist() == list(range(space_position, space_position + 8))
+assert input_ids[space_position - NUM_PATCHES] == 29871
 
 
 # %% [markdown]
 # ## Right-padded batches
 #
 # Instructions differ in length, so a batch needs padding. The collator pads **on the right**: ids with
-# `backbone.pad_token_id`, labels with -100, attention mask with 0. Right padding is what makes the splice work for
-# a whole batch at once: every row still starts with BOS, so position 1 is "right after BOS" in every row. With
-# left padding, column 0 would be PAD in the shorter row and its patches would land after a PAD.
+# `backbone.pad_token_id` (`<PAD>`, 32000), labels with -100, attention mask with 0. Right padding is what makes the
+# splice work for a whole batch at once: every row still starts with BOS, so position 1 is "right after BOS" in
+# every row. With left padding, column 0 would be PAD in the shorter row and its patches would land after a PAD.
 
 # %%
 def collate(examples):
@@ -341,8 +468,8 @@ def collate(examples):
     return ids, (ids != backbone.pad_token_id).long(), labels
 
 
-short = make_example("pick up the cup", torch.tensor([0.1, 0.2, -0.3, 0.0, 0.0, 0.0, 1.0]))
-long = make_example("open the top drawer and put the sponge inside", torch.tensor([-0.5, 0.4, 0.2, 0.1, 0.0, -0.1, -1.0]))
+short = make_example("pick up the cup", np.array([0.1, 0.2, -0.3, 0.0, 0.0, 0.0, 1.0]))
+long = make_example("open the top drawer and put the sponge inside", np.array([-0.5, 0.4, 0.2, 0.1, 0.0, -0.1, -1.0]))
 batch_ids, batch_mask, batch_labels = collate([short, long])
 images = torch.rand(2, 3, 32, 32)
 batch_embeds, batch_attention, batch_vlm_labels = splice(
@@ -353,7 +480,7 @@ print("mask of the short row after splicing:", batch_attention[0].tolist())
 
 # %%
 pad = len(long[0]) - len(short[0])
-assert pad > 0 and backbone.pad_token_id == 1024
+assert pad > 0 and backbone.pad_token_id == tokenizer.pad_token_id == 32000
 assert (batch_ids[:, 0] == tokenizer.bos_token_id).all()
 assert batch_ids[0, -pad:].eq(backbone.pad_token_id).all() and (batch_labels[0, -pad:] == IGNORE).all()
 assert batch_attention[0].tolist() == [1] * (len(short[0]) + NUM_PATCHES) + [0] * pad
@@ -379,7 +506,7 @@ print(f"batch loss {batch_out.loss.item():.4f}; the short row's logits match its
 # %% [markdown]
 # ## A few steps of training
 #
-# Now the smallest possible VLA training run: one (image, instruction, action) example, 20 AdamW steps. The
+# Now the smallest possible VLA training run: one (image, instruction, action) example, 40 AdamW steps. The
 # language model is frozen except `last_layer_finetune_modules` (input embeddings, last decoder layer, LM head), as
 # in OpenVLA's `last-layer-finetune` stage; unlike that stage we also train the projector, so the image features
 # can adapt too. The vision encoder stays frozen.
@@ -396,11 +523,14 @@ assert not any(p.requires_grad for p in frozen_layer.parameters())
 assert all(p.requires_grad for p in backbone.llm.model.layers[-1].parameters())
 
 # %% [markdown]
-# Greedy decoding, written out: start from the spliced prompt (BOS, patches, prompt text), take the arg-max token,
-# append its embedding, repeat seven times. The decoded ids go back through `ActionTokenizer.decode`.
+# Greedy decoding, written out: start from the spliced inference prompt (BOS, patches, prompt text, and the `▁` that
+# upstream's `predict_action` appends), take the arg-max token, append its embedding, repeat seven times. The
+# decoded ids go back through `decode_token_ids_to_actions`.
 
 # %%
 target_ids = action_ids.tolist()
+inference_ids = prompt_ids + [29871]
+assert inference_ids == input_ids[: len(inference_ids)]
 
 
 @torch.no_grad()
@@ -416,10 +546,11 @@ def greedy_action_ids(image, prompt_ids, steps=7):
 
 
 def action_error(ids):
-    return (action_tokenizer.decode(torch.tensor(ids)) - action_tokenizer.decode(torch.tensor(target_ids))).abs().mean().item()
+    decode = action_tokenizer.decode_token_ids_to_actions
+    return float(np.abs(decode(np.array(ids)) - decode(np.array(target_ids))).mean())
 
 
-before = greedy_action_ids(image, prompt_ids)
+before = greedy_action_ids(image, inference_ids)
 print("target:", target_ids)
 print("before:", before, f"mean action error {action_error(before):.3f}")
 
@@ -428,21 +559,21 @@ torch.manual_seed(0)
 optimizer = torch.optim.AdamW(trainable, lr=1e-2)
 ids_t, labels_t = torch.tensor([input_ids]), torch.tensor([labels])
 losses = []
-for step in range(20):
+for step in range(40):
     embeds, mask, step_labels = splice(backbone.embed_input_ids(ids_t), torch.ones_like(ids_t), labels_t, projector(vision(image)))
     loss = backbone(input_ids=None, inputs_embeds=embeds, attention_mask=mask, labels=step_labels).loss
     loss.backward()
     optimizer.step()
     optimizer.zero_grad()
     losses.append(loss.item())
-after = greedy_action_ids(image, prompt_ids)
+after = greedy_action_ids(image, inference_ids)
 print("losses:", [round(v, 2) for v in losses])
 print("after: ", after, f"mean action error {action_error(after):.3f}")
 print("correct action tokens:", sum(a == b for a, b in zip(before, target_ids)), "->", sum(a == b for a, b in zip(after, target_ids)))
 
 # %%
-TEXT = {"en": {"step": "step", "loss": "loss (action tokens + EOS)", "title": "20 AdamW steps on one example"},
-        "zh": {"step": "步数", "loss": "损失（动作 token + EOS）", "title": "在一个样本上做 20 步 AdamW"}}[LANG]
+TEXT = {"en": {"step": "step", "loss": "loss (action tokens + EOS)", "title": "40 AdamW steps on one example"},
+        "zh": {"step": "步数", "loss": "损失（动作 token + EOS）", "title": "在一个样本上做 40 步 AdamW"}}[LANG]
 fig, ax = plt.subplots(figsize=(5, 3))
 ax.plot(losses, marker="o", markersize=3)
 ax.set(xlabel=TEXT["step"], ylabel=TEXT["loss"], title=TEXT["title"])
@@ -460,7 +591,7 @@ assert action_error(after) < action_error(before)
 assert not any(p.grad is not None for p in frozen_layer.parameters())
 
 # %% [markdown]
-# **Try it.** Change `lr=1e-2` to `3e-2`, or the number of steps to 40, and run the notebook again from the top
+# **Try it.** Change `lr=1e-2` to `3e-2`, or the number of steps to 20, and run the notebook again from the top
 # (re-running only the training cell continues from the weights it left behind). Then freeze the projector too
 # (drop it from `trainable`): the last-layer modules must now do all the work with the patches as they are.
 #
@@ -469,7 +600,8 @@ assert not any(p.grad is not None for p in frozen_layer.parameters())
 # The splice assumes that position 0 holds BOS. `check_bos` enforces it when a backbone loads: the tokenizer must
 # prepend BOS with special tokens, and only then. Two families fail it by design and are listed in
 # `SPECIAL_CASES`, so the check is skipped for them:
-# - **phi-2**: its only special token `<|endoftext|>` serves as BOS, EOS and UNK, and its tokenizer adds nothing;
+# - **phi-2**: its only special token `<|endoftext|>` (id 50256) serves as BOS, EOS and UNK, and its tokenizer adds
+#   nothing;
 # - **Qwen-2.5** (the MiniVLA ids): there is no BOS token at all.
 
 # %%
@@ -477,8 +609,7 @@ from vla_backbone.errors import TokenizerBOSError
 from vla_backbone.hf_causal import SPECIAL_CASES, check_bos
 from vla_backbone.notebook import expect_error
 
-qwen, qwen_tokenizer = vla_backbone.get_llm_backbone_and_tokenizer("qwen25-0_5b-pure")
-phi, phi_tokenizer = vla_backbone.get_llm_backbone_and_tokenizer("phi-2-3b")
+qwen, qwen_tokenizer = others["qwen25-0_5b-pure"]
 print("qwen bos_token_id:", qwen_tokenizer.bos_token_id, "  phi bos_token:", repr(phi_tokenizer.bos_token), "=", phi_tokenizer.bos_token_id)
 for name, tok in [("qwen", qwen_tokenizer), ("phi", phi_tokenizer)]:
     with expect_error(TokenizerBOSError, match="does not prepend BOS"):
@@ -487,7 +618,7 @@ for name, tok in [("qwen", qwen_tokenizer), ("phi", phi_tokenizer)]:
 # %%
 assert {"phi-2-3b", "qwen25-0_5b-pure", "qwen25-7b-pure"} <= SPECIAL_CASES
 assert qwen_tokenizer.bos_token_id is None
-assert phi_tokenizer.bos_token == phi_tokenizer.eos_token == "<|endoftext|>"
+assert phi_tokenizer.bos_token == phi_tokenizer.eos_token == "<|endoftext|>" and phi_tokenizer.bos_token_id == 50256
 
 # %% [markdown]
 # What would go wrong without a fix: tokenize the plain `In: ... Out:` prompt with Qwen's tokenizer and the first
@@ -515,18 +646,18 @@ assert phi_ids[0] == phi_tokenizer.bos_token_id and phi_ids[1] != phi_tokenizer.
 # %% [markdown]
 # Qwen has no BOS to write. A Qwen-based VLA such as MiniVLA lists its ids in `SPECIAL_CASES` so the backbone
 # loads, and relies on its prompt builder for the first token: `QwenPromptBuilder` opens every prompt with the
-# system turn, so the first id is `<|im_start|>` and a splice at position 1 lands between `<|im_start|>` and the
-# role name `system`. Here are the ids (on the tiny replica, whose small vocabulary splits `system` into pieces):
+# system turn, so the first id is `<|im_start|>` (151644) and a splice at position 1 lands between `<|im_start|>`
+# and the role name `system` (one token, 8948):
 
 # %%
 qwen_builder = qwen.prompt_builder_fn("openvla")
 qwen_builder.add_turn("human", openvla_action_prompt(instruction))
 qwen_ids = qwen_tokenizer(qwen_builder.get_prompt()).input_ids
 im_start = qwen_tokenizer.convert_tokens_to_ids("<|im_start|>")
-print(qwen_ids[:8], qwen_tokenizer.convert_ids_to_tokens(qwen_ids[:8]))
+print(qwen_ids[:6], qwen_tokenizer.convert_ids_to_tokens(qwen_ids[:6]))
 qwen_embeds, _, _ = splice(qwen.embed_input_ids(torch.tensor([qwen_ids])), torch.ones(1, len(qwen_ids), dtype=torch.long),
                            torch.full((1, len(qwen_ids)), IGNORE), torch.zeros(1, NUM_PATCHES, qwen.embed_dim))
-assert qwen_ids[0] == im_start and qwen_builder.get_prompt().startswith("<|im_start|>system\n")
+assert qwen_ids[:2] == [im_start, 8948] == [151644, 8948] and qwen_builder.get_prompt().startswith("<|im_start|>system\n")
 torch.testing.assert_close(qwen_embeds[:, 0], qwen.embed_input_ids(torch.tensor([[im_start]]))[:, 0])
 
 # %% [markdown]
@@ -537,20 +668,27 @@ torch.testing.assert_close(qwen_embeds[:, 0], qwen.embed_input_ids(torch.tensor(
 # ## Summary
 # - The vision side reaches the language model as `NUM_PATCHES` vectors of width `backbone.embed_dim`, spliced in
 #   as `[emb[:, :1], patches, emb[:, 1:]]`; the attention mask is True and the labels are -100 for every patch.
-# - Only the action tokens (`vocab_size - bin`, 256 bins over [-1, 1]) and EOS carry labels; decoding returns bin
-#   centres, at most half a bin (1/255) away.
-# - `backbone(input_ids=None, inputs_embeds=..., attention_mask=..., labels=...)` shifts the labels inside the model;
-#   collators pad on the right so BOS stays in column 0.
-# - Training the projector and `last_layer_finetune_modules` for 20 steps already pulls the greedy action towards
+# - `ActionTokenizer` writes bin `b` (1..256 over [-1, 1]) as id `tokenizer.vocab_size - b`: 31744–31999 on
+#   Llama-2. Its `vocab_size` is the number of bins (256), and `action_token_begin_idx` (31743) sits one below the
+#   smallest action id so that `ids > action_token_begin_idx` keeps the top bin. Decoding returns bin centres, at
+#   most half a bin (1/255) away.
+# - Action text tokenized inside the prompt comes back as the same ids on SentencePiece tokenizers (Llama-2,
+#   Mistral: single characters that nothing joins), but not always on byte-level BPE (phi-2, Qwen, OPT: pieces glue
+#   onto their neighbours and are re-segmented). MiniVLA's `use_extra=True` puts the bins on 256 added
+#   `<|extra_i|>` tokens, which never merge.
+# - Only the action tokens and EOS carry labels; `backbone(input_ids=None, inputs_embeds=..., attention_mask=...,
+#   labels=...)` shifts the labels inside the model; collators pad on the right so BOS stays in column 0.
+# - Training the projector and `last_layer_finetune_modules` for 40 steps already pulls the greedy action towards
 #   the target.
 # - phi-2 and Qwen skip the BOS check (`SPECIAL_CASES`); their prompt builders write the first token instead.
 #
 # ## Exercises
 # 1. Move the splice: put the patches at position 0 (before BOS) and at the end of the prompt. Does the loss of the
-#    untrained model change? After 20 steps, which placement reaches the target action first?
-# 2. Write `make_example` for `phi-2-3b` and `qwen25-0_5b-pure` and repeat the training run. Where do the patches go
-#    in each, and is `ActionTokenizer(tokenizer).action_token_begin_idx` the same as for Llama-2?
-# 3. Train on two examples with different images and different actions in one padded batch. Does greedy decoding
-#    tell the two images apart after 40 steps? What happens if both images are the same?
-# 4. Replace the linear patchifier by one that returns 64 patches (kernel 4). Which lines of this notebook have to
-#    change, and which stay the same because they read `NUM_PATCHES` or `patches.shape`?
+#    untrained model change? After 40 steps, which placement reaches the target action first?
+# 2. Write `make_example` for `phi-2-3b` and `qwen25-0_5b-pure` without going through text: build `input_ids` from
+#    the prompt ids and `token_ids(action)` directly. Where do the patches go in each, and what is
+#    `ActionTokenizer(tokenizer).action_token_begin_idx` for each tokenizer?
+# 3. Find, for OPT, a pair of neighbouring action tokens that the tokenizer joins into a single token (loop over
+#    pairs of ids above `action_token_begin_idx`). Which of the 24 random actions above contain such a pair?
+# 4. Train on two examples with different images and different actions in one padded batch. Does greedy decoding
+#    tell the two images apart after 80 steps? What happens if both images are the same?

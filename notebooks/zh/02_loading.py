@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 02 · 加载：训练模式与推理模式
 #
-# `HFCausalLLMBackbone.__init__` 一屏就能看完，可其中几乎每一行都有它的理由，而这些理由往往要等它缺席时才会显现：模型静默地以 bfloat16 训练；本该贪心解码的生成却在采样；LLM 一冻结，反向传播就断掉；batch 填充在了错误的一侧；访问 token 出现在了日志里。本 notebook 按 OpenVLA 使用的两种模式逐步走读这个构造函数——**训练模式**（加载预训练权重，用来微调）和**推理模式**（只搭建架构，因为 VLA 的 checkpoint 会提供全部权重）——并在微型副本上逐一验证每个步骤。
+# `HFCausalLLMBackbone.__init__` 一屏就能看完，可其中几乎每一行都有它的理由，而这些理由往往要等它缺席时才会显现：模型静默地以半精度训练；本该贪心解码的生成却在采样；在可重入梯度检查点下，LLM 一冻结，反向传播就断掉；batch 填充在了错误的一侧；访问 token 出现在了日志里。本 notebook 按 OpenVLA 使用的两种模式逐步走读这个构造函数——**训练模式**（加载预训练权重，用来微调）和**推理模式**（只搭建架构，因为 VLA 的 checkpoint 会提供全部权重）——并在微型副本上逐一验证每个步骤。
 #
 # **你将学到**
 # - 训练模式为什么调用具体的 `*ForCausalLM.from_pretrained`，并显式传入 `dtype=torch.float32`；
@@ -135,39 +135,44 @@ assert not hasattr(headless, "lm_head")
 # %% [markdown]
 # ### 显式指定 `dtype=torch.float32`
 #
-# 发布出来的 checkpoint 通常以半精度存储。transformers 4.x 无论如何都以 float32 加载；5.x 则按 checkpoint 保存时的 dtype 加载。训练需要 float32 的主权重（之后由混合精度在安全的地方 autocast 到 bfloat16，见 notebook 09），所以构造函数显式要求 float32，在任何版本上都得到同样的模型。
-#
-# 动手验证一下：先做一个“已发布”的 checkpoint——把 Llama 微型副本以 bfloat16 保存，连同它的分词器。（它还附带了一份采样用的生成配置，下一节会用到。）
+# 发布出来的 checkpoint 都以半精度存储：Llama-2-7B（以及 phi-2、OPT）是 float16，Mistral-7B 和 Qwen2.5 是 bfloat16。微型副本的存储 dtype 与它所仿照的 hub checkpoint 相同。直接从权重文件里读出来看：
 
 # %%
 import os
-import tempfile
 
-from transformers import AutoTokenizer
+from safetensors import safe_open
 
 from vla_backbone import compat
 
-workdir = tempfile.mkdtemp(prefix="nb02-")
-release_dir = os.path.join(workdir, "release")
-released = LlamaForCausalLM.from_pretrained(llama_dir, dtype=torch.bfloat16)
-released.generation_config.update(do_sample=True, temperature=0.6, top_p=0.9)
-released.save_pretrained(release_dir)
-AutoTokenizer.from_pretrained(llama_dir).save_pretrained(release_dir)
 
-as_stored = LlamaForCausalLM.from_pretrained(release_dir)
-as_float32 = LlamaForCausalLM.from_pretrained(release_dir, dtype=torch.float32)
+def stored_dtype(checkpoint_dir):
+    """The dtype of the first tensor in the checkpoint's weight file, as it sits on disk."""
+    with safe_open(os.path.join(checkpoint_dir, "model.safetensors"), framework="pt") as weights:
+        return weights.get_tensor(next(iter(weights.keys()))).dtype
+
+
+on_disk = {family: stored_dtype(tiny_checkpoint(family)) for family in ("llama2", "mistral", "qwen25")}
+print("stored on disk:", on_disk)
+assert on_disk == {"llama2": torch.float16, "mistral": torch.bfloat16, "qwen25": torch.bfloat16}
+
+# %% [markdown]
+# transformers 4.x 无论如何都以 float32 加载这样的 checkpoint；5.x 则按 checkpoint 保存时的 dtype 加载。训练需要 float32 的主权重（之后由混合精度在安全的地方 autocast 到 bfloat16，见 notebook 09），所以构造函数显式要求 float32，在任何版本上都得到同样的模型。下面对 Llama 微型副本调用 `from_pretrained`，分别不指定和指定 dtype：
+
+# %%
+as_stored = LlamaForCausalLM.from_pretrained(llama_dir)
+as_float32 = LlamaForCausalLM.from_pretrained(llama_dir, dtype=torch.float32)
 print(f"transformers {compat.TRANSFORMERS_VERSION}: no dtype -> {as_stored.dtype}, dtype=float32 -> {as_float32.dtype}")
-assert as_stored.dtype == (torch.bfloat16 if compat.IS_V5 else torch.float32)
+assert as_stored.dtype == (torch.float16 if compat.IS_V5 else torch.float32)
 assert as_float32.dtype == torch.float32
 
 # %% [markdown]
-# 骨干网络把这个 bfloat16 的 checkpoint 加载成 float32，两个版本都是如此：
+# 骨干网络把它们全都加载成 float32，两个版本都是如此：
 
 # %%
-from_release, _ = get_llm_backbone_and_tokenizer("llama2-7b-pure", source=release_dir)
-print("backbone dtype:", from_release.llm.dtype)
-assert from_release.llm.dtype == torch.float32
-assert all(p.dtype == torch.float32 for p in from_release.parameters())
+for backbone_id in ("llama2-7b-pure", "mistral-v0.1-7b-pure", "qwen25-0_5b-pure"):
+    family_backbone, _ = get_llm_backbone_and_tokenizer(backbone_id)
+    print(f"{backbone_id:22s} backbone dtype: {family_backbone.llm.dtype}")
+    assert all(p.dtype == torch.float32 for p in family_backbone.parameters())
 
 # %% [markdown]
 # ### 贪心解码：加载之后再设置
@@ -185,13 +190,28 @@ else:
     assert accepted.generation_config.do_sample is False
 
 # %% [markdown]
-# 所以骨干网络先加载，再把这三个值写到 `llm.generation_config` 上（`compat.set_greedy_generation`）。上面那个 checkpoint 要求采样，骨干网络把它改了回来：
+# 所以骨干网络先加载，再把这三个值写到 `llm.generation_config` 上（`compat.set_greedy_generation`）。为了看清它确实生效，做一个要求采样的“已发布” checkpoint（有些对话模型的 checkpoint 就是这样）：用 Llama 微型副本的文件（fp16 权重、真实分词器），再配上一份写着 `do_sample=True, temperature=0.6, top_p=0.9` 的生成配置。普通的 `from_pretrained` 会保留这些采样设置，骨干网络则把它们改了回来：
 
 # %%
-print("checkpoint:", {k: getattr(as_stored.generation_config, k) for k in upstream_kwargs})
+import shutil
+import tempfile
+
+from transformers import AutoTokenizer, GenerationConfig
+
+workdir = tempfile.mkdtemp(prefix="nb02-")
+release_dir = os.path.join(workdir, "release")
+shutil.copytree(llama_dir, release_dir)
+sampling = GenerationConfig.from_pretrained(llama_dir)
+sampling.update(do_sample=True, temperature=0.6, top_p=0.9)
+sampling.save_pretrained(release_dir)
+
+as_released = LlamaForCausalLM.from_pretrained(release_dir, dtype=torch.float32)
+from_release, _ = get_llm_backbone_and_tokenizer("llama2-7b-pure", source=release_dir)
+print("checkpoint:", {k: getattr(as_released.generation_config, k) for k in upstream_kwargs})
 print("backbone:  ", {k: getattr(from_release.llm.generation_config, k) for k in upstream_kwargs})
-assert as_stored.generation_config.do_sample is True and as_stored.generation_config.temperature == 0.6
+assert as_released.generation_config.do_sample is True and as_released.generation_config.temperature == 0.6
 assert {k: getattr(from_release.llm.generation_config, k) for k in upstream_kwargs} == upstream_kwargs
+assert from_release.llm.dtype == torch.float32
 
 # %% [markdown]
 # 贪心解码不会用到随机数发生器，所以两次运行——哪怕随机种子不同——得到的 id 完全相同。同一个 checkpoint 用普通的 `from_pretrained` 加载（同样是 float32，唯一的区别在生成配置），就会采样，两个种子给出两段不同的续写。（微型副本的权重是随机的，生成的词毫无意义；这里只关心是否相同。）
@@ -207,17 +227,16 @@ def generate(model, seed: int) -> torch.Tensor:
 
 
 greedy_a, greedy_b = generate(from_release.llm, seed=0), generate(from_release.llm, seed=1)
-sampled_a, sampled_b = generate(as_float32, seed=0), generate(as_float32, seed=1)
+sampled_a, sampled_b = generate(as_released, seed=0), generate(as_released, seed=1)
 print("greedy: ", greedy_a[0, -8:].tolist(), greedy_b[0, -8:].tolist())
 print("sampled:", sampled_a[0, -8:].tolist(), sampled_b[0, -8:].tolist())
-assert as_float32.generation_config.do_sample is True
 assert torch.equal(greedy_a, greedy_b)
 assert not torch.equal(sampled_a, sampled_b)
 
 # %% [markdown]
 # ## 第 3′ 步 · 推理模式：只有架构，没有预训练权重
 #
-# 推理时，骨干网络位于训练好的 VLA 之中，VLA 的 checkpoint 持有全部权重，LLM 的也在其中。先去读取预训练的 LLM 权重纯属浪费时间和内存（7B 模型以半精度计约 14 GB）。因此推理模式只读取 config（`AutoConfig.from_pretrained`），再据此构建模型类（`llm_cls._from_config`）：架构相同，权重是新初始化的。
+# 推理时，骨干网络位于训练好的 VLA 之中，VLA 的 checkpoint 持有全部权重，LLM 的也在其中。先去读取预训练的 LLM 权重纯属浪费时间和内存（7B 模型以半精度计约 14 GB）。因此推理模式只读取 config（`AutoConfig.from_pretrained`），再据此以 float32 构建模型类（`llm_cls._from_config`）：架构相同，权重是新初始化的。两份 config 只有 `use_cache` 不同；在 4.57 上 `dtype` 字段也不同，那里它仍然记着 checkpoint 的 float16，尽管权重是 float32。
 
 # %%
 infer_bb, _ = get_llm_backbone_and_tokenizer("llama2-7b-pure", inference_mode=True)
@@ -226,8 +245,10 @@ train_config, infer_config = train_bb.llm.config.to_dict(), infer_bb.llm.config.
 differences = {k: (train_config.get(k), infer_config.get(k)) for k in train_config.keys() | infer_config.keys()
                if train_config.get(k) != infer_config.get(k)}
 print("same class:", type(infer_bb.llm) is type(train_bb.llm), "| config differences (train, inference):", differences)
-assert type(infer_bb.llm) is LlamaForCausalLM
+assert type(infer_bb.llm) is LlamaForCausalLM and infer_bb.llm.dtype == train_bb.llm.dtype == torch.float32
+dtype_field = differences.pop("dtype", None)
 assert differences == {"use_cache": (False, True)}
+assert dtype_field == (None if compat.IS_V5 else ("float32", "float16"))
 
 q_train = train_bb.llm.model.layers[0].self_attn.q_proj.weight
 q_infer = infer_bb.llm.model.layers[0].self_attn.q_proj.weight
@@ -291,7 +312,7 @@ assert all("use_cache=False" in message for message in logged)
 # %% [markdown]
 # ## 第 5 步 · `enable_input_require_grads`：仅限训练模式
 #
-# 训练模式下，构造函数会在输入嵌入层上注册一个前向钩子，把它的输出标记为需要梯度。当 LLM 的全部权重都被冻结、又开启了梯度检查点时，这一点至关重要：没有这个钩子，进入检查点层的张量都不需要梯度，反向传播就会中断（notebook 07 会复现这个问题）。推理模式从不做反向传播，所以跳过了这个钩子。权重全部冻结后，训练模式骨干网络的嵌入输出仍然需要梯度，推理模式的则不需要。
+# 训练模式下，构造函数会在输入嵌入层上注册一个前向钩子，把它的输出标记为需要梯度。它在这样的情形下才起作用：输入嵌入被冻结，而解码器层内部的权重在训练（适配器，或者最后一层），同时使用可重入的梯度检查点。这时进入检查点块的张量都不需要梯度，反向传播要么当场报错（“element 0 of tensors does not require grad”），要么在解码器层之后还有可训练参数时静默失败，让这些权重拿不到梯度。notebook 07 会复现这两种情况。改用非可重入梯度检查点，或者干脆不用梯度检查点，同样能避免这个问题；全量微调时这个钩子也无害。它只在嵌入由嵌入模块算出时才生效：用其他方式构造的 `inputs_embeds` 会绕过它。推理模式从不做反向传播，所以跳过了这个钩子。权重全部冻结后，训练模式骨干网络的嵌入输出仍然需要梯度，推理模式的则不需要。
 
 # %%
 print("hook registered (train / inference):", compat.has_input_grad_hook(train_bb.llm), "/",
@@ -468,20 +489,18 @@ assert first["use_cache"] is False and first["input-grad hook"] is True and firs
 assert describe(inference_mode=True)["pretrained weights"] is False
 
 # %%
-import shutil
-
 shutil.rmtree(workdir, ignore_errors=True)
 
 # %% [markdown]
 # ## 小结
-# - 训练模式以 `dtype=torch.float32` 调用家族指定的具体 `*ForCausalLM.from_pretrained`（否则 5.x 会保留 checkpoint 的半精度），然后在 `generation_config` 上设置贪心解码，因为 5.x 不再接受在 `from_pretrained` 里传 `do_sample`/`temperature`/`top_p`。
+# - 训练模式以 `dtype=torch.float32` 调用家族指定的具体 `*ForCausalLM.from_pretrained`（checkpoint 以 fp16 或 bf16 存储，5.x 会保留这个 dtype，4.x 则加载成 fp32），然后在 `generation_config` 上设置贪心解码，因为 5.x 不再接受在 `from_pretrained` 里传 `do_sample`/`temperature`/`top_p`。
 # - `use_flash_attention_2` 被翻译为 `attn_implementation`，并且最先检查；缺少 flash-attn 和 CUDA GPU 时，在加载任何东西之前就抛出 `FlashAttentionUnavailableError`。
 # - 推理模式用 `AutoConfig` 加 `_from_config` 搭建架构：config 相同，没有预训练权重，由 VLA 的 checkpoint 补上。
-# - `use_cache` 等于 `inference_mode`；输入梯度钩子只在训练模式下注册。
+# - `use_cache` 等于 `inference_mode`；输入梯度钩子只在训练模式下注册，用于嵌入被冻结、层内权重在训练、又使用可重入梯度检查点的情形。
 # - 分词器使用 `model_max_length=llm_max_length` 和右侧填充（BOS 始终在位置 0）；`hf_token` 只转交给加载函数，从不保存；`source` 在微型副本、hub 和本地目录之间选择。
 #
 # ## 练习
-# 1. 把 Llama 微型副本以 float16 而不是 bfloat16 保存，重做 dtype 实验。然后用 `dtype="auto"` 加载，并解释结果。
+# 1. 用 `AutoModelForCausalLM.from_pretrained` 以三种方式加载 Qwen 微型副本（`tiny_checkpoint("qwen25")`）：不指定 dtype、`dtype="auto"`、`dtype=torch.float32`。解释在当前 transformers 上的每个结果，并预测在另一个大版本上会怎样。
 # 2. 以推理模式加载微型副本两次。两次的权重相同吗？是构造函数或 `setup()` 中的哪一行决定了这一点？如果没有设置随机种子，会有什么变化？
 # 3. 为两个句子写一个 collator：在右侧填充，同时构造 `labels`，并在填充位置填 -100；验证再多加一些填充时，`train_bb(..., labels=labels).loss` 保持不变。
 # 4. 以 `hf_token="hf_SENTINEL..."` 加载 `phi-2-3b`，重复对 token 的搜查，包括 `save_pretrained` 写出的文件。结果是否因家族而异？

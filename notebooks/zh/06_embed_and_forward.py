@@ -24,7 +24,7 @@ from vla_backbone.notebook import use_language
 use_language(LANG)
 
 # %% [markdown]
-# 整个 notebook 只用一个骨干网络和一个提示词：训练模式下的微型 Llama-2 副本（与 OpenVLA 加载它的方式相同），以及 OpenVLA 的动作提问。这里做的全是前向传播，所以整个 notebook 都关闭了 autograd。
+# 整个 notebook 只用一个骨干网络和一个提示词：训练模式下的微型 Llama-2 副本（与 OpenVLA 加载它的方式相同），以及 OpenVLA 的动作提问，Llama-2 的真实分词器把它变成 18 个 id，第一个是 BOS（1）。这里做的全是前向传播，所以整个 notebook 都关闭了 autograd。
 
 # %%
 import inspect
@@ -44,17 +44,18 @@ PROMPT = "In: What action should the robot take to pick up the cup?\nOut:"
 input_ids = tokenizer([PROMPT], return_tensors="pt").input_ids
 n = input_ids.shape[1]
 print("input_ids:", input_ids.tolist(), " layers:", config.num_hidden_layers, " hidden size:", backbone.embed_dim)
+assert input_ids.tolist() == [[1, 512, 29901, 1724, 3158, 881, 278, 19964, 2125, 304, 5839, 701, 278, 18002, 29973, 13, 3744, 29901]]
 
 # %% [markdown]
 # ## `embed_input_ids`：按行查表
 #
-# 先从最小的东西讲起。嵌入层就是一个矩阵，每个 token id 对应一行；对一个序列做嵌入，就是把对应的行挑出来。这个矩阵的行数比分词器的 token 数多，因为骨干网络在加入 `<PAD>` 之后把词表大小向上取整到了 64 的倍数（见 notebook 04）。
+# 先从最小的东西讲起。嵌入层就是一个矩阵，每个 token id 对应一行；对一个序列做嵌入，就是把对应的行挑出来。这个矩阵的行数比分词器的 token 数多，因为骨干网络在加入 `<PAD>` 之后把词表大小向上取整到了 64 的倍数（见 notebook 04）：Llama-2 的 32000 个 token 加上 `<PAD>` 共 32001 个，放在 32064 行、每行宽 64 的矩阵里。
 
 # %%
 weight = llm.get_input_embeddings().weight
 by_hand = weight[input_ids]
 print("embedding matrix:", tuple(weight.shape), " tokenizer:", len(tokenizer), "tokens  ->  embeddings:", tuple(by_hand.shape))
-assert weight.shape[0] % 64 == 0 and weight.shape[0] >= len(tokenizer) and weight.shape[1] == backbone.embed_dim
+assert weight.shape == (32064, backbone.embed_dim) == (32064, 64) and len(tokenizer) == 32001
 assert by_hand.shape == (1, n, backbone.embed_dim)
 
 # %% [markdown]
@@ -97,12 +98,12 @@ print(sorted(passed))
 assert set(passed) == {"input_ids", CACHE_NAME, "use_cache"} and passed[CACHE_NAME] == "<a cache>"
 
 # %% [markdown]
-# 下面这次运行是后面各单元格的对照基准：输入 token id，每个位置输出一行 logits，宽度等于（扩充后的）词表大小。
+# 下面这次运行是后面各单元格的对照基准：输入 token id，每个位置输出一行 logits，宽度等于扩充后的词表大小（每个位置 32064 个分数）。
 
 # %%
 reference = backbone(input_ids=input_ids)
 print(type(reference).__name__, tuple(reference.logits.shape))
-assert reference.logits.shape == (1, n, weight.shape[0])
+assert reference.logits.shape == (1, n, weight.shape[0]) == (1, 18, 32064)
 
 # %% [markdown]
 # ### 用 `inputs_embeds` 代替 `input_ids`

@@ -1,14 +1,14 @@
 # %% [markdown]
 # # 07 · `enable_input_require_grads`：故障、钩子与修复
 #
-# OpenVLA 为训练加载语言模型时，构造函数里有一行看似可有可无的代码：`llm.enable_input_require_grads()`。把它删掉，再冻结语言模型、在解码器层里训练小型适配器、并开启可重入的梯度检查点，训练就会出问题：要么在 `backward()` 处抛出 `RuntimeError`，当场报错；要么静默失败——适配器永远拿不到梯度，也就永远学不到东西。本 notebook 在一个微型骨干网络上复现这两种故障，拆开那个防止故障的钩子，比较三种修复办法，还会介绍两个让钩子失效的陷阱。
+# OpenVLA 为训练加载语言模型时，构造函数里有一行看似可有可无的代码：`llm.enable_input_require_grads()`。把它删掉，再把语言模型连同输入嵌入一起冻结、在解码器层里训练小型适配器、并开启可重入的梯度检查点，训练就会出问题：进入检查点块的张量都不需要梯度，于是反向传播要么在 `backward()` 处抛出 `RuntimeError`，当场报错；要么静默失败，适配器永远拿不到梯度，也就永远学不到东西。本 notebook 在一个微型骨干网络上复现这两种故障，拆开那个防止故障的钩子（它把嵌入输出标记为需要梯度），并比较三种修复办法：钩子、非可重入梯度检查点、不用梯度检查点。全量微调从来不需要它。有两个陷阱会让钩子失效：绕过嵌入模块的 `inputs_embeds`，以及在注册钩子之后被替换掉的嵌入模块。
 #
 # **你将学到**
 # - 在当前 transformers 版本下具体会出现什么警告和报错，以及静默失败的那种变体；
 # - 这个钩子挂在哪里、做了什么（只有一行）、怎样移除；
 # - 三种修复（钩子、非可重入梯度检查点、不用梯度检查点）以及各自为什么有效；
 # - 为什么在嵌入模块之外算出来的 `inputs_embeds` 会绕过钩子；
-# - 为什么上游在 transformers 4.40 上调用 `resize_token_embeddings` 之后钩子就丢了，以及 transformers 5.x 替你做了什么。
+# - 为什么上游在 transformers 4.40 上调用 `resize_token_embeddings` 之后钩子就丢了，transformers 5.x 替你做了什么，以及骨干网络为什么不依赖两者中的任何一个，而是自己检查钩子在不在。
 
 # %%
 # Set-up, the same in every notebook: on Colab install the package; everywhere print versions and seed.
@@ -341,7 +341,7 @@ torch.testing.assert_close(grads, fixed_grads["hook"])
 # %% [markdown]
 # ## 上游为什么在 transformers 4.40 上丢了钩子
 #
-# OpenVLA 的构造函数先注册钩子，之后 Llama-2 家族才添加 `<PAD>` token 并调用 `resize_token_embeddings`（我们的实现也一样：1024 个词加上 `<PAD>`，再补齐到 64 的倍数）。在 transformers 4.40 上，resize 会新建一个 `nn.Embedding` 并装进模型；钩子却留在旧模块上，而模型已经不再调用旧模块了。transformers 4.57 和 5.x 则把 resize 后的权重写进*同一个*模块对象，所以钩子得以保留。在当前版本上：
+# OpenVLA 的构造函数先注册钩子，之后 Llama-2 家族才添加 `<PAD>` token 并调用 `resize_token_embeddings`（我们的实现也一样：Llama-2 的 32000 个词加上 `<PAD>` 共 32001 个 token，补齐到 32064 行，即 64 的倍数）。在 transformers 4.40 上，resize 会新建一个 `nn.Embedding` 并装进模型；钩子却留在旧模块上，而模型已经不再调用旧模块了。transformers 4.57 和 5.x 则把 resize 后的权重写进*同一个*模块对象，所以钩子得以保留。在当前版本上：
 
 # %%
 extra_rows = 64
@@ -353,7 +353,7 @@ model.resize_token_embeddings(rows_before + extra_rows, mean_resizing=False)
 after = model.get_input_embeddings()
 print("hook after the resize: ", compat.has_input_grad_hook(model), "| rows:", after.weight.shape[0],
       "| same module:", after is before)
-assert tokenizer.pad_token == "<PAD>" and len(tokenizer) == 1024 + 1 and rows_before == 1088
+assert tokenizer.pad_token == "<PAD>" and len(tokenizer) == 32000 + 1 and rows_before == 32064
 assert after.weight.shape[0] == rows_before + extra_rows
 assert compat.has_input_grad_hook(model) and after is before
 grads, _ = backward_step(input_ids=ids)
@@ -388,7 +388,7 @@ assert compat.has_input_grad_hook(model) and all(g is not None and g.norm() > 0 
 # %% [markdown]
 # ## transformers 5.x 替你做了什么
 #
-# 在 transformers 5.x 上，开启梯度检查点（`activation_checkpointing_enable`，即 `gradient_checkpointing_enable` 的新名字）时会顺带自己调用 `enable_input_require_grads()`（它的默认实现也改成了非可重入，见 notebook 08）。`compat.CHECKPOINTING_REGISTERS_INPUT_HOOK` 表示当前版本是否会注册这个钩子；4.57 不会。我们从一个没有钩子的模型出发，开启*可重入*梯度检查点，看看结果：在 5.x 上钩子出现了，适配器可以训练；在 4.57 上故障依旧。这个单元格在两个版本上都能运行。
+# 在我们测试过的 transformers 5.x 版本上，开启梯度检查点（`activation_checkpointing_enable`，即 `gradient_checkpointing_enable` 的新名字）时会顺带自己调用 `enable_input_require_grads()`（它的默认实现也改成了非可重入，见 notebook 08）；4.57 不会。`compat.CHECKPOINTING_REGISTERS_INPUT_HOOK` 记录的就是这个观察结果。我们从一个没有钩子的模型出发，开启*可重入*梯度检查点，看看结果：在 5.x 上钩子出现了，适配器可以训练；在 4.57 上故障依旧。这个单元格在两个版本上都能运行。
 
 # %%
 configure(None, hook=False)
@@ -405,7 +405,7 @@ else:
 
 
 # %% [markdown]
-# 5.x 上有一个副作用：骨干网络的构造函数已经注册过一次钩子，如果再直接调用库函数开启梯度检查点，就会注册*第二个*，而模型的句柄列表只记得最新的那个。两个钩子设置同一个标志，本身无害；但这时通过句柄移除“那个钩子”，就会漏掉一个。`backbone.enable_gradient_checkpointing()` 调用的 `compat.enable_checkpointing` 会先移除旧句柄，因此骨干网络上始终只有一个钩子，而且模型记得它的句柄。（本 notebook 在开启梯度检查点之后仍会再移除一次钩子，因为那些地方要的是一个钩子都没有。）下面的单元格在调用库函数之前先留住第一个钩子的句柄，事后就能把两个钩子都移除，让模型回到上面的控件所需要的状态。
+# 5.x 上有一个副作用：骨干网络的构造函数已经注册过一次钩子，如果再直接调用库函数开启梯度检查点，就会注册*第二个*，而模型的句柄列表只记得最新的那个。两个钩子设置同一个标志，本身无害；但这时通过句柄移除“那个钩子”，就会漏掉一个。`backbone.enable_gradient_checkpointing()` 调用的 `compat.enable_checkpointing` 会先移除旧句柄，开启梯度检查点之后再检查钩子是否还在，如果库没有注册（4.57 就不会），就重新加上。所以原本有钩子的骨干网络，在两个版本上最后都恰好只有一个钩子，而且模型记得它的句柄。（本 notebook 在开启梯度检查点之后仍会再移除一次钩子，因为那些地方要的是一个钩子都没有。）下面的单元格在调用库函数之前先留住第一个钩子的句柄，事后就能把两个钩子都移除，让模型回到上面的控件所需要的状态。
 
 # %%
 def hooks_after(enable) -> tuple[int, int]:
@@ -430,12 +430,36 @@ assert through_backbone == (1, 1)
 assert not model.get_input_embeddings()._forward_hooks
 
 # %% [markdown]
+# 这个检查不依赖于库碰巧怎么做。为了在 5.x 上也看到这一点，把库的开启方法换成一个会移除库所注册钩子的版本，也就是 4.57 的行为：骨干网络的模型最后仍然恰好有一个钩子，适配器在可重入梯度检查点下照样能训练。最后，这个单元格也会把这个钩子移除，让模型回到上面的控件所需要的状态。
+
+# %%
+from unittest import mock
+
+def enable_without_hook(**kwargs):
+    library_call(**kwargs)
+    remove_input_grad_hooks(model)
+
+
+configure(None, hook=True)
+with mock.patch.object(model, library_call.__name__, enable_without_hook):
+    compat.enable_checkpointing(model, use_reentrant=True)
+model.train()
+counts = len(model.get_input_embeddings()._forward_hooks), len(compat.input_grad_hooks(model))
+grads, _ = backward_step(input_ids=ids)
+print("library without the hook, then compat.enable_checkpointing: hooks, handles =", counts)
+assert counts == (1, 1) and compat.has_input_grad_hook(model)
+assert all(g is not None and g.norm() > 0 for g in grads)
+compat.disable_checkpointing(model)
+remove_input_grad_hooks(model)
+assert not model.get_input_embeddings()._forward_hooks
+
+# %% [markdown]
 # ## 小结
 # - 冻结的 LLM + 层内的适配器 + 可重入梯度检查点 + 没有输入梯度钩子：先是警告 “None of the inputs have requires_grad=True”，然后是 `RuntimeError: element 0 of tensors does not require grad`；只要在这些层之后有任何可训练参数，就完全不报错，适配器却永远拿不到梯度。
 # - 这个钩子是挂在 `get_input_embeddings()` 上的前向钩子，只有一行：`output.requires_grad_(True)`；`compat.input_grad_hooks` 给出它的句柄，`compat.has_input_grad_hook` 检查它是否挂在当前的嵌入模块上。
 # - 钩子、非可重入梯度检查点、不用梯度检查点，三者都能修复，而且梯度完全相同。
 # - 钩子只在嵌入模块运行时触发：用 `embed_input_ids` 构造 `inputs_embeds`；替换嵌入模块之后要重新注册钩子（4.40 的 resize 就是在背后做了这种替换）。
-# - transformers 5.x 在开启梯度检查点时会自己注册钩子；如果骨干网络已经有一个，就会变成两个，按句柄移除时会漏掉一个。
+# - transformers 5.x 在开启梯度检查点时会自己注册钩子；如果骨干网络已经有一个，就会变成两个，按句柄移除时会漏掉一个。`compat.enable_checkpointing` 会先移除旧句柄，事后再检查钩子，所以骨干网络在每个版本上都恰好只有一个钩子。
 #
 # ## 练习
 # 1. 像真正的 LoRA 那样把 `up` 初始化为零。在有钩子的情况下，第一步里哪些适配器权重的梯度为零、哪些不为零？用链式法则解释。

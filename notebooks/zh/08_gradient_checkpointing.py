@@ -64,7 +64,7 @@ for layer in llm.model.layers:
     assert layer._gradient_checkpointing_func.keywords == {"use_reentrant": False}
 
 # %% [markdown]
-# **只在训练模式下生效。** 解码器层每次被调用时都会检查 `self.training`。`from_pretrained` 返回的模型处于 eval 模式，骨干网络也没有改变这一点：刚加载完时，外层的包装说 `training=True`，里面的 LLM 却说 `False`。训练循环必须对模型调用 `.train()`；对骨干网络调用时，它也会传到 LLM。要看出区别，我们数一数每个解码器层的 MLP 在前向传播和反向传播中各被调用了几次：eval 模式下，反向传播什么也不重算；训练模式下，每一层都会再跑一遍。（我们用前向 *pre* 钩子计数，它在进入 MLP 时运行；为什么不能用 MLP 跑完之后才运行的钩子，见练习 3。）
+# **只在训练模式下生效。** 解码器层每次被调用时都会检查 `self.training`。`from_pretrained` 返回的模型处于 eval 模式，骨干网络也没有改变这一点：刚加载完时，外层的包装说 `training=True`，里面的 LLM 却说 `False`。训练循环必须对模型调用 `.train()`；对骨干网络调用时，它也会传到 LLM。要看出区别，我们数一数每个解码器层的 MLP 在前向传播和反向传播中各被调用了几次：eval 模式下，反向传播什么也不重算；训练模式下，每一层都会再跑一遍。（我们用前向 *pre* 钩子计数，它在进入 MLP 时运行；为什么不能用 MLP 跑完之后才运行的钩子，见练习 4。）
 
 # %%
 entries = []
@@ -95,25 +95,59 @@ assert counts == {"eval": (layers, 0), "train": (layers, layers)}
 # %% [markdown]
 # ## 实测：内存和时间随序列长度的变化
 #
-# 64 维的微型副本给出的数字不够清楚，所以我们用微型 checkpoint 自己的 config 构造一个稍宽一点的模型：隐藏维度 128（微型副本的两倍），层数仍是 2 层，同样是 `LlamaForCausalLM` 类，随机权重，所有参数都可训练（全量微调），词表只有 1024 个 token，而不是 Llama-2 的 32000 个：如果用完整词表，logits（batch × 长度 × 32000 个浮点数，梯度检查点丢不掉它们）会把本节要看的各层激活完全盖过去。`saved_activation_bytes(model, compute_loss)` 统计 `compute_loss()` 运行期间 autograd 为反向传播保存的字节数，不含参数本身，这正是梯度检查点要削减的那部分内存。`median_seconds(step)` 计量完整的一步（前向加反向）的耗时（先做的内存测量顺便充当了预热）。batch 为 2，序列长度从 64 到 512。
+# `saved_activation_bytes(model, compute_loss)` 统计 `compute_loss()` 运行期间 autograd 为反向传播保存的字节数，不含参数本身，这正是梯度检查点要削减的那部分内存。`median_seconds(step)` 计量完整的一步（前向加反向）的耗时。64 维的微型副本给出的数字不够清楚，所以我们用微型 checkpoint 自己的 config 构造模型：同样是 `LlamaForCausalLM` 类，同样 2 层，隐藏维度 128（微型副本的两倍），随机权重，所有参数都可训练（全量微调）。一个保留微型副本的 32064 行词表，另一个只有 1024 行。先说明为什么该测的是第二个：在长度 64、batch 2 下把两者都测一遍。
 
 # %%
-config = type(llm.config).from_dict(
-    {**llm.config.to_dict(), "hidden_size": 128, "intermediate_size": 256, "head_dim": 32, "vocab_size": 1024,
-     "pad_token_id": None}
-)
-torch.manual_seed(0)
-model = type(llm)(config).train()
-print(type(model).__name__, "hidden", config.hidden_size, "layers", config.num_hidden_layers, "vocabulary", config.vocab_size,
-      "parameters", sum(p.numel() for p in model.parameters()))
-assert all(p.requires_grad for p in model.parameters())
-
-LENGTHS = [64, 128, 256, 512]
 BATCH = 2
+
+
+def measurement_model(vocab_size):
+    """A 128-wide, 2-layer LlamaForCausalLM from the replica's config, with `vocab_size` rows, in training mode."""
+    config = type(llm.config).from_dict({**llm.config.to_dict(), "hidden_size": 128, "intermediate_size": 256,
+                                         "head_dim": 32, "vocab_size": vocab_size, "pad_token_id": None})
+    torch.manual_seed(0)
+    return type(llm)(config).train()
 
 
 def batch_of(length, batch=BATCH):
     return torch.randint(3, 1000, (batch, length), generator=torch.Generator().manual_seed(length))
+
+
+def saved_with_and_without(model, length):
+    """Bytes saved for backward without and with (non-reentrant) checkpointing."""
+    ids = batch_of(length)
+
+    def compute_loss():
+        return model(input_ids=ids, labels=ids).loss
+
+    compat.disable_checkpointing(model)
+    without = saved_activation_bytes(model, compute_loss)
+    compat.enable_checkpointing(model)
+    with_checkpointing = saved_activation_bytes(model, compute_loss)
+    compat.disable_checkpointing(model)
+    return without, with_checkpointing
+
+
+measured = {vocab_size: saved_with_and_without(measurement_model(vocab_size), 64) for vocab_size in (32064, 1024)}
+share_removed = {vocab_size: 1 - ck / full for vocab_size, (full, ck) in measured.items()}
+for vocab_size, (full, ck) in measured.items():
+    logits_sized = BATCH * 64 * vocab_size * 4
+    print(f"vocabulary {vocab_size:5d}: {full / 1e6:5.1f} MB saved for backward, of which a logits-sized fp32 tensor "
+          f"is {logits_sized / full:4.0%}; checkpointing removes {share_removed[vocab_size]:.0%}")
+assert BATCH * 64 * 32064 * 4 > 0.5 * measured[32064][0]
+assert share_removed[32064] < 0.25 and share_removed[1024] > 0.5
+
+# %% [markdown]
+# 在这种玩具宽度下保留真实词表时，autograd 保存的东西大部分是一个和 logits 一样大的张量（batch × 长度 × 32064 个浮点数，交叉熵为反向传播保留着它），而梯度检查点只作用于解码器层，只能去掉大约十分之一。这是玩具宽度造成的假象，并不是梯度检查点本身的性质：在 Llama-2-7B 里，每个 token 要经过 32 个宽 4096 的解码器层，其中的 MLP 处理的是 11008 维的激活，所以这些层保存的东西远多于一行 32064 维的 logits。1024 行的词表在一个笔记本电脑跑得动的小模型上恢复了这种比例关系，而类、深度和梯度检查点的代码都不变，所以后面的测量都用它。序列长度从 64 到 512，batch 为 2；先做的内存测量顺便充当了计时的预热。
+
+# %%
+model = measurement_model(1024)
+config = model.config
+print(type(model).__name__, "hidden", config.hidden_size, "layers", config.num_hidden_layers,
+      "vocabulary", config.vocab_size, "parameters", sum(p.numel() for p in model.parameters()))
+assert all(p.requires_grad for p in model.parameters())
+
+LENGTHS = [64, 128, 256, 512]
 
 
 def measure(length, batch=BATCH, repeats=3):
@@ -336,12 +370,13 @@ backbone.train()
 #
 # ## 小结
 # - `enable_gradient_checkpointing()` 通过 `compat` 把请求交给 HF 模型，并要求非可重入的梯度检查点；它只在训练模式下生效，而刚加载的 LLM 处于 eval 模式。
-# - 在每个长度上，梯度检查点为反向传播保存的字节都更少，省下的量随长度增长；代价是每一步每层多跑一次前向（这台机器上的数字见上面的输出）。
+# - 在每个长度上，梯度检查点为反向传播保存的字节都更少，省下的量随长度增长；代价是每一步每层多跑一次前向（这台机器上的数字见上面的输出）。它只作用于解码器层：在玩具宽度下配上 32064 行的词表时，logits 占了大头，它省不下多少，所以测量改用 1024 行的词表。
 # - 只要层的输入需要梯度，无论可重入与否，开不开梯度检查点，梯度都完全相同；嵌入冻结时，可重入梯度检查点需要输入梯度钩子（notebook 07）。
 # - 训练时 `use_cache` 关闭；开着梯度检查点时，当前 transformers 会把 `use_cache=True` 改掉并记入日志。
 #
 # ## 练习
 # 1. 在 batch 4、隐藏维度 256、4 层的设置下重做测量。保存字节的比值如何变化？梯度检查点去不掉的是保存内存中的哪一部分（提示：开启后还剩下什么）？
-# 2. 只对隔一层做检查点：在较新的 5.x 版本上，给 `activation_checkpointing_enable` 传 `every_n_layers=2`；在 4.57 上手动把一半层的 `gradient_checkpointing` 设为 `False`。画出不做、做一半、全做检查点时的内存和时间。
-# 3. 分别在可重入和非可重入梯度检查点下，各用前向钩子（在 MLP 跑完之后运行）和 pre 钩子数一数每步 MLP 运行的次数。为什么非可重入时两种计数不一样？
-# 4. 根据 batch、长度和隐藏维度，预测每个检查点层保存的字节数，并在两个长度上用 `saved_activation_bytes` 检验你的公式。
+# 2. 保留 32064 行的词表，改为增大宽度（以及 `intermediate_size`）。隐藏维度达到多少时，梯度检查点在长度 64 下能去掉一半以上的保存字节？
+# 3. 只对隔一层做检查点：在较新的 5.x 版本上，给 `activation_checkpointing_enable` 传 `every_n_layers=2`；在 4.57 上手动把一半层的 `gradient_checkpointing` 设为 `False`。画出不做、做一半、全做检查点时的内存和时间。
+# 4. 分别在可重入和非可重入梯度检查点下，各用前向钩子（在 MLP 跑完之后运行）和 pre 钩子数一数每步 MLP 运行的次数。为什么非可重入时两种计数不一样？
+# 5. 根据 batch、长度和隐藏维度，预测每个检查点层保存的字节数，并在两个长度上用 `saved_activation_bytes` 检验你的公式。
