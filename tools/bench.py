@@ -5,7 +5,7 @@
 
 Targets: tiny build < 0.5 s per family, warm `get_llm_backbone_and_tokenizer` < 0.5 s, `import vla_backbone` < 0.2 s
 over a bare `import transformers`, backbone forward < 5 % over the raw model, each notebook < 20 s under nbmake,
-the whole suite (both languages) < 3 minutes, the book < 5 minutes from nothing and < 1 minute after a prose edit.
+the whole suite (both languages) < 3 minutes, the book < 6 minutes from nothing and < 1 minute after a prose edit.
 """
 from __future__ import annotations
 
@@ -209,7 +209,7 @@ def render(imports, builds, forward, notebooks, book) -> str:
             "",
             "| what | measured | target |",
             "|---|---|---|",
-            f"| build from nothing (every notebook executed, then rendered) | {_seconds(cold)} | < 300 s |",
+            f"| build from nothing (every notebook executed, then rendered) | {_seconds(cold)} | < 360 s |",
             f"| rebuild, nothing changed | {_seconds(unchanged)} | < 60 s |",
             f"| rebuild after a prose edit in one notebook (outputs from the execution cache) | {_seconds(prose)} | < 60 s |",
         ]

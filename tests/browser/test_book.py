@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from book import build  # noqa: E402
 from tools import suite  # noqa: E402
+from tools.release import STUBS  # noqa: E402
 
 pytestmark = [pytest.mark.notebooks, pytest.mark.exclusive]
 
@@ -165,7 +166,7 @@ def test_student_version_shows_its_expected_errors(open_page, lang):
     screenshot(page, f"{lang}-{ASSIGNMENT.replace('/', '-')}")
     tracebacks = page.locator(".traceback")
     assert tracebacks.count() >= 1
-    assert "NotImplementedError: not implemented yet" in tracebacks.first.inner_text()
+    assert f"NotImplementedError: {STUBS[lang].not_implemented}" in tracebacks.first.inner_text()
     assert page.get_by_text(build.STUDENT_NOTE_TITLE[lang]).count() == 1, "the note that the errors are expected is missing"
 
 
