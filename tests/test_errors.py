@@ -3,7 +3,6 @@ import logging
 import shutil
 import subprocess
 import sys
-import time
 import warnings
 from types import SimpleNamespace
 
@@ -37,33 +36,48 @@ def test_family_class_rejects_foreign_id():
         LLaMa2LLMBackbone("phi-2-3b")
 
 
-def test_hub_while_offline_fails_fast_and_points_to_tiny():
-    start = time.perf_counter()
+def test_hub_while_offline_asks_only_the_local_cache_and_points_to_tiny(monkeypatch):
+    """Offline, loading never tries the network (no retries to wait for): only the local cache is asked."""
+    from transformers import OPTForCausalLM
+
+    asked = []
+    original = OPTForCausalLM.from_pretrained.__func__
+
+    def recording(cls, *args, **kwargs):
+        asked.append(kwargs.get("local_files_only"))
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(OPTForCausalLM, "from_pretrained", classmethod(recording))
     with pytest.raises(BackboneLoadError, match="source='tiny'"):
         vla_backbone.get_llm_backbone_and_tokenizer("opt-125m", source="hub")
-    assert time.perf_counter() - start < 5
+    assert asked == [True]
 
 
-def test_hub_without_offline_flag_still_fails_fast(tmp_path):
-    # No HF_HUB_OFFLINE: the reachability probe must stop the ~20 s of retries huggingface_hub would do here.
+def test_hub_without_offline_flag_probes_and_asks_only_the_local_cache(tmp_path):
+    # No HF_HUB_OFFLINE: the reachability probe must notice the hub is unreachable, so that loading asks only the
+    # local cache instead of the ~20 s of retries huggingface_hub would do.
     code = (
-        "import time, transformers, vla_backbone\n"
-        "from transformers import AutoConfig, AutoTokenizer, OPTForCausalLM\n"
-        "from vla_backbone.families import OPTLLMBackbone\n"
+        "import transformers, vla_backbone\n"
+        "from transformers import OPTForCausalLM\n"
+        "from vla_backbone import hf_causal\n"
         "from vla_backbone.errors import BackboneLoadError\n"
-        "start = time.perf_counter()\n"
+        "asked = []\n"
+        "original = OPTForCausalLM.from_pretrained.__func__\n"
+        "def recording(cls, *args, **kwargs):\n"
+        "    asked.append(kwargs.get('local_files_only'))\n"
+        "    return original(cls, *args, **kwargs)\n"
+        "OPTForCausalLM.from_pretrained = classmethod(recording)\n"
         "try:\n"
         "    vla_backbone.get_llm_backbone_and_tokenizer('opt-125m', source='hub')\n"
         "except BackboneLoadError as exc:\n"
-        "    print('ERR', round(time.perf_counter() - start, 1), exc)\n"
+        "    print('ERR', hf_causal.hub_reachable(), asked, exc)\n"
     )
     env = {k: v for k, v in __import__("os").environ.items() if k != "HF_HUB_OFFLINE"}
     env["HF_HOME"] = str(tmp_path)
     env["HF_ENDPOINT"] = "https://hub.invalid"  # guaranteed unreachable, whatever the machine's network
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert "ERR" in result.stdout, result.stderr[-2000:]
-    seconds = float(result.stdout.split()[1])
-    assert seconds < 8 and "source='tiny'" in result.stdout
+    assert result.stdout.startswith("ERR False [True]") and "source='tiny'" in result.stdout
 
 
 def test_gated_repo_without_token(monkeypatch):
