@@ -8,6 +8,11 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("VLA_BACKBONE_HOME", tempfile.mkdtemp(prefix="vla_backbone_home_"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Headless kernels (nbmake, the book) take explore()'s plain path: after widget messages nbclient can wait forever on an
+# idle kernel (jupyter/nbclient#312; seen here in a headless run on 2026-11-29). The widget path itself is tested
+# where a front end exists: tests/browser/test_jupyterlab.py (its JupyterLab runs without this setting) and the
+# in-process tests of explorer() in tests/test_suite.py.
+os.environ["VLA_BACKBONE_WIDGETS"] = "0"
 
 # Notebooks that launch a multi-process job of their own (torchrun with 2 ranks) need both cores, so
 # tests/run_all.sh runs them after the parallel run, one at a time. Time budgets are not asserted here: a busy

@@ -10,5 +10,7 @@ cd "$(dirname "$0")/.."
 if [[ -z "${PYTHON:-}" ]]; then
   if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
-export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# Headless execution takes explore()'s plain path (the first option's output): after widget messages nbclient can wait
+# forever on an idle kernel (jupyter/nbclient#312). Widgets that notebooks display directly are still shown by their outputs.
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false VLA_BACKBONE_WIDGETS=0
 exec "$PYTHON" -m book.build "$@"
