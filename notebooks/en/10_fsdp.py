@@ -670,9 +670,16 @@ if torch.cuda.is_available():
         assert len(gpu_losses) == STEPS and gpu_losses[-1] < gpu_losses[0]
     assert ("effective NO_SHARD" in gpu_outputs[1]) == (gpu_count == 1)
 else:
-    print("No CUDA GPU here (torch.cuda.is_available() is False), so this cell skipped the GPU runs: FSDP1 and FSDP2 "
-          "over nccl with one process per GPU, bf16 or fp16 mixed precision, and each rank's parameter bytes and peak "
-          "GPU memory. Everything above ran on the CPU; tests/gpu/run.sh measures the GPU path into docs/gpu.md.")
+    SKIPPED = {
+        "en": "No CUDA GPU here (torch.cuda.is_available() is False), so this cell skipped the GPU runs: FSDP1 and "
+              "FSDP2 over nccl with one process per GPU, bf16 or fp16 mixed precision, and each rank's parameter bytes "
+              "and peak GPU memory. Everything above ran on the CPU; tests/gpu/run.sh measures the GPU path into "
+              "docs/gpu.md.",
+        "zh": "这台机器没有 CUDA GPU（torch.cuda.is_available() 为 False），所以本单元跳过了 GPU 上的运行：每块 GPU 一个进程、"
+              "走 nccl 的 FSDP1 和 FSDP2，bf16 或 fp16 混合精度，以及每个 rank 的参数字节数和显存峰值。上面的内容都在 CPU 上"
+              "跑完了；GPU 路径由 tests/gpu/run.sh 测量，结果写进 docs/gpu.md。",
+    }
+    print(SKIPPED[LANG])
 
 # %% [markdown]
 # ## Summary

@@ -120,7 +120,8 @@ def write_page(facts, checks, demos, notebooks) -> None:
         "# The GPU path, measured",
         "",
         f"Written by `bash tests/gpu/run.sh` on {now}; run it again on a GPU machine to refresh this page (it",
-        "overwrites it). Every figure below was measured in that run.",
+        "overwrites it; its header says how to install on a machine without the package registry). Every figure",
+        "below was measured in that run.",
         "",
         "## Machine",
         "",
@@ -161,7 +162,8 @@ def main() -> int:
     if not torch.cuda.is_available():
         sys.exit("no CUDA GPU visible to torch: tests/gpu/report.py only measures the GPU path")
     home = tempfile.mkdtemp(prefix="vla_backbone_home_")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLA_BACKBONE_HOME": home,
+    # As conftest.py does for nbmake: a headless kernel takes explore()'s plain path (jupyter/nbclient#312).
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLA_BACKBONE_HOME": home, "VLA_BACKBONE_WIDGETS": "0",
            "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
     facts = machine()
     tests = gpu_tests(env)
