@@ -1,7 +1,9 @@
 """Tiny replicas: the real classes, deterministic, built once, safe under concurrency, rebuilt when corrupt."""
+import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -177,3 +179,21 @@ def test_a_replica_missing_its_weights_is_not_valid(home):
     (path / tiny.MANIFEST).write_text(json.dumps(manifest))
     assert not tiny.is_valid(path)
     assert tiny.is_valid(tiny.tiny_checkpoint("opt"))
+
+
+def test_a_changed_spec_never_reuses_another_specs_replica(home, monkeypatch, tmp_path):
+    base = tiny.TINY_SPECS["opt"]
+    original = tiny.tiny_checkpoint("opt")
+    monkeypatch.setitem(tiny.TINY_SPECS, "opt", dataclasses.replace(base, layers={**base.layers, "num_hidden_layers": 1}))
+    shallower = tiny.tiny_checkpoint("opt")
+    assert shallower != original and tiny.is_valid(original) and tiny.is_valid(shallower)
+    assert json.loads((shallower / "config.json").read_text())["num_hidden_layers"] == 1
+    # The same settings with one tokenizer file edited: a replica of its own, holding the edited file.
+    edited = tmp_path / "opt-tokenizer"
+    shutil.copytree(tiny.tokenizer_files(base), edited)
+    config = json.loads((edited / "tokenizer_config.json").read_text())
+    (edited / "tokenizer_config.json").write_text(json.dumps({**config, "model_max_length": 7}))
+    monkeypatch.setitem(tiny.TINY_SPECS, "opt", dataclasses.replace(base, tokenizer_dir=edited))
+    rebuilt = tiny.tiny_checkpoint("opt")
+    assert rebuilt not in (original, shallower)
+    assert json.loads((rebuilt / "tokenizer_config.json").read_text())["model_max_length"] == 7

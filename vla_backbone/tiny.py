@@ -1,6 +1,6 @@
 """Offline tiny replicas: each family's real tokenizer and real model class, at toy width and depth.
 
-Each family gets one checkpoint directory under ``$VLA_BACKBONE_HOME/tiny/`` (default ``~/.cache/vla_backbone``),
+Each spec gets one checkpoint directory under ``$VLA_BACKBONE_HOME/tiny/`` (default ``~/.cache/vla_backbone``),
 built on first use and reused afterwards. A replica is the family's genuine tokenizer files (shipped in
 ``vla_backbone/tokenizers/``) beside a randomly initialised ``*ForCausalLM`` whose config has the hub checkpoint's
 vocabulary size, special ids, embedding tying and stored dtype; only width and depth shrink (hidden size 64,
@@ -23,7 +23,7 @@ import torch
 
 from vla_backbone import compat
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 MANIFEST = "tiny_manifest.json"
 REQUIRED_FILES = {"config.json", "model.safetensors", "tokenizer_config.json"}
 SEED = 0
@@ -98,9 +98,19 @@ def tiny_home() -> Path:
     return cache / "vla_backbone"
 
 
+def spec_fingerprint(spec: TinySpec) -> str:
+    """A short hash of everything a replica is built from, the tokenizer files' bytes included."""
+    files = {path.name: _sha256(path) for path in sorted(tokenizer_files(spec).iterdir())}
+    recipe = [spec.family, spec.config_cls, spec.model_cls, spec.hub_config, str(spec.stored_dtype), spec.layers, files]
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+
+
 def tiny_dir(family: str) -> Path:
-    # Keyed by transformers version: a checkpoint written by one version is rebuilt, not trusted, by another.
-    return tiny_home() / "tiny" / f"v{FORMAT_VERSION}-transformers-{compat.TRANSFORMERS_VERSION}" / family
+    """Where the replica of ``TINY_SPECS[family]`` lives (whether or not it is built yet)."""
+    spec = TINY_SPECS[family]
+    # Keyed by transformers version: a checkpoint written by one version is rebuilt, not trusted, by another. Keyed by
+    # the spec: two specs registered under one name (a notebook's and an assignment's) never share a replica.
+    return tiny_home() / "tiny" / f"v{FORMAT_VERSION}-transformers-{compat.TRANSFORMERS_VERSION}" / f"{family}-{spec_fingerprint(spec)}"
 
 
 def _build(spec: TinySpec, target: Path) -> None:

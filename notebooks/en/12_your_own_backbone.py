@@ -319,9 +319,9 @@ assert without == ids[1:] and gpt2_tokenizer.convert_ids_to_tokens(without[0]) =
 # (`openai-community/gpt2`): 50257 rows, BOS = EOS = 50256, no PAD, 1024 positions, input and output embeddings
 # tied, weights stored in float32.
 #
-# The cache is keyed by family name only, so this spec must match any other `"gpt2"` spec that builds into the same
-# cache (assignment A1 builds one with the same files and settings); the assert on the copied files below would
-# catch a replica built from other files.
+# The cache keys each replica by its whole spec, the tokenizer files' bytes included: this spec and assignment A1's
+# `"gpt2"` spec share a replica only while they agree exactly, and a changed spec builds a replica of its own instead of
+# reusing a stale one. The assert on the copied files below checks that this replica holds our files.
 
 # %%
 from safetensors import safe_open

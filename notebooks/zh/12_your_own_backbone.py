@@ -269,7 +269,7 @@ assert without == ids[1:] and gpt2_tokenizer.convert_ids_to_tokens(without[0]) =
 #
 # 包根据 `vla_backbone.tiny.TINY_SPECS` 构建离线的微型副本：每个家族一项，写明模型类、Hub 配置的身份信息（词表大小、特殊 id、是否共享嵌入权重）、Hub 上 checkpoint 的存储 dtype、玩具级的宽度和深度，以及分词器文件在哪里。新家族只要添加一个 `TinySpec`，让 `tokenizer_dir` 指向它真实的分词器文件；`tiny_checkpoint` 就会像对内置家族一样，把微型副本构建一次，存进包的缓存（文件逐字节复制，旁边保存一个固定种子的随机模型）。GPT-2 的 Hub 配置（`openai-community/gpt2`）：50257 行，BOS = EOS = 50256，没有 PAD，1024 个位置，输入嵌入与输出嵌入共享权重，权重以 float32 存储。
 #
-# 缓存只按家族名区分，所以这个 spec 必须与任何会构建到同一缓存里的其他 `"gpt2"` spec 一致（作业 A1 用同样的文件和设置构建了一个）；如果缓存里的微型副本是用别的文件构建的，下面对复制文件的断言会把它抓出来。
+# 缓存按完整的 spec 区分微型副本，连分词器文件的每个字节都算在内：这里的 spec 和作业 A1 的 `"gpt2"` spec 只有完全一致时才共用一个副本；spec 一改，就会另建一个新副本，而不会沿用过时的旧副本。下面对复制文件的断言检查这个副本里装的确实是我们的文件。
 
 # %%
 from safetensors import safe_open
