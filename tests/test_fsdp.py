@@ -263,8 +263,10 @@ def test_torchrun_demo_on_two_cpu_processes(fsdp_version, backbone_id, extra, co
     if cold_cache:
         from vla_backbone import tiny
 
-        replica = next((tmp_path / "tiny").glob("*/qwen25"))
-        assert tiny.is_valid(replica)
+        # The replica the ranks loaded is the one this process would build: same spec, same directory.
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("VLA_BACKBONE_HOME", str(tmp_path))
+            assert tiny.is_valid(tiny.tiny_dir("qwen25"))
 
 
 def test_one_process_runs_no_shard_and_reports_it():
