@@ -297,3 +297,48 @@ def test_two_nodes_of_one_process_shard_across_the_nodes(tmp_path):
     assert report["plan"][0].endswith("world_size=2 nodes=2 device=cpu")
     assert "FSDP1 FULL_SHARD" in report["sharding"][0] and report["sharding"][0].endswith("effective FULL_SHARD")
     assert all("(50.0%)" in line for line in report["rank"])
+
+
+OVERFLOW_ON_ONE_RANK = """
+import sys, torch, torch.distributed as dist
+from torch.distributed.fsdp import FullyShardedDataParallel, fully_shard
+from torch.distributed.device_mesh import init_device_mesh
+from vla_backbone.fsdp import loss_scaler
+version = int(sys.argv[1])
+dist.init_process_group("gloo")
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 8))
+if version == 1:
+    model = FullyShardedDataParallel(model, device_id=torch.device("cpu"))
+else:
+    fully_shard(model, mesh=init_device_mesh("cpu", (2,)))
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+scaler = loss_scaler(version, "cpu", enabled=True)
+scaler.scale(model(torch.ones(2, 8)).sum()).backward()
+if dist.get_rank() == 1:
+    grad = next(model.parameters()).grad
+    (grad.to_local() if hasattr(grad, "to_local") else grad).view(-1)[0] = float("inf")
+shards = [p.to_local() if hasattr(p, "to_local") else p for p in model.parameters()]
+before = [shard.detach().clone() for shard in shards]
+scaler.step(optimizer)
+scaler.update()
+stepped = any(not torch.equal(old, new) for old, new in zip(before, shards))
+everyone = [None, None]
+dist.all_gather_object(everyone, f"scale {scaler.get_scale():g}, stepped {stepped}")
+if dist.get_rank() == 0:
+    print("\\n".join(f"rank {rank}: {line}" for rank, line in enumerate(everyone)))
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.parametrize("fsdp_version", [1, 2])
+def test_an_overflow_on_one_rank_skips_the_step_on_every_rank(fsdp_version, tmp_path):
+    script = tmp_path / "overflow.py"
+    script.write_text(OVERFLOW_ON_ONE_RANK)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+               str(fsdp_version)]
+    result = subprocess.run(command, capture_output=True, text=True, env=cpu_env(), timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.findall(r"rank \d: .*", result.stdout) == [
+        "rank 0: scale 32768, stepped False", "rank 1: scale 32768, stepped False"]
+    assert "implicitly creating a replicated DTensor" not in result.stderr

@@ -210,6 +210,19 @@ def shard_with_fsdp2(model: nn.Module, layer_cls: type, mesh, precision: Precisi
     return fully_shard(model, mesh=mesh, mp_policy=policy, reshard_after_forward=reshard_after_forward)
 
 
+def loss_scaler(fsdp_version: int, device_type: str, enabled: bool) -> torch.amp.GradScaler:
+    """The gradient scaler for fp16 training with FSDP ``fsdp_version``; a no-op when not ``enabled``.
+
+    An overflow in any rank's shard must skip the step on every rank, or the ranks' weights drift apart. FSDP1's
+    gradients are plain tensors (shards of flat parameters): ``ShardedGradScaler`` all-reduces the overflow flag
+    over the process group. FSDP2's gradients are DTensors, and the plain ``torch.amp.GradScaler`` already reduces
+    the flag over their mesh (``ShardedGradScaler`` would work too, but with a warning about an implicitly
+    replicated tensor on every step).
+    """
+    scaler_cls = ShardedGradScaler if fsdp_version == 1 else torch.amp.GradScaler
+    return scaler_cls(device=device_type, enabled=enabled)
+
+
 def local_shards(model: nn.Module) -> list[torch.Tensor]:
     """This rank's piece of every parameter: FSDP2 keeps DTensors (``to_local()``); FSDP1 with ``use_orig_params``
     exposes views into the local shard of its flat parameters (empty where a parameter lives on another rank)."""
@@ -320,7 +333,7 @@ def _shard_and_train(dist, device: torch.device, precision: Precision, backbone_
 
     batch = tokenizer([DEMO_PROMPT] * 2, return_tensors="pt").to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    scaler = ShardedGradScaler(device=device.type, enabled=precision.loss_scaling)
+    scaler = loss_scaler(fsdp_version, device.type, enabled=precision.loss_scaling)
     losses = []
     for _ in range(steps):
         # OpenVLA's training step: autocast to the half-precision dtype on top of FSDP's mixed-precision policy.
