@@ -4,9 +4,11 @@ CPU processes with the same report on every path."""
 import functools
 import os
 import re
+import shutil
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -342,3 +344,14 @@ def test_an_overflow_on_one_rank_skips_the_step_on_every_rank(fsdp_version, tmp_
     assert re.findall(r"rank \d: .*", result.stdout) == [
         "rank 0: scale 32768, stepped False", "rank 1: scale 32768, stepped False"]
     assert "implicitly creating a replicated DTensor" not in result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available() or shutil.which("nvidia-smi") is not None,
+                    reason="checks what a machine without a GPU gets")
+def test_gpu_script_stops_before_installing_anything_without_a_gpu(tmp_path):
+    venv = tmp_path / "venv"
+    result = subprocess.run(["bash", "tests/gpu/run.sh"], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "PYTHON": sys.executable, "VLA_GPU_VENV": str(venv)})
+    assert result.returncode == 1
+    assert "no NVIDIA GPU" in result.stderr and "bash tests/run_all.sh" in result.stderr
+    assert not venv.exists(), "nothing is installed on a machine without a GPU"

@@ -15,6 +15,11 @@ if "$PYTHON" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else
     # lacks. A virtual environment would not do: made from a Python that is itself a venv's (as on many images),
     # `--system-site-packages` shows the base interpreter's packages, not that venv's torch.
     RUN_PYTHON=$PYTHON
+elif ! nvidia-smi -L >/dev/null 2>&1; then
+    # Stop before installing anything (the branch below downloads a multi-GB CUDA torch): no GPU to measure here.
+    echo "tests/gpu/run.sh measures the GPU path, and this machine shows no NVIDIA GPU (neither torch nor" \
+         "nvidia-smi finds one). On a CPU, bash tests/run_all.sh runs every test (the gpu ones skip themselves)." >&2
+    exit 1
 else
     VENV=${VLA_GPU_VENV:-${TMPDIR:-/tmp}/vla-backbone-gpu-venv}
     "$PYTHON" -m venv "$VENV"
