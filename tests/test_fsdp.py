@@ -350,8 +350,9 @@ def test_an_overflow_on_one_rank_skips_the_step_on_every_rank(fsdp_version, tmp_
                     reason="checks what a machine without a GPU gets")
 def test_gpu_script_stops_before_installing_anything_without_a_gpu(tmp_path):
     venv = tmp_path / "venv"
+    env = {**os.environ, "PYTHON": sys.executable, "VLA_GPU_VENV": str(venv)}
     result = subprocess.run(["bash", "tests/gpu/run.sh"], cwd=Path(__file__).resolve().parents[1], capture_output=True,
-                            text=True, timeout=120, env={**os.environ, "PYTHON": sys.executable, "VLA_GPU_VENV": str(venv)})
+                            text=True, timeout=120, env=env)
     assert result.returncode == 1
     assert "no NVIDIA GPU" in result.stderr and "bash tests/run_all.sh" in result.stderr
     assert not venv.exists(), "nothing is installed on a machine without a GPU"

@@ -184,7 +184,8 @@ def test_a_replica_missing_its_weights_is_not_valid(home):
 def test_a_changed_spec_never_reuses_another_specs_replica(home, monkeypatch, tmp_path):
     base = tiny.TINY_SPECS["opt"]
     original = tiny.tiny_checkpoint("opt")
-    monkeypatch.setitem(tiny.TINY_SPECS, "opt", dataclasses.replace(base, layers={**base.layers, "num_hidden_layers": 1}))
+    shallower_spec = dataclasses.replace(base, layers={**base.layers, "num_hidden_layers": 1})
+    monkeypatch.setitem(tiny.TINY_SPECS, "opt", shallower_spec)
     shallower = tiny.tiny_checkpoint("opt")
     assert shallower != original and tiny.is_valid(original) and tiny.is_valid(shallower)
     assert json.loads((shallower / "config.json").read_text())["num_hidden_layers"] == 1

@@ -107,10 +107,10 @@ def spec_fingerprint(spec: TinySpec) -> str:
 
 def tiny_dir(family: str) -> Path:
     """Where the replica of ``TINY_SPECS[family]`` lives (whether or not it is built yet)."""
-    spec = TINY_SPECS[family]
     # Keyed by transformers version: a checkpoint written by one version is rebuilt, not trusted, by another. Keyed by
     # the spec: two specs registered under one name (a notebook's and an assignment's) never share a replica.
-    return tiny_home() / "tiny" / f"v{FORMAT_VERSION}-transformers-{compat.TRANSFORMERS_VERSION}" / f"{family}-{spec_fingerprint(spec)}"
+    version_dir = tiny_home() / "tiny" / f"v{FORMAT_VERSION}-transformers-{compat.TRANSFORMERS_VERSION}"
+    return version_dir / f"{family}-{spec_fingerprint(TINY_SPECS[family])}"
 
 
 def _build(spec: TinySpec, target: Path) -> None:
