@@ -222,7 +222,7 @@ TEXT = {
                     "{full_ms:.0f} ms without and {ck_ms:.0f} ms with ({change:+.0f}%).",
     },
     "zh": {
-        "memory": "为反向传播保存的张量 (MB)", "time": "每步耗时 (ms)", "length": "序列长度",
+        "memory": "为反向传播保存的张量（MB）", "time": "每步耗时（ms）", "length": "序列长度",
         "without": "不用梯度检查点", "with": "使用梯度检查点",
         "measured": "在这台机器上实测（序列长度 {length}，batch {batch}）：不用梯度检查点时为反向传播保存 {full:.1f} MB，"
                     "使用后为 {ck:.1f} MB（只有前者的 1/{ratio:.1f}）；每步耗时分别为 {full_ms:.0f} ms 和 {ck_ms:.0f} ms"

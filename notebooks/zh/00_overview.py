@@ -71,7 +71,7 @@ assert backbone.transformer_layer_cls is LlamaDecoderLayer
 assert backbone.embed_dim == 64 and backbone.llm.config.num_hidden_layers == 2
 
 # %% [markdown]
-# 分词器和词表也都是真实的。Llama-2 的分词器有 32000 个条目，BOS 是 `<s>` = 1，EOS 是 `</s>` = 2，没有 PAD token；骨干网络会把 `<PAD>` 加为 id 32000，所以 `len(tokenizer)` 是 32001，而 `vocab_size` 仍然只数基础词表的 32000 个。checkpoint 里的嵌入矩阵是 Hub 上的 32000 行，以 float16 存储，不与 LM head 共享权重；经过骨干网络的 resize（见 notebook 04）后变成 32064 行，并以 float32 加载。分词器的类在 transformers 5 上是 `LlamaTokenizer`，在 4.57 上是 `LlamaTokenizerFast`（5.x 每个家族只有一个分词器类）。微型副本里的分词器文件与 `vla_backbone/tokenizers/llama2/` 里随包分发的文件逐字节相同。
+# 分词器和词表也都是真实的。Llama-2 的分词器有 32000 个条目，BOS 是 `<s>` = 1，EOS 是 `</s>` = 2，没有 PAD token；骨干网络会把 `<PAD>` 加为 id 32000，所以 `len(tokenizer)` 是 32001，而 `vocab_size` 仍然只数基础词表的 32000 个。checkpoint 里的嵌入矩阵是 Hub 上的 32000 行，以 float16 存储，不与 LM head 绑定；经过骨干网络的 resize（见 notebook 04）后变成 32064 行，并以 float32 加载。分词器的类在 transformers 5 上是 `LlamaTokenizer`，在 4.57 上是 `LlamaTokenizerFast`（5.x 每个家族只有一个分词器类）。微型副本里的分词器文件与 `vla_backbone/tokenizers/llama2/` 里随包分发的文件逐字节相同。
 
 # %%
 import filecmp
@@ -173,5 +173,5 @@ else:
 #
 # ## 练习
 # 1. 加载 `qwen25-0_5b-pure` 和 `opt-125m`。它们各自用的是哪个模型类、哪个分词器类？用 `isinstance` 和 `type(tokenizer).__name__` 验证一下。
-# 2. 统计每个家族微型副本的参数量。哪个最大、哪个最小？为什么（提示：比较嵌入矩阵的行数；Qwen 和 OPT 的输入嵌入与输出层共享权重，其余家族不共享）？
+# 2. 统计每个家族微型副本的参数量。哪个最大、哪个最小？为什么（提示：比较嵌入矩阵的行数；Qwen 和 OPT 的输入嵌入与输出层绑定（共享同一个权重），其余家族不绑定）？
 # 3. 找到微型副本的缓存目录（`vla_backbone.tiny.tiny_dir("llama2")`），列出里面的文件。其中哪些与 `vla_backbone/tokenizers/llama2/` 里的文件逐字节相同？

@@ -308,7 +308,7 @@ assert all(compat.has_input_grad_hook(backbone.llm) for backbone, _ in backbones
 #
 # - **Llama-2（变大）**：第 0-31999 行来自 checkpoint；第 32000 行是 `<PAD>`，第 32001-32063 行是填充，这两部分都是新的。
 # - **phi-2（变小）**：第 0-50303 行来自 checkpoint，*包括*新 token `<|pad|>` 所在的那一行（50295）：checkpoint 里本来就有这个下标的行，所以什么都不用初始化。第 50304-51199 行被删去，输入嵌入、phi-2 独立的 LM head 以及它的 bias 都是如此。
-# - **Qwen（变小）**：第 0-151679 行来自 checkpoint；第 151680-151935 行被删去。输入嵌入和输出嵌入共享权重，所以这是同一个矩阵。
+# - **Qwen（变小）**：第 0-151679 行来自 checkpoint；第 151680-151935 行被删去。输入嵌入和输出嵌入是绑定的（共享同一个权重），所以这是同一个矩阵。
 # - **`-extra`（行数不变）**：全部 151936 行都来自 checkpoint，256 个动作 token 所在的第 151665-151920 行也不例外：`-extra` 复用的是 checkpoint 原本就有的行。
 
 # %%

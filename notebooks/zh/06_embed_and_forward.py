@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 06 · `embed_input_ids` 与 `forward`
 #
-# VLA 从来不会把一句纯文本直接交给语言模型。它先用 `embed_input_ids` 把文本变成嵌入，把投影后的图像 patch 拼接在 BOS 之后，再带着 `inputs_embeds`、注意力掩码和标签调用 `forward`；推理时则借助 KV 缓存逐个解码出动作 token。VLM 和 LLM 之间的数据通路就只有这两个方法。`HFCausalLLMBackbone` 有意把它们写得很薄——一个查嵌入表，另一个把十个参数原封不动地交给 HuggingFace 模型——所以本 notebook 逐个参数地看它起什么作用，并和手写的计算结果逐一对照。
+# VLA 从来不会把一句纯文本直接交给语言模型。它先用 `embed_input_ids` 把文本变成嵌入，把投影后的图像 patch（图像块）拼接在 BOS 之后，再带着 `inputs_embeds`、注意力掩码和标签调用 `forward`；推理时则借助 KV 缓存逐个解码出动作 token。VLM 和 LLM 之间的数据通路就只有这两个方法。`HFCausalLLMBackbone` 有意把它们写得很薄——一个查嵌入表，另一个把十个参数原封不动地交给 HuggingFace 模型——所以本 notebook 逐个参数地看它起什么作用，并和手写的计算结果逐一对照。
 #
 # **你将学到**
 # - `embed_input_ids` 就是在嵌入矩阵里按行查表，而 `inputs_embeds` 可以代替 `input_ids`；
@@ -98,7 +98,7 @@ print(sorted(passed))
 assert set(passed) == {"input_ids", CACHE_NAME, "use_cache"} and passed[CACHE_NAME] == "<a cache>"
 
 # %% [markdown]
-# 下面这次运行是后面各单元格的对照基准：输入 token id，每个位置输出一行 logits，宽度等于扩充后的词表大小（每个位置 32064 个分数）。
+# 下面这次运行是后面各单元格的对照基准：输入 token id，每个位置输出一行 logits，宽度等于 resize 之后的词表大小（每个位置 32064 个分数）。
 
 # %%
 reference = backbone(input_ids=input_ids)
@@ -115,7 +115,7 @@ from_embeddings = backbone(input_ids=None, inputs_embeds=backbone.embed_input_id
 assert_close(from_embeddings.logits, reference.logits)
 
 # %% [markdown]
-# 两者必须恰好给一个。同时给（或者都不给）会被 HuggingFace 模型以 `ValueError` 拒绝，骨干网络原样把这个错误抛出来。
+# 两者必须恰好给一个。两个都给（或者都不给），HuggingFace 模型会直接报 `ValueError`，骨干网络把这个错误原样抛出。
 
 # %%
 with expect_error(ValueError, match="exactly one of input_ids or inputs_embeds"):
@@ -126,7 +126,7 @@ with expect_error(ValueError, match="exactly one of input_ids or inputs_embeds")
 # %% [markdown]
 # ### 右侧填充时的 `attention_mask`
 #
-# 一个批次里的各行长度必须相同。骨干网络的分词器在右侧用 `<PAD>` 填充，并返回一个注意力掩码，填充位置为 0。较短的提示词在其真实位置上的 logits，不能因为后面的填充而改变。
+# 同一个 batch 里的各行长度必须相同。骨干网络的分词器在右侧用 `<PAD>` 填充，并返回一个注意力掩码，填充位置为 0。较短的提示词在其真实位置上的 logits，不能因为后面的填充而改变。
 
 # %%
 SHORT = "In: put the cup"
@@ -177,7 +177,7 @@ output = backbone(input_ids=input_ids, labels=labels)
 print("labels:", labels.tolist(), " loss:", round(output.loss.item(), 4))
 
 # %% [markdown]
-# 位置 *t* 的 logits 预测的是位置 *t + 1* 的 token。所以损失把 `logits[:, :-1]` 和 `labels[:, 1:]` 配对——HuggingFace 在模型内部做这次错位，这也是 OpenVLA 传入与 `input_ids` 对齐的标签的原因。接着，在标签不是 `-100` 的位置上，对正确 token 的负对数概率取平均。下面一步一步手算：
+# 位置 *t* 的 logits 预测的是位置 *t + 1* 的 token。所以损失把 `logits[:, :-1]` 和 `labels[:, 1:]` 配对——错位由 HuggingFace 在模型内部完成，所以 OpenVLA 传入的标签与 `input_ids` 是对齐的。接着，在标签不是 `-100` 的位置上，对正确 token 的负对数概率取平均。下面一步一步手算：
 
 # %%
 V = output.logits.shape[-1]
@@ -253,7 +253,7 @@ plt.show()
 # %% [markdown]
 # ## `use_cache` 与 `past_key_values`：KV 缓存
 #
-# 逐个 token 生成时，如果每一步都重算整个前缀，就太浪费了。KV 缓存保存了每一层的键和值，于是每一步只需要处理最新的那个 token。这个骨干网络是以训练模式加载的，此时 `config.use_cache` 为 `False`（见 notebook 02），所以普通调用不返回缓存；传 `use_cache=True` 才会要一个。
+# 逐个 token 生成时，如果每一步都重算整个前缀，就太浪费了。KV 缓存保存了每一层的键和值，于是每一步只需要处理最新的那个 token。这个骨干网络是以训练模式加载的，此时 `config.use_cache` 为 `False`（见 notebook 02），所以普通调用不返回缓存，传入 `use_cache=True` 才会拿到缓存。
 #
 # 读取缓存请用 `compat.output_cache(output)`：较新的 transformers 5.x 把输出字段（以及 forward 的参数）从 `past_key_values` 改名为 `cache`。在这台机器上：
 
@@ -450,4 +450,4 @@ assert abs(first_loss - output.loss.item()) < 1e-5
 # 1. 把两个“图像 patch”向量（`torch.randn(1, 2, backbone.embed_dim)`）拼接到嵌入中 BOS 之后，相应地扩展注意力掩码和标签（patch 的标签为 `-100`），然后运行 `forward`。检查 BOS 处的 logits 不变，并且损失等于你只在文本标签上手算的交叉熵。
 # 2. 改成*左侧*填充（`tokenizer.padding_side = "left"`）。带上注意力掩码后，Llama 上真实位置的 logits 是否仍与不填充时一致？OPT 呢？结合你在 `position_ids` 一节看到的现象解释原因。
 # 3. 写一个函数 `greedy_with_cache(backbone, ids, steps)`，遇到 EOS 时提前停止，并在两个模型家族上与 `llm.generate(..., max_new_tokens=steps)` 对照检查。
-# 4. 把一个批次中某一行的最后五个标签设为 `-100`，手算这个两行批次的损失。它是两行各自损失的平均，还是所有被评分 token 的平均？用 `output.loss` 验证。
+# 4. 把 batch 中某一行的最后五个标签设为 `-100`，手算这个两行 batch 的损失。它是两行各自损失的平均，还是所有被评分 token 的平均？用 `output.loss` 验证。

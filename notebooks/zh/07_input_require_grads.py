@@ -26,7 +26,7 @@ use_language(LANG)
 # %% [markdown]
 # ## 一个冻结的骨干网络，外加 LoRA 式适配器
 #
-# 我们像 OpenVLA 一样，以训练用途（`inference_mode=False`，即默认值）加载 Llama-2 的微型副本。它的构造函数已经注册好了输入梯度钩子（`HFCausalLLMBackbone.__init__` 的第 5 步）。我们先确认这一点，因为本 notebook 剩下的内容讲的都是这个钩子防住了什么。和所有 notebook 一样，这里只用一个 CPU 线程（由 `setup()` 设置）：张量都很小，单线程能让它在共享机器上也跑得快。
+# 我们像 OpenVLA 一样，以训练模式（`inference_mode=False`，即默认值）加载 Llama-2 的微型副本。它的构造函数已经注册好了输入梯度钩子（`HFCausalLLMBackbone.__init__` 的第 5 步）。我们先确认这一点，因为本 notebook 剩下的内容讲的都是这个钩子防住了什么。和所有 notebook 一样，这里只用一个 CPU 线程（由 `setup()` 设置）：张量都很小，单线程能让它在共享机器上也跑得快。
 
 # %%
 import warnings
@@ -327,7 +327,7 @@ with expect_error(RuntimeError, match="element 0 of tensors does not require gra
     backward_step(inputs_embeds=bypassed)
 
 # %% [markdown]
-# 修复办法是经由嵌入模块来计算嵌入，而 `backbone.embed_input_ids` 做的正是这件事（`llm.get_input_embeddings()(input_ids)`），所以钩子会触发。两种算法得到的数值完全相同，只有那个标志不同；适配器拿到的梯度也和直接传 `input_ids` 时一样。
+# 修复办法是经由嵌入模块来计算嵌入，而 `backbone.embed_input_ids` 做的正是这件事（`llm.get_input_embeddings()(input_ids)`），所以钩子会触发。两种做法得到的数值完全相同，只有那个标志不同；适配器拿到的梯度也和直接传 `input_ids` 时一样。
 
 # %%
 through_module = backbone.embed_input_ids(ids)
@@ -430,7 +430,7 @@ assert through_backbone == (1, 1)
 assert not model.get_input_embeddings()._forward_hooks
 
 # %% [markdown]
-# 这个检查不依赖于库碰巧怎么做。为了在 5.x 上也看到这一点，把库的开启方法换成一个会移除库所注册钩子的版本，也就是 4.57 的行为：骨干网络的模型最后仍然恰好有一个钩子，适配器在可重入梯度检查点下照样能训练。最后，这个单元格也会把这个钩子移除，让模型回到上面的控件所需要的状态。
+# 这个检查不依赖于库碰巧怎么做。为了在 5.x 上也看到这一点，我们替换掉库的开启方法，让它把库自己注册的钩子再移除掉，也就是模拟 4.57 的行为：骨干网络的模型最后仍然恰好有一个钩子，适配器在可重入梯度检查点下照样能训练。最后，这个单元格也会把这个钩子移除，让模型回到上面的控件所需要的状态。
 
 # %%
 from unittest import mock
@@ -455,7 +455,7 @@ assert not model.get_input_embeddings()._forward_hooks
 
 # %% [markdown]
 # ## 小结
-# - 冻结的 LLM + 层内的适配器 + 可重入梯度检查点 + 没有输入梯度钩子：先是警告 “None of the inputs have requires_grad=True”，然后是 `RuntimeError: element 0 of tensors does not require grad`；只要在这些层之后有任何可训练参数，就完全不报错，适配器却永远拿不到梯度。
+# - 冻结的 LLM + 层内的适配器 + 可重入梯度检查点 + 没有输入梯度钩子：先是警告“None of the inputs have requires_grad=True”，然后是 `RuntimeError: element 0 of tensors does not require grad`；只要在这些层之后有任何可训练参数，就完全不报错，适配器却永远拿不到梯度。
 # - 这个钩子是挂在 `get_input_embeddings()` 上的前向钩子，只有一行：`output.requires_grad_(True)`；`compat.input_grad_hooks` 给出它的句柄，`compat.has_input_grad_hook` 检查它是否挂在当前的嵌入模块上。
 # - 钩子、非可重入梯度检查点、不用梯度检查点，三者都能修复，而且梯度完全相同。
 # - 钩子只在嵌入模块运行时触发：用 `embed_input_ids` 构造 `inputs_embeds`；替换嵌入模块之后要重新注册钩子（4.40 的 resize 就是在背后做了这种替换）。

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 08 · 梯度检查点：实测
 #
-# 训练时，反向传播要用到的每个中间张量都得留着：每个解码器层的激活，batch 里每条序列的每个 token 都有一份，所以这部分内存随 batch 大小、序列长度、模型宽度和深度一起增长。梯度检查点用计算换内存：前向传播时只保留每个解码器层的输入，反向传播时把这一层的前向再跑一遍，把其余的张量找回来。本 notebook 先拆开 `enable_gradient_checkpointing()`，再在一个小模型上实测这笔交易：开与不开梯度检查点时，autograd 保存的字节数、每步耗时，以及梯度本身。
+# 训练时，反向传播要用到的每个中间张量都得留着：每个解码器层的激活，batch 里每条序列的每个 token 都有一份，所以这部分内存随 batch 大小、序列长度、模型宽度和深度一起增长。梯度检查点用计算换内存：前向传播时只保留每个解码器层的输入，反向传播时把这一层的前向再跑一遍，把其余的张量找回来。本 notebook 先拆开 `enable_gradient_checkpointing()`，再在一个小模型上实测这种取舍：开与不开梯度检查点时，autograd 保存的字节数、每步耗时，以及梯度本身。
 #
 # **你将学到**
 # - `backbone.enable_gradient_checkpointing()` 做了什么，为什么它只在训练模式下起作用；
@@ -49,7 +49,7 @@ assert "compat.enable_checkpointing(self.llm, use_reentrant=False)" in source
 assert hasattr(llm, "activation_checkpointing_enable") == compat.IS_V5
 
 # %% [markdown]
-# HF 模型再把请求传给每个解码器层：每层得到一个标志 `gradient_checkpointing` 和一个检查点函数，也就是带着我们所要求的关键字参数的 `torch.utils.checkpoint.checkpoint`。
+# HF 模型再把请求传给每个解码器层：每层得到一个标志 `gradient_checkpointing` 和一个检查点函数，即 `torch.utils.checkpoint.checkpoint`，并带上我们指定的关键字参数。
 
 # %%
 assert not compat.is_checkpointing(llm)
@@ -138,7 +138,7 @@ assert BATCH * 64 * 32064 * 4 > 0.5 * measured[32064][0]
 assert share_removed[32064] < 0.25 and share_removed[1024] > 0.5
 
 # %% [markdown]
-# 在这种玩具宽度下保留真实词表时，autograd 保存的东西大部分是一个和 logits 一样大的张量（batch × 长度 × 32064 个浮点数，交叉熵为反向传播保留着它），而梯度检查点只作用于解码器层，只能去掉大约十分之一。这是玩具宽度造成的假象，并不是梯度检查点本身的性质：在 Llama-2-7B 里，每个 token 要经过 32 个宽 4096 的解码器层，其中的 MLP 处理的是 11008 维的激活，所以这些层保存的东西远多于一行 32064 维的 logits。1024 行的词表在一个笔记本电脑跑得动的小模型上恢复了这种比例关系，而类、深度和梯度检查点的代码都不变，所以后面的测量都用它。序列长度从 64 到 512，batch 为 2；先做的内存测量顺便充当了计时的预热。
+# 在这种玩具宽度下保留真实词表时，autograd 保存的东西大部分是一个和 logits 一样大的张量（batch × 长度 × 32064 个浮点数，交叉熵为反向传播保留着它），而梯度检查点只作用于解码器层，只能去掉大约十分之一。这是玩具宽度造成的假象，并不是梯度检查点本身的性质：在 Llama-2-7B 里，每个 token 要经过 32 个宽 4096 的解码器层，其中的 MLP 处理的是 11008 维的激活，所以这些层保存的东西远多于一行 32064 维的 logits。换成 1024 行的词表，就能在笔记本电脑跑得动的小模型上恢复这种比例，而且类、深度和梯度检查点代码都不用改，所以后面的测量都用它。序列长度从 64 到 512，batch 为 2；先做的内存测量顺便充当了计时的预热。
 
 # %%
 model = measurement_model(1024)
@@ -195,7 +195,7 @@ TEXT = {
                     "{full_ms:.0f} ms without and {ck_ms:.0f} ms with ({change:+.0f}%).",
     },
     "zh": {
-        "memory": "为反向传播保存的张量 (MB)", "time": "每步耗时 (ms)", "length": "序列长度",
+        "memory": "为反向传播保存的张量（MB）", "time": "每步耗时（ms）", "length": "序列长度",
         "without": "不用梯度检查点", "with": "使用梯度检查点",
         "measured": "在这台机器上实测（序列长度 {length}，batch {batch}）：不用梯度检查点时为反向传播保存 {full:.1f} MB，"
                     "使用后为 {ck:.1f} MB（只有前者的 1/{ratio:.1f}）；每步耗时分别为 {full_ms:.0f} ms 和 {ck_ms:.0f} ms"
@@ -342,7 +342,7 @@ assert llm.config.use_cache is False and not backbone.inference_mode
 assert "self.llm.config.use_cache = inference_mode" in inspect.getsource(HFCausalLLMBackbone.__init__)
 
 # %% [markdown]
-# 如果调用方在训练模式、开着梯度检查点的情况下仍然要求缓存，会怎样？我们用 `warnings.catch_warnings(record=True)` 记录 Python 警告；transformers 通过自己的 logger 报告，所以我们也用 `vla_backbone.notebook` 里的 `transformers_log()` 记录它的日志：日志被收集起来，由单元格自己打印，而不是输出到 stderr。在当前版本上，这个请求会被改掉：不返回缓存，不发 Python 警告，transformers 的 logger 说明它把 `use_cache` 设成了 `False`（每个进程只说一次，所以重新运行这个单元格时看不到日志）。在 eval 模式下梯度检查点不起作用，同样的调用会返回一个保存了全部 32 个位置的缓存。
+# 如果调用方在训练模式、开着梯度检查点的情况下仍然要求缓存，会怎样？我们用 `warnings.catch_warnings(record=True)` 记录 Python 警告；transformers 通过自己的 logger 报告，所以我们也用 `vla_backbone.notebook` 里的 `transformers_log()` 记录它的日志：日志被收集起来，由单元格自己打印，而不是输出到 stderr。在当前版本上，这个请求会被覆盖：不返回缓存，不发 Python 警告，transformers 的 logger 说明它把 `use_cache` 设成了 `False`（每个进程只说一次，所以重新运行这个单元格时看不到日志）。在 eval 模式下梯度检查点不起作用，同样的调用会返回一个保存了全部 32 个位置的缓存。
 
 # %%
 backbone.train()
@@ -377,6 +377,6 @@ backbone.train()
 # ## 练习
 # 1. 在 batch 4、隐藏维度 256、4 层的设置下重做测量。保存字节的比值如何变化？梯度检查点去不掉的是保存内存中的哪一部分（提示：开启后还剩下什么）？
 # 2. 保留 32064 行的词表，改为增大宽度（以及 `intermediate_size`）。隐藏维度达到多少时，梯度检查点在长度 64 下能去掉一半以上的保存字节？
-# 3. 只对隔一层做检查点：在较新的 5.x 版本上，给 `activation_checkpointing_enable` 传 `every_n_layers=2`；在 4.57 上手动把一半层的 `gradient_checkpointing` 设为 `False`。画出不做、做一半、全做检查点时的内存和时间。
+# 3. 每隔一层做一次检查点：在较新的 5.x 版本上，给 `activation_checkpointing_enable` 传 `every_n_layers=2`；在 4.57 上手动把一半层的 `gradient_checkpointing` 设为 `False`。画出不做、做一半、全做检查点时的内存和时间。
 # 4. 分别在可重入和非可重入梯度检查点下，各用前向钩子（在 MLP 跑完之后运行）和 pre 钩子数一数每步 MLP 运行的次数。为什么非可重入时两种计数不一样？
 # 5. 根据 batch、长度和隐藏维度，预测每个检查点层保存的字节数，并在两个长度上用 `saved_activation_bytes` 检验你的公式。

@@ -4,7 +4,7 @@
 # `LLMBackbone` 上有两个不起眼的属性，却决定了一个 70 亿参数的 VLA 能不能装进 GPU、训练时到底学哪些参数。`half_precision_dtype` 指定混合精度训练和生成时用哪种 16 位类型做计算；`last_layer_finetune_modules` 指定语言模型其余部分被冻结时，哪几个模块仍然参与训练。本 notebook 先把前者量一量（数值范围、舍入误差、autocast），再用后者在一个玩具 VLM 上搭出 OpenVLA 的五个冻结阶段，最后用真实的梯度检查每个阶段是否恰好训练了它声称要训练的参数。
 #
 # **你将学到**
-# - 为什么每个模型家族给出的都是 `torch.bfloat16`，以及 bf16 相比 fp16 用精度换来了什么（数值范围）；
+# - 为什么每个模型家族给出的都是 `torch.bfloat16`，以及 bf16 相比 fp16 牺牲了什么（精度）、换来了什么（数值范围）；
 # - `torch.autocast` 在一次前向传播中逐个张量地改变了什么，logits 又偏离了多少；
 # - `last_layer_finetune_modules` 在每个模型家族里返回哪三个模块；
 # - 把 `align`、`finetune`、`full-finetune`、`last-layer-finetune` 和 `vla-sandwich-train` 这几个冻结阶段写成一个函数，统计参数、画图，并用一次反向传播加以验证；
@@ -87,7 +87,7 @@ assert as_fp16[1].item() == 0 and abs(as_bf16[1].item() - 1e-8) / 1e-8 < bf16.ep
 assert as_fp16[2].item() == 1 + 2**-9 and as_bf16[2].item() == 1.0
 
 # %% [markdown]
-# 溢出在网络内部并不罕见。两个 64 维向量、每个元素都是 40，它们的点积是 102400——这里的维度还只有 Llama-2-7B 隐藏维度的 1/64——就已经超出了 fp16 的范围。这些模型里没有任何机制保证激活值低于 65504，而 bf16 拥有和 fp32 一样的范围，这就是各个模型家族都选 bf16、OpenVLA 也用 bf16 训练的原因。
+# 溢出在网络内部并不罕见。两个元素全为 40 的 64 维向量（维度只有 Llama-2-7B 隐藏维度的 1/64），点积就已经是 102400，超出了 fp16 的范围。这些模型里没有任何机制保证激活值低于 65504，而 bf16 拥有和 fp32 一样的范围，这就是各个模型家族都选 bf16、OpenVLA 也用 bf16 训练的原因。
 
 # %%
 x = torch.full((64,), 40.0)
@@ -182,7 +182,7 @@ assert reference.logits.dtype == torch.float32
 assert all(p.dtype == torch.float32 for p in backbone.parameters()), "autocast never touches the stored weights"
 
 # %% [markdown]
-# bf16 的 logits 偏离了多少？每次舍入到 bf16，数值的相对变化最多是单位舍入误差 u = 2^-8。logits 在前面各层误差的基础上，还要再经过几次这样的舍入（矩阵乘法的输入、权重、输出），因此预期误差是 logit 尺度的几倍 u；我们允许的误差上限是 8u 乘以 fp32 logits 的最大绝对值。损失等于 log-sum-exp 减去一个 logit，所以它的变化最多是 logit 最大误差的两倍。同时，这个差异必须明显大于 fp32 的噪声——计算确实变了。
+# bf16 的 logits 偏离了多少？每次舍入到 bf16，数值的相对变化最多是单位舍入误差 u = 2^-8。logits 在前面各层误差的基础上，还要再经过几次这样的舍入（矩阵乘法的输入、权重、输出），因此误差预计为几个 u 乘以 logits 的量级；我们允许的误差上限是 8u 乘以 fp32 logits 的最大绝对值。损失等于 log-sum-exp 减去一个 logit，所以它的变化最多是 logit 最大误差的两倍。同时，这个差异必须明显大于 fp32 的噪声——计算确实变了。
 
 # %%
 u = bf16.eps / 2
@@ -475,7 +475,7 @@ assert q_embeddings is not q_head and q_embeddings.weight is q_head.weight
 #
 # 1. **计数。** 把三个模块的参数直接相加，会把共享矩阵算两次；`parameters()` 会去重，所以应该按不重复的张量计数（前面的 `last_layer_size` 就是这样算的）。
 # 2. **无法只训 head 而不训嵌入。** `requires_grad` 存在于那唯一的 Parameter 上，所以最后动的那个模块说了算：先解冻 head、再冻结嵌入，head 也跟着被冻结。
-# 3. **两份梯度，一个张量。** 共享权重会累加两处用途的梯度。不绑定的嵌入只在输入中出现过的 token 对应的行上有梯度（查表不会触及其他行），而且最后一个位置也没有——它的输出不对应任何标签，前面的位置也不会关注到它；绑定的嵌入则每一行都有梯度，因为 LM head 在每个位置上都要给整个词表打分。
+# 3. **两份梯度，一个张量。** 绑定的权重会累加两处用途的梯度。不绑定时，嵌入矩阵只有输入里出现过的 token 所在的行才有梯度（查表不会触及其他行），而且最后一个位置的 token 也没有——它的输出不对应任何标签，前面的位置也不会关注到它；绑定时则每一行都有梯度，因为 LM head 在每个位置上都要给整个词表打分。
 
 # %%
 naive = sum(p.numel() for m in qwen.last_layer_finetune_modules for p in m.parameters())
@@ -515,7 +515,7 @@ for backbone_id in ("llama2-7b-pure", "qwen25-0_5b-pure"):
 # - 每个模型家族的 `half_precision_dtype` 都是 `torch.bfloat16`：拥有 fp32 的范围（max 3.4e38，tiny 1.2e-38），尾数只有 7 位（eps 2^-7）；fp16 的精度高 8 倍，但超过 65504 就溢出，小于 6e-8 的值会下溢为 0。
 # - OpenVLA 训练时既在 `torch.autocast` 下以 `half_precision_dtype` 计算，又使用 FSDP 混合精度（bf16 参数用于计算，fp32 归约梯度）；生成时也用同样的 autocast。
 # - 在 `torch.autocast(..., dtype=bfloat16)` 下，线性层和 logits 是 bf16，而权重、嵌入、归一化、残差流和损失保持 fp32；logits 与 fp32 结果的差距不超过其尺度的 8 个 bf16 单位舍入误差。
-# - 对每个模型家族，`last_layer_finetune_modules` = （输入嵌入，最后一个解码器层，LM head）；在 Llama-2-7B 上这只占 7% 的参数，在微型副本上却几乎是全部。
+# - 每个模型家族的 `last_layer_finetune_modules` 都是（输入嵌入、最后一个解码器层、LM head）；在 Llama-2-7B 上这只占 7% 的参数，在微型副本上却几乎是全部。
 # - 冻结阶段无非是按组件设置 `requires_grad`；一次反向传播就能证明恰好只有可训练参数收到了梯度。
 # - 在绑定嵌入下，head 和输入嵌入是同一个 Parameter：它们一起训练，两处用途的梯度累加在同一个张量上。
 #

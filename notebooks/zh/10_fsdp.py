@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 10 · FSDP：包装策略、包装计划与一次真实的双进程运行
 #
-# 用 Adam 在 fp32 下训练一个 70 亿参数的 VLA，每个参数大约需要 16 字节（权重、梯度、两个优化器动量），合计超过 100 GB，没有哪块 GPU 单独装得下。OpenVLA 用 FSDP（全分片数据并行）来训练：每个 rank（进程编号）只保存权重、梯度和优化器状态的一个切片（即一个*分片*），并且每次只在某个 *FSDP 单元* 即将运行前，才把这个单元的完整权重收集起来。哪些模块成为单元，是骨干网络唯一需要决定的事，通过 `get_fsdp_wrapping_policy()` 给出。本 notebook 先把这个策略拆开，在不启动 FSDP 的情况下预览各个单元，然后把一个微型骨干网络分片到两个真实进程上运行，再用 FSDP2 核对结果。
+# 用 Adam 在 fp32 下训练一个 70 亿参数的 VLA，每个参数大约需要 16 字节（权重、梯度、两个优化器动量），合计超过 100 GB，没有哪块 GPU 单独装得下。OpenVLA 用 FSDP（全分片数据并行）来训练：每个 rank（进程编号）只保存权重、梯度和优化器状态的一个切片（即一个*分片*），并且每次只在某个 *FSDP 单元*即将运行前，才把这个单元的完整权重收集起来。哪些模块成为单元，是骨干网络唯一需要决定的事，通过 `get_fsdp_wrapping_policy()` 给出。本 notebook 先把这个策略拆开，在不启动 FSDP 的情况下预览各个单元，然后把一个微型骨干网络分片到两个真实进程上运行，再用 FSDP2 核对结果。
 #
 # **你将学到**
 # - `get_fsdp_wrapping_policy()` 返回什么，FSDP 又是如何用 `recurse=True` 和 `recurse=False` 询问它的；
@@ -75,7 +75,7 @@ assert isinstance(policy, functools.partial) and policy.func is transformer_auto
 assert policy.keywords == {"transformer_layer_cls": {backbone.transformer_layer_cls}}
 
 # %% [markdown]
-# FSDP 从根模块开始遍历模块树，对每个模块调用策略，传入三个参数：`module`、`recurse` 和 `nonwrapped_numel`（尚未被下层单元认领的参数量）。`recurse=True` 时，问题是“要不要深入这个模块内部看看？”；`recurse=False` 时（子模块已处理完毕），问题是“这个模块要不要成为一个单元？”。`transformer_auto_wrap_policy` 对第一个问题总是回答“是”，对第二个问题则以 `isinstance(module, transformer_layer_cls)` 作答，参数量这个参数被忽略。下面我们在几个模块上手动调用它。
+# FSDP 从根模块开始遍历模块树，对每个模块调用策略，传入三个参数：`module`、`recurse` 和 `nonwrapped_numel`（尚未被下层单元认领的参数量）。`recurse=True` 时，问题是“要不要深入这个模块内部看看？”；`recurse=False` 时（子模块已处理完毕），问题是“这个模块要不要成为一个单元？”。`transformer_auto_wrap_policy` 对第一个问题总是回答“是”，对第二个问题则以 `isinstance(module, transformer_layer_cls)` 作答，表示大小的那个参数（`nonwrapped_numel`）根本不看。下面我们在几个模块上手动调用它。
 
 # %%
 llm = backbone.llm
@@ -152,7 +152,7 @@ assert counts[""] == 2 * vocab_rows * width + width  # embeddings + LM head (unt
 assert counts[""] / total > 0.98
 
 # %% [markdown]
-# 根单元拥有嵌入、最终归一化层和 LM head：在微型副本上这占了模型的 98%，因为 Llama-2 的真实词表（添加 PAD token 并按 64 的倍数 resize 之后有 32,064 行）远远大于两个宽度为 64 的层。真实的 Llama-2-7B 则是另一番景象。它的结构可以构建在 PyTorch 的 `meta` 设备上（只有形状、不占内存），包装计划在上面照样能用。
+# 根单元拥有嵌入、最终归一化层和 LM head：在微型副本上这占了模型的 98%，因为 Llama-2 的真实词表（添加 PAD token 并 resize 到 64 的倍数之后共 32064 行）远远大于两个宽度为 64 的层。真实的 Llama-2-7B 则是另一番景象。它的结构可以构建在 PyTorch 的 `meta` 设备上（只有形状、不占内存），包装计划在上面照样能用。
 
 # %%
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -333,7 +333,7 @@ assert all(p.to_local().shape == p.shape for p in fsdp2.parameters())
 # - 训练步本身还在 `torch.autocast("cuda", dtype=half_precision_dtype)` 之下运行，所以 OpenVLA 的精度是 autocast *加上* FSDP 的策略：autocast 在运行时为每个运算选定 dtype（即使输入是 fp32，矩阵乘法也用 bf16；交叉熵损失用 fp32），而策略决定存储和通信用什么精度；
 # - `use_orig_params=True`（见下文的 LoRA 陷阱）和 `limit_all_gathers=True`（已有两个 all-gather 在进行时，CPU 线程会等待，从而让收集单元所占的内存有上限）。
 #
-# 演示程序对这两个选项做同样的映射，它的双进程运行报告的也是 `HYBRID_SHARD`（在“真实运行”一节中检查）。同样的配置也能在这个单进程的进程组里、在 CPU 上、在 `torch.autocast("cpu", ...)` 之下运行。我们在第一个注意力投影上挂一个钩子，记录它计算时所用权重的 dtype 以及 autocast 的状态。
+# 演示程序对这两个选项做同样的映射，它的双进程运行报告的也是 `HYBRID_SHARD`（在“真实运行”一节中检查）。同样的配置也能放进这个单进程的进程组，在 CPU 上以 `torch.autocast("cpu", ...)` 运行。我们在第一个注意力投影上挂一个钩子，记录它计算时所用权重的 dtype 以及 autocast 的状态。
 
 # %%
 batch = tokenizer(["In: What action should the robot take to slide the yellow lid off the pot near the stove?\nOut: "] * 2, return_tensors="pt")
@@ -371,7 +371,7 @@ assert {p.dtype for p in openvla_fsdp.parameters()} == {torch.float32} == {p.gra
 #
 # ## LoRA 陷阱：“uniform requires_grad”
 #
-# 参数高效微调会把可训练的小适配器放进冻结层的*内部*。有一个 Prismatic 的分支在被 FSDP1 包装的解码器层里加入 LoRA，结果遇到了 “FlatParameter requires uniform requires_grad” 错误，因为同一个单元的扁平参数将不得不同时容纳可训练和冻结的张量。我们在每个 query 投影上加一个最小的 LoRA 适配器来复现它（torch 2.13 中的报错措辞略有不同）。
+# 参数高效微调会把可训练的小适配器放进冻结层的*内部*。有一个 Prismatic 的分支在被 FSDP1 包装的解码器层里加入 LoRA，结果遇到了“FlatParameter requires uniform requires_grad”错误，因为同一个单元的扁平参数要同时装下可训练和冻结的张量。我们在每个 query 投影上加一个最小的 LoRA 适配器来复现它（torch 2.13 中的报错措辞略有不同）。
 
 # %%
 class LoRALinear(nn.Module):
@@ -400,7 +400,7 @@ with expect_error(ValueError, match="uniform `requires_grad`"):
     fsdp1_one_rank(lora_model, auto_wrap_policy=lora_model.get_fsdp_wrapping_policy(), use_orig_params=False)
 
 # %% [markdown]
-# 在 `use_orig_params=True` 下，FSDP1 把每个原始参数连同它自己的 `requires_grad` 保留为扁平参数上的视图，同一个模型就能正常包装和训练：一次反向传播之后，恰好只有适配器的权重有梯度。（FSDP2 从来没有这个问题，因为它是逐参数分片的。）OpenVLA 传入了 `use_orig_params=True`，这种用法因此是可行的。
+# 在 `use_orig_params=True` 下，FSDP1 把每个原始参数连同它自己的 `requires_grad` 保留为扁平参数上的视图，同一个模型就能正常包装和训练：一次反向传播之后，恰好只有适配器的权重有梯度。（FSDP2 从来没有这个问题，因为它是逐参数分片的。）OpenVLA 传入了 `use_orig_params=True`，也就给这种做法（在 FSDP1 单元里加 LoRA）留了余地。
 
 # %%
 lora_model = backbone_with_lora()
@@ -454,7 +454,7 @@ assert saved["checkpointed"] < saved["plain"]
 # %% [markdown]
 # ## 真实运行
 #
-# 回到开头启动的那个作业。rank 0 打印了计划（后端、world size、精度、请求的分片策略以及 FSDP 实际采用的策略）、各个单元（与我们预览的包装计划相同）、分片后每个 rank 持有的参数量和字节数（在 CPU 上 GPU 显存峰值为 “n/a”），以及每一步的损失（两个 rank 的平均值）。两个 rank 看到的是同一个 batch，所以这个损失就是单个进程会算出的损失。
+# 回到开头启动的那个作业。rank 0 打印了计划（后端、world size、精度、请求的分片策略以及 FSDP 实际采用的策略）、各个单元（与我们预览的包装计划相同）、分片后每个 rank 持有的参数量和字节数（在 CPU 上，GPU 显存峰值显示为“n/a”），以及每一步的损失（两个 rank 的平均值）。两个 rank 看到的是同一个 batch，所以这个损失就是单个进程会算出的损失。
 
 # %%
 import signal
@@ -577,7 +577,7 @@ else:
 # - `wrap_plan` 和 `unit_parameter_counts` 无需进程组就能预览各单元及其大小；真实运行打印出的是同一份计划。
 # - VLM 的策略是视觉策略、LLM 策略和投影器的 `_module_wrap_policy` 三者的 `_or_policy`；没有任何策略点名的类最终落在根单元里。
 # - 两个进程在 CPU 上把微型骨干网络各分一半并用 FSDP1（包装模块，每个单元一个扁平参数）完成训练；FSDP2（`fully_shard`，每个参数一个 DTensor）训练出的损失也相同（至多相差归约中的舍入误差）。
-# - OpenVLA 的 `full-shard` 对应 `HYBRID_SHARD`（节点内分片、节点间复制；在单个节点上等同于 `FULL_SHARD`），`shard-grad-op` 对应 `_HYBRID_SHARD_ZERO2`；它的精度是 autocast 到 `half_precision_dtype` 再加上 FSDP 的 `MixedPrecision`（bf16 计算、fp32 归约、fp32 主权重）；它传入 `use_orig_params=True`（它让同一单元内混合不同的 `requires_grad` 成为合法），并用 `checkpoint_wrapper` 对每个解码器层做激活检查点。
+# - OpenVLA 的 `full-shard` 对应 `HYBRID_SHARD`（节点内分片、节点间复制；在单个节点上等同于 `FULL_SHARD`），`shard-grad-op` 对应 `_HYBRID_SHARD_ZERO2`；它的精度是 autocast 到 `half_precision_dtype` 再加上 FSDP 的 `MixedPrecision`（bf16 计算、fp32 归约、fp32 主权重）；它传入 `use_orig_params=True`（有了它，同一单元内才允许混用不同的 `requires_grad`），并用 `checkpoint_wrapper` 对每个解码器层做激活检查点。
 # - 只有一个 rank 时，FSDP1 会把任何策略都换成 `NO_SHARD`：单块 GPU 跑通的是代码，而不是分片。在 GPU 上，演示程序使用 nccl、每块 GPU 一个进程，并且只在 GPU 支持时才用 bf16（否则用带损失缩放的 fp16）。
 #
 # ## 练习

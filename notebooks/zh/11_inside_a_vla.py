@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 11 · VLA 里的骨干网络
 #
-# 前面的 notebook 都是把语言模型单独拿出来看。VLA 使用它的方式很固定：用 `embed_input_ids` 把提示词变成嵌入，把投影后的图像 patch 插到 BOS token 的紧后面，让这些 patch 不参与损失计算，再让模型预测几个*动作 token*，也就是训练词表里最后 256 个 id。本 notebook 围绕一个微型骨干网络（Llama-2 的真实分词器，加上一个 64 维的小模型）把这条路径完整搭起来，视觉编码器只是一个一眼就能读完的玩具模型；每一步都和库的实际行为对照：动作分词器、拼接、标签、HF 算出来的损失、填充，以及分词器没有 BOS 时会坏在哪里。途中还会实际测量：OpenVLA 把动作写成文本的做法，为什么在有些分词器上行得通，在另一些上却不行。
+# 前面的 notebook 都是把语言模型单独拿出来看。VLA 使用它的方式很固定：用 `embed_input_ids` 把提示词变成嵌入，把投影后的图像 patch（图像块）插到 BOS token 的紧后面，让这些 patch 不参与损失计算，再让模型预测几个*动作 token*，也就是训练词表里最后 256 个 id。本 notebook 围绕一个微型骨干网络（Llama-2 的真实分词器，加上一个 64 维的小模型）把这条路径完整搭起来，视觉编码器只是一个一眼就能读完的玩具模型；每一步都和库的实际行为对照：动作分词器、拼接、标签、HF 算出来的损失、填充，以及分词器没有 BOS 时会坏在哪里。途中还会实际测量：OpenVLA 把动作写成文本的做法，为什么在有些分词器上行得通，在另一些上却不行。
 #
 # **你将学到**
 # - 玩具视觉编码器和投影器如何产出宽度为 `backbone.embed_dim` 的 patch 嵌入；
@@ -32,7 +32,7 @@ use_language(LANG)
 #
 # 真实的 VLA 里，视觉部分是一个大型的预训练视觉 Transformer；但语言模型从它那里拿到的只是一串向量，每个图像 patch 一个，宽度与模型的嵌入相同。要扮演这个角色，一个卷积核和步长都为 8 的 `Conv2d` 就够了：它把 3×32×32 的图像切成 4×4 个 8×8 的 patch，再把每个 patch 变成一个 32 维特征。投影器是一个两层的小 MLP，把这些特征映射到 `backbone.embed_dim`。
 #
-# 本 notebook 里的张量都不大，所以 PyTorch 只用一个 CPU 线程（由 `setup()` 设置）：64 维的矩阵用多线程得不到任何好处，机器繁忙时，多个线程的时间反而都花在互相等待上。最宽的张量是 logits：每个位置一行，共 32064 个分数（扩充后的词表大小），所以 batch 始终保持很小。
+# 本 notebook 里的张量都不大，所以 PyTorch 只用一个 CPU 线程（由 `setup()` 设置）：64 维的矩阵用多线程得不到任何好处，机器繁忙时，多个线程的时间反而都花在互相等待上。最宽的张量是 logits：每个位置一行，共 32064 个分数（resize 之后的词表大小），所以 batch 始终保持很小。
 
 # %%
 import numpy as np
@@ -76,7 +76,7 @@ assert backbone.embed_input_ids(torch.tensor([[1]])).shape[-1] == patches.shape[
 # %% [markdown]
 # ## 动作提示词
 #
-# 骨干网络通过 `prompt_builder_fn` 指明自己的提示词格式；`llama2-7b-pure` 用的是朴素的 `In: ... Out:` 模板。human 轮次是 OpenVLA 固定的问句，中间嵌入转成小写的指令。BOS（`<s>`，id 1）由分词器加在最前面：构造器自己不写 BOS，所以它只出现一次。
+# 骨干网络通过 `prompt_builder_fn` 指明自己的提示词格式；`llama2-7b-pure` 用的是朴素的 `In: ... Out:` 模板。human 轮次是 OpenVLA 固定的问句，指令转成小写后填在问句中间。BOS（`<s>`，id 1）由分词器加在最前面：构造器自己不写 BOS，所以它只出现一次。
 
 # %%
 from vla_backbone.prompting import openvla_action_prompt
@@ -98,7 +98,7 @@ assert prompt_ids.count(tokenizer.bos_token_id) == 1
 # %% [markdown]
 # ## 动作变成 token
 #
-# 我们的动作有七个数，和 OpenVLA 一样（位置增量、旋转增量，最后是夹爪）。`ActionTokenizer` 就是上游的那个类，全程使用 numpy。它先把每个数裁剪到 [-1, 1]，再在 256 个区间里找到它所在的区间（边界为 `np.linspace(-1, 1, 256)`；`np.digitize` 把区间编号为 1 到 256），然后把第 `b` 个区间写成 token id `tokenizer.vocab_size - b`。`tokenizer.vocab_size` 只算训练过的词表，Llama-2 是 32000：家族后来添加的 `<PAD>`（id 32000）不算在内，所以动作占用的是 id 31744 到 31999。三个方法：`token_ids(action)` 给出 id（这是我们加的辅助方法，上游在 `__call__` 内部计算它们），直接调用动作分词器得到 OpenVLA 写作回答的文本，`decode_token_ids_to_actions(ids)` 则把 id 变回数值。
+# 我们的动作有七个数，和 OpenVLA 一样（位置增量、旋转增量，最后是夹爪）。`ActionTokenizer` 就是上游的那个类，全程使用 numpy。它先把每个数裁剪到 [-1, 1]，再在 256 个区间里找到它所在的区间（边界为 `np.linspace(-1, 1, 256)`；`np.digitize` 把区间编号为 1 到 256），然后把第 `b` 个区间写成 token id `tokenizer.vocab_size - b`。`tokenizer.vocab_size` 只算训练过的词表，Llama-2 是 32000：家族后来添加的 `<PAD>`（id 32000）不算在内，所以动作占用的是 id 31744 到 31999。三个方法：`token_ids(action)` 给出 id（这是我们加的辅助方法，上游在 `__call__` 内部计算它们），直接调用动作分词器，得到 OpenVLA 写进回答里的文本，`decode_token_ids_to_actions(ids)` 则把 id 变回数值。
 
 # %%
 from vla_backbone.actions import ActionTokenizer
@@ -172,7 +172,7 @@ plt.show()
 # %% [markdown]
 # ## input ids 与标签
 #
-# OpenVLA 把动作写成文本 `action_tokenizer(action)`，作为提示词里的回答轮次，然后一次性对整条训练提示词分词，只给最后 `len(action) + 1` 个 token 打标签：七个动作 token 和 EOS。它们前面的所有位置（包括 BOS）都是 -100（损失会忽略它）。在 Llama-2 上，训练 id 依次是推理提示词的 id、`▁`（29871，也就是 `Out:` 后面的空格，见 notebook 05）、七个动作 id，最后是 EOS。
+# OpenVLA 把动作写成文本 `action_tokenizer(action)`，作为提示词里的回答轮次，然后一次性对整条训练提示词分词，只给最后 `len(action) + 1` 个 token 打标签：七个动作 token 和 EOS。它们前面的所有位置（包括 BOS）都是 -100（损失会忽略这些位置）。在 Llama-2 上，训练 id 依次是推理提示词的 id、`▁`（29871，也就是 `Out:` 后面的空格，见 notebook 05）、七个动作 id，最后是 EOS。
 
 # %%
 IGNORE = -100
@@ -356,7 +356,7 @@ assert vlm_labels[0, 1 + NUM_PATCHES :].tolist() == labels[1:]
 # %% [markdown]
 # ## 像 VLM 那样调用前向传播
 #
-# VLM 根本不传 id，只传拼接好的嵌入：`backbone(input_ids=None, inputs_embeds=..., attention_mask=..., labels=...)`。标签和输入位于同样的位置，由模型自己做移位，于是位置 *t* 的 logits 对应的是位置 *t + 1* 的标签。我们自己写一遍移位后的交叉熵来验证这一点。logits 的列数等于扩充后嵌入矩阵的行数，即 32064。
+# VLM 根本不传 id，只传拼接好的嵌入：`backbone(input_ids=None, inputs_embeds=..., attention_mask=..., labels=...)`。标签和输入位于同样的位置，由模型自己做移位，于是位置 *t* 的 logits 对应的是位置 *t + 1* 的标签。我们自己写一遍移位后的交叉熵来验证这一点。logits 的列数等于 resize 之后嵌入矩阵的行数，即 32064。
 
 # %%
 import torch.nn.functional as F
@@ -380,7 +380,7 @@ torch.testing.assert_close(output.loss, by_hand)
 assert not torch.allclose(output.loss, unshifted)
 
 # %% [markdown]
-# 第一个参与计算的 logits 位于 `Out:` 后面的 `▁` 上：它预测第一个动作 token。BOS、patch 以及提示词其余位置上的 logits 都不计入损失。
+# 第一个计入损失的 logits 位于 `Out:` 后面的 `▁` 上：它预测第一个动作 token。BOS、patch 以及提示词其余位置上的 logits 都不计入损失。
 
 # %%
 scored = (vlm_labels[0, 1:] != IGNORE).nonzero().flatten()
@@ -523,7 +523,7 @@ assert not any(p.grad is not None for p in frozen_layer.parameters())
 #
 # ## 没有 BOS 的分词器：phi-2 与 Qwen
 #
-# 拼接的前提是位置 0 上是 BOS。骨干网络加载时由 `check_bos` 来保证这一点：分词器必须在带特殊 token 时、且只在这时在开头加上 BOS。有两个家族按设计就通不过，它们被列在 `SPECIAL_CASES` 里，因此跳过这项检查：
+# 拼接的前提是位置 0 上是 BOS。骨干网络加载时由 `check_bos` 来保证这一点：分词器在添加特殊 token 时必须在开头加上 BOS，而且只有这时才加。有两个家族按设计就通不过，它们被列在 `SPECIAL_CASES` 里，因此跳过这项检查：
 # - **phi-2**：唯一的特殊 token `<|endoftext|>`（id 50256）同时充当 BOS、EOS 和 UNK，分词器什么都不添加；
 # - **Qwen-2.5**（MiniVLA 的那些 id）：根本没有 BOS token。
 
@@ -579,7 +579,7 @@ assert qwen_ids[:2] == [im_start, 8948] == [151644, 8948] and qwen_builder.get_p
 torch.testing.assert_close(qwen_embeds[:, 0], qwen.embed_input_ids(torch.tensor([[im_start]]))[:, 0])
 
 # %% [markdown]
-# 所以这项检查是被跳过了，而不是被满足了：对这些 id 来说，“图像前面总是一个固定的 token”这一保证来自提示词构造器，加载时没有任何东西去验证它。给这样的骨干网络一条不是由它的构造器生成的提示词，patch 又会跟在一个普通的词后面。
+# 所以这项检查只是被跳过，并没有真正通过：对这些 id 来说，“图像前面总是一个固定的 token”这一保证来自提示词构造器，加载时没有任何东西去验证它。给这样的骨干网络一条不是由它的构造器生成的提示词，patch 又会跟在一个普通的词后面。
 #
 # ## 小结
 # - 视觉部分以 `NUM_PATCHES` 个宽为 `backbone.embed_dim` 的向量进入语言模型，按 `[emb[:, :1], patches, emb[:, 1:]]` 拼接；每个 patch 的注意力掩码为 True，标签为 -100。
@@ -592,5 +592,5 @@ torch.testing.assert_close(qwen_embeds[:, 0], qwen.embed_input_ids(torch.tensor(
 # ## 练习
 # 1. 挪动拼接位置：把 patch 放在位置 0（BOS 之前），再放到提示词末尾。未训练模型的损失会变吗？训练 40 步后，哪种放法最先达到目标动作？
 # 2. 为 `phi-2-3b` 和 `qwen25-0_5b-pure` 写一个不经过文本的 `make_example`：直接用提示词的 id 和 `token_ids(action)` 拼出 `input_ids`。两者的 patch 各插在哪里？每个分词器的 `ActionTokenizer(tokenizer).action_token_begin_idx` 是多少？
-# 3. 在 OPT 上找一对相邻的动作 token，让分词器把它们合并成一个 token（遍历 `action_token_begin_idx` 以上的 id 对）。上面 24 个随机动作里，哪些包含这样的 token 对？
+# 3. 在 OPT 上找出一对会被分词器合并成单个 token 的相邻动作 token（遍历 `action_token_begin_idx` 以上的 id 对）。上面 24 个随机动作里，哪些包含这样的 token 对？
 # 4. 在一个填充后的 batch 里，用两个图像不同、动作也不同的样本训练。训练 80 步后，贪心解码能区分这两张图像吗？如果两张图像相同，又会怎样？

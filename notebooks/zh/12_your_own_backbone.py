@@ -32,12 +32,12 @@ use_language(LANG)
 # | 成员 | 含义 | Llama-2 的取值 |
 # |---|---|---|
 # | `family` | 简短的家族名 | `"llama2"` |
-# | `models` | 骨干网络 id → hub 仓库 | `LLAMA2_MODELS` |
+# | `models` | 骨干网络 id → Hub 仓库 | `LLAMA2_MODELS` |
 # | `llm_cls_path` | `*ForCausalLM` 类，写成点分字符串 | `"transformers.LlamaForCausalLM"` |
 # | `decoder_layer_path` | FSDP 包装、梯度检查点重算的那个 block | `"...modeling_llama.LlamaDecoderLayer"` |
 # | `pad_token` | 分词器没有 PAD 时要添加的 PAD token | `"<PAD>"` |
-# | `prompt_builder_fn` | 提示词构造器类（property） | `-pure` id 用 `PurePromptBuilder` |
-# | `last_layer_finetune_modules` | 输入嵌入、最后一个解码器层、LM head（property） | 三个模块 |
+# | `prompt_builder_fn` | 提示词构造器类（`@property` 成员） | `-pure` id 用 `PurePromptBuilder` |
+# | `last_layer_finetune_modules` | 输入嵌入、最后一个解码器层、LM head（`@property` 成员） | 三个模块 |
 #
 # 在 `FamilyBackbone` 里仍是抽象的成员只剩这两个 `@property`；类路径写成字符串，是为了让 `import vla_backbone` 不必导入 transformers 的所有模型类。还有一个可选的类属性 `tokenizer_kwargs`，用来给 `AutoTokenizer.from_pretrained` 传额外的参数（Llama-2 用它传 `legacy=True`）。
 
@@ -60,7 +60,7 @@ assert LLaMa2LLMBackbone.tokenizer_kwargs == {"legacy": True}
 # %% [markdown]
 # ## 架构：GPT-2
 #
-# transformers 自带 `GPT2LMHeadModel`（GPT-2 出现得比 `*ForCausalLM` 这套命名更早），它的解码器层是 `GPT2Block`；包里没有哪个家族用到它。它的模块有自己的命名：各个 block 在 `transformer.h` 里，token 嵌入是 `transformer.wte`（另有可学习的位置嵌入 `transformer.wpe`），LM head 是 `lm_head`，与 `wte` 共享权重。我们的代码通过 `get_input_embeddings()` 和 `get_output_embeddings()` 去拿嵌入和 LM head，这对任何模型类都适用。
+# transformers 自带 `GPT2LMHeadModel`（GPT-2 出现得比 `*ForCausalLM` 这套命名更早），它的解码器层是 `GPT2Block`；包里没有哪个家族用到它。它的模块有自己的命名：各个 block 在 `transformer.h` 里，token 嵌入是 `transformer.wte`（另有可学习的位置嵌入 `transformer.wpe`），LM head 是 `lm_head`，与 `wte` 绑定（共享同一个权重）。我们的代码通过 `get_input_embeddings()` 和 `get_output_embeddings()` 去拿嵌入和 LM head，这对任何模型类都适用。
 
 # %%
 from transformers import GPT2Config, GPT2LMHeadModel
@@ -77,7 +77,7 @@ del toy
 # %% [markdown]
 # ## 第 1 步 · GPT-2 真实的分词器，取自包里附带的文件
 #
-# 这套 notebook 里的每个 id 都来自真实的分词器，GPT-2 也不例外。包里没有 GPT-2 的分词器，但有 phi-2 的，而 phi-2 的分词器*就是* GPT-2 的字节级 BPE（同样的 50257 个 token，其中 `<|endoftext|>` = 50256；同样的 50000 条合并规则），再加上 phi-2 为代码添加的 38 个空白符 token（id 50257-50294）。去掉这 38 个，剩下的就是 GPT-2 的分词器。这一点我们不靠相信，而是用两项来自 phi-2 文件之外的检查来确认：
+# 这套 notebook 里的每个 id 都来自真实的分词器，GPT-2 也不例外。包里没有 GPT-2 的分词器，但有 phi-2 的，而 phi-2 的分词器*就是* GPT-2 的字节级 BPE（同样的 50257 个 token，其中 `<|endoftext|>` = 50256；同样的 50000 条合并规则），再加上 phi-2 为代码添加的 38 个空白符 token（id 50257-50294）。去掉这 38 个，剩下的就是 GPT-2 的分词器。这一点我们不想当然，而是用两项依据来自 phi-2 文件之外的检查来确认：
 #
 # 1. 包里还附带了 OPT 的 `merges.txt`，它来自另一个来源（metaseq），同样是 GPT-2 的 BPE：它的合并规则必须与 phi-2 的逐行相同，它的词表也必须包含同样的 50257 个字符串（OPT 按自己的顺序给它们编号，另外还加了 8 个自己的 token）。
 # 2. transformers 在 `GPT2Tokenizer` 的 docstring 里写明了真实 GPT-2 分词器给出的 id：`"Hello world"` -> `[15496, 995]`，`" Hello world"` -> `[18435, 995]`。我们的分词器必须给出同样的结果。
@@ -107,7 +107,7 @@ assert opt_merges[0] == "#version: 0.2" and opt_merges[1:] == bpe["merges"]
 assert set(bpe["vocab"]) <= set(opt_vocab) and len(set(opt_vocab) - set(bpe["vocab"])) == 8
 
 # %% [markdown]
-# 现在写出 GPT-2 的分词器文件：去掉 38 个空白符 token 的 phi-2 `tokenizer.json`，以及一个 `tokenizer_config.json`，里面只写 GPT-2 在 transformers 的 GPT-2 分词器类默认值之外所需的设置：上下文长度 1024，以及让 `<|endoftext|>` 充当 BOS、EOS 和 UNK（这本来就是类的默认值，写出来是为了让文件自己把话说清楚）。这些文件放在一个临时目录里，只要本 notebook 的内核还在运行，它就一直存在。
+# 现在写出 GPT-2 的分词器文件：去掉 38 个空白符 token 的 phi-2 `tokenizer.json`，以及一个 `tokenizer_config.json`。transformers 的 GPT-2 分词器类自有默认值，这个文件只补上 GPT-2 还需要的设置：上下文长度 1024，以及让 `<|endoftext|>` 充当 BOS、EOS 和 UNK（这本来就是类的默认值，写出来是为了让文件自己把话说清楚）。这些文件放在一个临时目录里，只要本 notebook 的内核还在运行，它就一直存在。
 
 # %%
 import filecmp
@@ -267,7 +267,7 @@ assert without == ids[1:] and gpt2_tokenizer.convert_ids_to_tokens(without[0]) =
 # %% [markdown]
 # ## 第 4 步 · 微型副本：带 `tokenizer_dir=` 的 `TinySpec`
 #
-# 包根据 `vla_backbone.tiny.TINY_SPECS` 构建离线的微型副本：每个家族一项，写明模型类、Hub 配置的身份信息（词表大小、特殊 id、是否共享嵌入权重）、Hub 上 checkpoint 的存储 dtype、玩具级的宽度和深度，以及分词器文件在哪里。新家族只要添加一个 `TinySpec`，让 `tokenizer_dir` 指向它真实的分词器文件；`tiny_checkpoint` 就会像对内置家族一样，把微型副本构建一次，存进包的缓存（文件逐字节复制，旁边保存一个固定种子的随机模型）。GPT-2 的 Hub 配置（`openai-community/gpt2`）：50257 行，BOS = EOS = 50256，没有 PAD，1024 个位置，输入嵌入与输出嵌入共享权重，权重以 float32 存储。
+# 包根据 `vla_backbone.tiny.TINY_SPECS` 构建离线的微型副本：每个家族一项，写明模型类、Hub 配置中的关键字段（词表大小、特殊 id、是否绑定嵌入）、Hub 上 checkpoint 的存储 dtype、玩具级的宽度和深度，以及分词器文件在哪里。新家族只要添加一个 `TinySpec`，让 `tokenizer_dir` 指向它真实的分词器文件；`tiny_checkpoint` 就会像对内置家族一样，把微型副本构建一次，存进包的缓存（文件逐字节复制，旁边保存一个固定种子的随机模型）。GPT-2 的 Hub 配置（`openai-community/gpt2`）：50257 行，BOS = EOS = 50256，没有 PAD，1024 个位置，输入嵌入与输出嵌入绑定，权重以 float32 存储。
 #
 # 缓存按完整的 spec 区分微型副本，连分词器文件的每个字节都算在内：这里的 spec 和作业 A1 的 `"gpt2"` spec 只有完全一致时才共用一个副本；spec 一改，就会另建一个新副本，而不会沿用过时的旧副本。下面对复制文件的断言检查这个副本里装的确实是我们的文件。
 
@@ -298,7 +298,7 @@ with safe_open(Path(TINY_GPT2) / "model.safetensors", framework="pt") as weights
 # %% [markdown]
 # ## 第 5 步 · 子类
 #
-# 现在写家族本身。`models` 就是第 2 步的注册表：骨干网络 id 映射到真实 GPT-2 权重所在的 hub 仓库；`hf_hub_path=` 用我们的微型副本替换这个路径。GPT-2 的分词器没有 PAD token，所以和 phi-2 一样，家族添加一个专属的 `<|pad|>`，让填充与 EOS 互不混淆。`last_layer_finetune_modules` 用通用的访问方法拿嵌入和 LM head。
+# 现在写家族本身。`models` 就是第 2 步的注册表：骨干网络 id 映射到真实 GPT-2 权重所在的 Hub 仓库；`hf_hub_path=` 用我们的微型副本替换这个路径。GPT-2 的分词器没有 PAD token，所以和 phi-2 一样，家族添加一个专属的 `<|pad|>`，让填充与 EOS 互不混淆。`last_layer_finetune_modules` 用通用的访问方法拿嵌入和 LM head。
 
 # %%
 from typing import Sequence
@@ -329,7 +329,7 @@ print(type(backbone.llm).__name__, "| tokens:", len(tokenizer), "| pad:", tokeni
       f"| embedding rows: {replica_config.vocab_size} -> {rows}")
 
 # %% [markdown]
-# `<|pad|>` 拿到下一个空闲 id 50257，所以分词器有 50258 个 token，resize 到 64 的倍数后，50257 行变大为 50304 行：正是 nanoGPT 给 GPT-2 用的那个数（notebook 04）。LM head 与嵌入共享权重，所以跟着一起变大。
+# `<|pad|>` 拿到下一个空闲 id 50257，所以分词器有 50258 个 token，resize 到 64 的倍数后，50257 行变大为 50304 行：正是 nanoGPT 给 GPT-2 用的那个数（notebook 04）。LM head 与嵌入绑定，所以跟着一起变大。
 
 # %%
 assert isinstance(backbone.llm, GPT2LMHeadModel) and backbone.transformer_layer_cls is GPT2Block
@@ -402,7 +402,7 @@ del loaded, loaded_tokenizer
 # %% [markdown]
 # ## 第 7 步 · FSDP 包装策略
 #
-# `HFCausalLLMBackbone.get_fsdp_wrapping_policy()` 会包装所有类型为 `transformer_layer_cls` 的模块，这个类由 `decoder_layer_path` 指定。`wrap_plan`（notebook 10）无需启动任何进程就能预览 FSDP 单元：根单元保留 token 嵌入、位置嵌入、最终归一化层和共享权重的 LM head，此外每个 `GPT2Block` 各成一个单元。
+# `HFCausalLLMBackbone.get_fsdp_wrapping_policy()` 会包装所有类型为 `transformer_layer_cls` 的模块，这个类由 `decoder_layer_path` 指定。`wrap_plan`（notebook 10）无需启动任何进程就能预览 FSDP 单元：根单元保留 token 嵌入、位置嵌入、最终归一化层和绑定的 LM head，此外每个 `GPT2Block` 各成一个单元。
 
 # %%
 from vla_backbone.fsdp import unit_parameter_counts, wrap_plan
@@ -419,7 +419,7 @@ assert counts[""] == sum(p.numel() for module in root_modules for p in module.pa
 # %% [markdown]
 # ## 第 8 步 · 每个家族都要通过的契约
 #
-# 每个骨干网络都要遵守的约定，包里写成了一个函数：`vla_backbone.contract.check_backbone_contract`。它检查：没有遗留的抽象成员；有 PAD token，且配置与分词器一致；右侧填充；BOS 检查（`SPECIAL_CASES` 中的 id 跳过）；嵌入矩阵是 64 的倍数；输入梯度钩子；最后一层相关模块；FSDP 包装计划恰好是各解码器层；以及一次损失有限的前向传播。包自己的测试（`tests/test_families.py`）用它检查注册表里的每一个 id。检查不通过时，它抛出的 `AssertionError` 会写明哪里不对。
+# 每个骨干网络都要遵守的约定，包里写成了一个函数：`vla_backbone.contract.check_backbone_contract`。它检查：没有遗留的抽象成员；有 PAD token，且配置与分词器一致；右侧填充；BOS 检查（`SPECIAL_CASES` 中的 id 跳过）；嵌入矩阵的行数补齐到 64 的倍数；输入梯度钩子；最后一层相关模块；FSDP 包装计划恰好是各解码器层；以及一次损失有限的前向传播。包自己的测试（`tests/test_families.py`）用它检查注册表里的每一个 id。检查不通过时，它抛出的 `AssertionError` 会写明哪里不对。
 #
 # 方案 B 把 BOS 挪进了提示词构造器，所以我们再加一项自己的检查，呼应 notebook 11：构造器生成的提示词必须恰好以一个 BOS 开头，因为图像紧跟在它后面。
 #
@@ -451,7 +451,7 @@ with expect_error(AssertionError, match="pads on the left"):
 del lopsided
 
 # %% [markdown]
-# 用同样两项检查去检查每个内置家族的一个 id：全部通过，可见这份契约没有提出任何包内家族尚未满足的要求。phi-2 和 Qwen 以特殊情况的身份通过 BOS 检查；Qwen 根本没有 BOS token，所以提示词检查对它不适用。
+# 对每个内置家族各取一个 id，做同样的两项检查：全部通过，可见这份契约没有提出任何包内家族尚未满足的要求。phi-2 和 Qwen 是作为特殊情况通过 BOS 检查的；Qwen 根本没有 BOS token，所以提示词检查对它不适用。
 
 # %%
 from vla_backbone.registry import get_llm_backbone_and_tokenizer
@@ -555,7 +555,7 @@ assert first_verdict == "passes"
 # ## 小结
 # - 一个家族就是五个类属性（`family`、`models`、`llm_cls_path`、`decoder_layer_path`、`pad_token`）加两个 `@property` 成员（`prompt_builder_fn`、`last_layer_finetune_modules`）；其余的由 `FamilyBackbone` 和 `HFCausalLLMBackbone` 完成。家族需要时，可以用 `tokenizer_kwargs` 传额外的加载参数。
 # - 用真实的分词器文件。GPT-2 的分词器就是去掉 38 个空白符 token 的 phi-2 分词器；OPT 的合并规则，以及 transformers 为 `openai-community/gpt2` 写明的 id，都证实了这一点。
-# - 先定 BOS：要么由分词器在开头加上（`check_bos` 通过并持续守护），要么由提示词构造器写出，同时把 id 加进 `SPECIAL_CASES`，就像 phi-2 那样。判断分词器要看 id：`add_bos_token=True` 在 transformers 5 上会给 GPT-2 加上 BOS，在 4.57 上却什么也不做。
+# - 先定 BOS：要么由分词器在开头加上（`check_bos` 能通过，并继续为它把关），要么由提示词构造器写出，同时把 id 加进 `SPECIAL_CASES`，就像 phi-2 那样。判断分词器要看 id：`add_bos_token=True` 在 transformers 5 上会给 GPT-2 加上 BOS，在 4.57 上却什么也不做。
 # - 带 `tokenizer_dir=` 的 `TinySpec` 让新家族拥有一个与内置家族构建方式相同的离线副本；注册表条目可以用上下文管理器临时借用。
 # - `check_backbone_contract` 检查每个骨干网络都要遵守的约定；如果你的决定挪动了某个保证，就补一项自己的检查（这里是：每个提示词开头恰好一个 BOS）。
 #
