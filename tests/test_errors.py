@@ -8,7 +8,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from huggingface_hub.errors import GatedRepoError
 
 import vla_backbone
 from vla_backbone import hf_causal
@@ -80,17 +79,97 @@ def test_hub_without_offline_flag_probes_and_asks_only_the_local_cache(tmp_path)
     assert result.stdout.startswith("ERR False [True]") and "source='tiny'" in result.stdout
 
 
-def test_gated_repo_without_token(monkeypatch):
+# A stand-in for the hub on localhost that answers as huggingface.co does (status and X-Error-Code header, which
+# huggingface_hub turns into its exceptions; transformers then wraps those in an OSError). The probe must find it on
+# its port, and the error must be read through transformers' wrapping.
+FAKE_HUB = """
+import http.server, os, sys, threading
+answers = {"meta-llama": (401, "GatedRepo"), "nobody": (404, "RepoNotFound")}
+asked = []
+class Hub(http.server.BaseHTTPRequestHandler):
+    def do_HEAD(self):
+        asked.append(self.path)
+        status, code = answers.get(self.path.strip("/").split("/")[0], (404, "EntryNotFound"))
+        self.send_response(status)
+        self.send_header("X-Error-Code", code)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    do_GET = do_HEAD
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{server.server_address[1]}"
+os.environ.pop("HF_HUB_OFFLINE", None)
+from vla_backbone import hf_causal
+from vla_backbone.errors import BackboneLoadError
+from vla_backbone.families import LLaMa2LLMBackbone
+assert hf_causal.hub_reachable()
+try:
+    LLaMa2LLMBackbone("llama2-7b-pure", hf_hub_path=sys.argv[1])
+except BackboneLoadError as error:
+    print("asked the hub:", bool(asked))
+    print(error)
+"""
+
+
+@pytest.mark.parametrize("repo, expected", [
+    ("meta-llama/Llama-2-7b-hf", "'meta-llama/Llama-2-7b-hf' is a gated repository and no token was passed"),
+    ("nobody/nothing", "No repository 'nobody/nothing' on the hub"),
+])
+def test_hub_errors_are_read_through_transformers_wrapping(repo, expected, tmp_path):
+    env = {**__import__("os").environ, "HF_HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", FAKE_HUB, repo], capture_output=True, text=True, env=env, timeout=300)
+    assert result.stdout.startswith("asked the hub: True"), result.stdout + result.stderr[-3000:]
+    assert expected in result.stdout and "unreachable" not in result.stdout
+
+
+def test_an_error_that_is_not_the_hubs_is_not_called_an_offline_hub(monkeypatch):
     from transformers import LlamaForCausalLM
 
-    def gated(*args, **kwargs):
-        response = SimpleNamespace(headers={}, request=None, status_code=401, url="https://huggingface.co")
-        raise GatedRepoError("Access to model meta-llama/Llama-2-7b-hf is restricted.", response=response)
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(hf_causal, "hub_reachable", lambda: True)
-    monkeypatch.setattr(LlamaForCausalLM, "from_pretrained", gated)
-    with pytest.raises(BackboneLoadError, match="gated repository and no token was passed.*hf_token="):
+    monkeypatch.setattr(LlamaForCausalLM, "from_pretrained", disk_full)
+    with pytest.raises(OSError, match="No space left on device"):
         LLaMa2LLMBackbone("llama2-7b-pure")
+
+
+def test_probe_trusts_a_proxy_and_forgets_a_failure(monkeypatch):
+    import socket
+
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    for name in hf_causal.PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setattr(socket, "create_connection", pytest.fail)  # behind a proxy only huggingface_hub can tell
+    assert hf_causal.hub_reachable()
+
+    monkeypatch.delenv("HTTPS_PROXY")
+    monkeypatch.setattr(hf_causal, "hub_endpoint", lambda: ("hub.example", 8443))
+    attempts = []
+
+    def refuse(address, timeout):
+        attempts.append(address)
+        raise ConnectionRefusedError
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    assert not hf_causal.hub_reachable() and not hf_causal.hub_reachable()
+    assert attempts == [("hub.example", 8443)] * 2  # each load asks again: a network that comes back is noticed
+
+
+def test_local_directory_bug_is_not_called_corrupt(tmp_path, monkeypatch):
+    from transformers import LlamaForCausalLM
+
+    def buggy(*args, **kwargs):
+        raise NotImplementedError("a family's own bug")
+
+    monkeypatch.setattr(LlamaForCausalLM, "from_pretrained", buggy)
+    with pytest.raises(NotImplementedError, match="a family's own bug"):
+        vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure", source=str(tiny_checkpoint("llama2")))
 
 
 def test_flash_attention_without_gpu_or_package():

@@ -104,19 +104,38 @@ def check_local_checkpoint(path: str) -> None:
         )
 
 
-@functools.lru_cache(maxsize=1)
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+_reachable_endpoints: set[str] = set()
+
+
+def hub_endpoint() -> tuple[str, int]:
+    """The host and port that huggingface_hub talks to (``HF_ENDPOINT``, default https://huggingface.co)."""
+    from huggingface_hub import constants
+
+    endpoint = urlparse(constants.ENDPOINT)
+    return endpoint.hostname or "", endpoint.port or (80 if endpoint.scheme == "http" else 443)
+
+
 def hub_reachable(timeout_s: float = 2.0) -> bool:
-    """Whether the HuggingFace endpoint accepts a TCP connection within ``timeout_s`` (DNS included)."""
+    """Whether the HuggingFace endpoint accepts a TCP connection within ``timeout_s`` (DNS included).
+
+    Behind a proxy the answer is always yes: only huggingface_hub, which goes through the proxy, can tell. A yes is
+    remembered for the session; a no is not, so a network that comes back is noticed at the next load.
+    """
     from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:
         return False
-    host = urlparse(constants.ENDPOINT).hostname
+    if any(os.environ.get(name) for name in PROXY_VARIABLES):
+        return True
+    host, port = hub_endpoint()
+    if f"{host}:{port}" in _reachable_endpoints:
+        return True
     answers: list[bool] = []
 
     def probe() -> None:
         try:
-            socket.create_connection((host, 443), timeout=timeout_s).close()
+            socket.create_connection((host, port), timeout=timeout_s).close()
             answers.append(True)
         except OSError:
             answers.append(False)
@@ -125,47 +144,77 @@ def hub_reachable(timeout_s: float = 2.0) -> bool:
     thread = threading.Thread(target=probe, daemon=True)
     thread.start()
     thread.join(timeout_s)
-    return answers == [True]
+    if answers == [True]:
+        _reachable_endpoints.add(f"{host}:{port}")
+        return True
+    return False
 
 
-def load_error_message(exc: Exception, hf_hub_path: str, hf_token: Optional[str]) -> Optional[str]:
-    """What to tell the user when loading ``hf_hub_path`` raised ``exc``; None for errors we cannot explain."""
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+def causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from, outermost first (transformers wraps the hub's errors)."""
+    chain: list[BaseException] = []
+    while exc is not None and not any(exc is seen for seen in chain):
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return chain
 
+
+def load_error_message(exc: Exception, hf_hub_path: str, hf_token: Optional[str], cache_only: bool) -> Optional[str]:
+    """What to tell the user when loading ``hf_hub_path`` raised ``exc``; None for errors we cannot explain.
+
+    ``cache_only``: the load asked only the local cache, because the hub was offline or did not answer the probe.
+    """
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from safetensors import SafetensorError
+
+    chain = causes(exc)
     if looks_like_local_path(hf_hub_path):
-        # A directory that exists but holds broken files fails in many ways (JSON, safetensors, missing files).
+        # A directory that exists but holds broken files fails in several ways: OSError (missing files, bad
+        # config.json), ValueError (bad tokenizer JSON), SafetensorError (bad weights). Anything else is a bug to
+        # see as it is, not a corrupt directory.
+        if not isinstance(exc, (OSError, ValueError, SafetensorError)):
+            return None
         return (
             f"Could not load a checkpoint from '{hf_hub_path}' ({type(exc).__name__}: {exc}). The directory looks "
             "corrupt or incomplete: save it again with `save_pretrained`, or use source='tiny'."
         )
-    if isinstance(exc, GatedRepoError):
+    if any(isinstance(cause, GatedRepoError) for cause in chain):
         hint = "the token you passed has no access" if hf_token else "no token was passed"
         return (
             f"'{hf_hub_path}' is a gated repository and {hint}. Accept its licence on "
             f"https://huggingface.co/{hf_hub_path}, then pass hf_token=<your token> (or set HF_TOKEN). "
             "Offline, use source='tiny'."
         )
-    if isinstance(exc, RepositoryNotFoundError):
+    if any(isinstance(cause, RepositoryNotFoundError) for cause in chain):
         return (
             f"No repository '{hf_hub_path}' on the hub (or it is private and needs hf_token). "
             "Check the id, or use vla_backbone.list_backbones() and source='tiny'."
         )
-    if isinstance(exc, OSError):
+    if cache_only and isinstance(exc, OSError):
+        from huggingface_hub import constants
+
+        host, port = hub_endpoint()
+        why = "HF_HUB_OFFLINE=1" if constants.HF_HUB_OFFLINE else f"{host}:{port} accepted no connection within 2 s"
         return (
-            f"Could not load '{hf_hub_path}' from the hub: it is not in the local HuggingFace cache and the hub is "
-            "unreachable (offline, or HF_HUB_OFFLINE=1). Use source='tiny' (the default) for the offline replicas, "
-            "or download the weights once on a machine with network access."
+            f"Could not load '{hf_hub_path}' from the hub: it is not in the local HuggingFace cache and the hub was "
+            f"not asked ({why}). Use source='tiny' (the default) for the offline replicas, or download the weights "
+            "once on a machine with network access."
+        )
+    if any(isinstance(cause, LocalEntryNotFoundError) for cause in chain):
+        return (
+            f"Could not load '{hf_hub_path}': the hub did not answer and the files are not in the local HuggingFace "
+            f"cache ({exc}). Check the network (and HTTPS_PROXY, if you need a proxy), or use source='tiny'."
         )
     return None
 
 
 @contextlib.contextmanager
-def translated_load_errors(hf_hub_path: str, hf_token: Optional[str]) -> Iterator[None]:
+def translated_load_errors(hf_hub_path: str, hf_token: Optional[str], cache_only: bool) -> Iterator[None]:
     """Turn loading failures into errors that say what to do; never let the token through."""
     try:
         yield
     except Exception as exc:
-        message = load_error_message(exc, hf_hub_path, hf_token)
+        message = load_error_message(exc, hf_hub_path, hf_token, cache_only)
         leaks = bool(hf_token) and hf_token in str(exc)
         if message is None and not leaks:
             raise
@@ -207,7 +256,7 @@ class HFCausalLLMBackbone(LLMBackbone, ABC):
         cache_only = not local and not hub_reachable()
         # Local checkpoints load in milliseconds: no progress bars (a hub download keeps its bars).
         quiet = compat.quiet_progress_bars() if local else contextlib.nullcontext()
-        with translated_load_errors(hf_hub_path, hf_token), quiet:
+        with translated_load_errors(hf_hub_path, hf_token, cache_only), quiet:
             if not inference_mode:
                 # The concrete class, not AutoModel: the family decides exactly which architecture it gets.
                 self.llm = llm_cls.from_pretrained(
