@@ -200,6 +200,7 @@ def test_bos_failure_names_class_ids_and_fix():
     _, phi_tokenizer = vla_backbone.get_llm_backbone_and_tokenizer("phi-2-3b")
     with pytest.raises(TokenizerBOSError) as info:
         hf_causal.check_bos(phi_tokenizer, "my-new-backbone")
+    assert isinstance(info.value, AssertionError)  # what upstream's `assert` raised, so old `except` clauses still work
     message = str(info.value)
     assert type(phi_tokenizer).__name__ in message
     assert str(phi_tokenizer("Test 123").input_ids) in message

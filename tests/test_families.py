@@ -274,3 +274,33 @@ def test_llama2_tokenizer_is_what_openvla_predict_action_requires():
 def test_qwen_loads_without_a_false_mistral_regex_warning(capfd):
     vla_backbone.get_llm_backbone_and_tokenizer("qwen25-0_5b-pure")
     assert "incorrect regex pattern" not in capfd.readouterr().err
+
+
+def test_opt_350m_embed_dim_is_the_embedding_width_not_the_hidden_size(tmp_path):
+    """facebook/opt-350m embeds tokens 512 wide and projects them to its hidden size of 1024 (``project_in``); a VLM
+    projector sized by ``embed_dim`` must produce 512. A toy checkpoint of that shape (32 and 64) shows it."""
+    import shutil
+
+    from transformers import AutoConfig, OPTForCausalLM
+
+    from vla_backbone.tiny import tiny_checkpoint
+
+    replica = tiny_checkpoint("opt")
+    config = AutoConfig.from_pretrained(replica)
+    assert config.word_embed_proj_dim == config.hidden_size == 64  # opt-125m's shape: no projection
+    config.word_embed_proj_dim = 32
+    torch.manual_seed(0)
+    OPTForCausalLM(config).save_pretrained(tmp_path)
+    for name in ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"):
+        if (replica / name).exists():
+            shutil.copy(replica / name, tmp_path / name)
+
+    backbone, tokenizer = vla_backbone.get_llm_backbone_and_tokenizer("opt-350m", source=str(tmp_path))
+    assert backbone.llm.config.hidden_size == 64 and backbone.embed_dim == 32
+    check_backbone_contract(backbone)
+    ids = tokenizer(["pick up the cup"], return_tensors="pt").input_ids
+    text = backbone.embed_input_ids(ids)
+    patches = torch.nn.Linear(1024, backbone.embed_dim)(torch.randn(1, 4, 1024))
+    spliced = torch.cat([text[:, :1], patches, text[:, 1:]], dim=1)
+    logits = backbone(inputs_embeds=spliced).logits
+    assert logits.shape[:2] == spliced.shape[:2]

@@ -17,9 +17,10 @@ def check_backbone_contract(backbone, special_cases=SPECIAL_CASES) -> None:
     """Raise AssertionError, saying what is wrong, unless ``backbone`` keeps every promise of ``LLMBackbone``.
 
     Checks: no abstract member left; tokenizer and pad token; right padding and ``model_max_length``; the BOS check
-    (skipped for ids in ``special_cases``); ``embed_dim``; embeddings padded to a multiple of 64; the input-grad hook
-    in training mode and ``use_cache``; ``half_precision_dtype``; ``last_layer_finetune_modules``; the FSDP policy
-    wraps exactly the decoder layers; ``embed_input_ids`` and a forward pass with labels.
+    (skipped for ids in ``special_cases``; it raises ``TokenizerBOSError``, a subclass of AssertionError);
+    ``embed_dim`` is the input embeddings' width; embeddings padded to a multiple of 64; the input-grad hook in
+    training mode and ``use_cache``; ``half_precision_dtype``; ``last_layer_finetune_modules``; the FSDP policy wraps
+    exactly the decoder layers; ``embed_input_ids``, and a forward pass with labels from ids and from embeddings.
     """
     from vla_backbone.fsdp import wrap_plan
 
@@ -36,7 +37,10 @@ def check_backbone_contract(backbone, special_cases=SPECIAL_CASES) -> None:
              f"{name}: tokenizer.model_max_length is {tokenizer.model_max_length}, expected {backbone.llm_max_length}")
     if backbone.identifier not in special_cases:
         check_bos(tokenizer, backbone.identifier)
-    _require(backbone.embed_dim == backbone.llm.config.hidden_size, f"{name}: embed_dim must be config.hidden_size")
+    width = backbone.llm.get_input_embeddings().embedding_dim
+    _require(backbone.embed_dim == width,
+             f"{name}: embed_dim is {backbone.embed_dim}, but the input embeddings are {width} wide; the projector must "
+             "produce what embed_input_ids produces (usually config.hidden_size)")
     rows = backbone.llm.get_input_embeddings().weight.shape[0]
     _require(rows % 64 == 0 and rows >= len(tokenizer),
              f"{name}: {rows} embedding rows for {len(tokenizer)} tokens; resize to a multiple of 64 that fits them all")
@@ -59,4 +63,7 @@ def check_backbone_contract(backbone, special_cases=SPECIAL_CASES) -> None:
              f"{name}: embed_input_ids must call the input embedding module")
     with torch.no_grad():
         loss = backbone(input_ids=ids, labels=ids).loss
+        # The VLM's path: embeddings of width embed_dim (projected patches among them) instead of ids.
+        from_embeddings = backbone(inputs_embeds=backbone.embed_input_ids(ids), labels=ids).loss
     _require(loss is not None and torch.isfinite(loss), f"{name}: forward with labels must return a finite loss")
+    _require(torch.allclose(from_embeddings, loss), f"{name}: forward(inputs_embeds=embed_input_ids(ids)) must give the loss of forward(input_ids=ids)")

@@ -18,8 +18,11 @@ class FlashAttentionUnavailableError(BackboneError, RuntimeError):
     """``use_flash_attention_2=True`` on a machine without flash-attn or a CUDA GPU."""
 
 
-class TokenizerBOSError(BackboneError, ValueError):
-    """A tokenizer that does not prepend BOS exactly when special tokens are requested."""
+class TokenizerBOSError(BackboneError, ValueError, AssertionError):
+    """A tokenizer that does not prepend BOS exactly when special tokens are requested.
+
+    An AssertionError too, as upstream's `assert` raised: code written against upstream still catches it.
+    """
 
 
 class PromptTurnError(BackboneError, ValueError):

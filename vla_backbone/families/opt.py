@@ -26,6 +26,12 @@ class OPTLLMBackbone(FamilyBackbone):
     # OPT already has <pad>, and its tokenizer prepends </s> as BOS, so it passes the BOS check unchanged.
 
     @property
+    def embed_dim(self) -> int:
+        # OPT-350m alone embeds tokens narrower than its hidden state (word_embed_proj_dim 512, hidden_size 1024,
+        # with project_in/project_out around the layers). The projector must produce what the embedding produces.
+        return self.llm.config.word_embed_proj_dim
+
+    @property
     def prompt_builder_fn(self) -> type[PromptBuilder]:
         return PurePromptBuilder
 
