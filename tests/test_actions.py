@@ -1,5 +1,7 @@
 """ActionTokenizer is upstream's (REFERENCE §10), on the real tokenizers; action text round-trips where REFERENCE §9
 says it does."""
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -108,6 +110,17 @@ def test_use_extra_puts_the_bins_on_the_added_extra_tokens():
     ids = actions.token_ids(np.array([1.0, -1.0]))
     assert actions.action_token_end_idx == len(tokenizer) == 151921
     assert tokenizer.convert_ids_to_tokens(ids.tolist()) == ["<|extra_0|>", "<|extra_255|>"]
+
+
+@pytest.mark.parametrize("backbone_id, clash", [
+    ("llama2-7b-pure", "the trained vocabulary"),  # the bins would take <PAD> (32000) and 255 ordinary tokens
+    ("qwen25-0_5b-pure", "special tokens ['<|endoftext|>'"),  # Qwen's own added tokens: EOS = PAD, <|im_end|>, ...
+])
+def test_use_extra_without_added_action_tokens_is_a_clear_error(backbone_id, clash):
+    _, tokenizer = vla_backbone.get_llm_backbone_and_tokenizer(backbone_id)
+    with pytest.raises(ValueError, match=re.escape(clash)) as info:
+        ActionTokenizer(tokenizer, use_extra=True)
+    assert "qwen25-0_5b-extra" in str(info.value) and "use_extra=False" in str(info.value)
 
 
 def test_too_small_vocabulary_is_a_clear_error():

@@ -179,6 +179,13 @@ def test_flash_attention_without_gpu_or_package():
         LLaMa2LLMBackbone("llama2-7b-pure", use_flash_attention_2=True)
 
 
+def test_inference_mode_ignores_flash_attention_as_upstream():
+    # Upstream passes the flag only to the training-mode `from_pretrained`; `_from_config` gets the default.
+    backbone = LLaMa2LLMBackbone("llama2-7b-pure", hf_hub_path=str(tiny_checkpoint("llama2")), inference_mode=True,
+                                 use_flash_attention_2=True)
+    assert backbone.llm.config._attn_implementation != "flash_attention_2"
+
+
 def test_missing_local_directory(tmp_path):
     with pytest.raises(BackboneLoadError, match="does not exist"):
         vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure", source=str(tmp_path / "nowhere"))

@@ -22,9 +22,26 @@ class ActionTokenizer:
         self.tokenizer_len = len(tokenizer) if use_extra else tokenizer.vocab_size
         if self.tokenizer_len <= self.n_bins:
             raise ValueError(f"A vocabulary of {self.tokenizer_len} tokens cannot hold {self.n_bins} action bins.")
+        if use_extra:
+            self._check_extra_tokens()
         # One below the smallest action id: upstream's training loop masks actions with `ids > action_token_begin_idx`.
         self.action_token_begin_idx = int(self.tokenizer_len - (self.n_bins + 1))
         self.action_token_end_idx = self.tokenizer_len
+
+    def _check_extra_tokens(self) -> None:
+        # MiniVLA allows use_extra only for Qwen (a class check). What it needs is that the last n_bins ids are tokens
+        # added for the actions: on a tokenizer without them, the bins would land on its own added tokens (PAD on
+        # Llama-2, which a collator masks out of attention; <|endoftext|> and <|im_end|> on Qwen without -extra).
+        first = self.tokenizer_len - self.n_bins
+        taken = sorted(set(self.tokenizer.all_special_ids) & set(range(first, self.tokenizer_len)))
+        if first < self.tokenizer.vocab_size or taken:
+            clash = f"special tokens {self.tokenizer.convert_ids_to_tokens(taken)[:4]}" if taken else "the trained vocabulary"
+            raise ValueError(
+                f"use_extra=True writes the {self.n_bins} bins onto the last {self.n_bins} ids of the tokenizer "
+                f"({first}..{self.tokenizer_len - 1}), and here they include {clash}. Add {self.n_bins} tokens "
+                "for the actions first (the backbone qwen25-0_5b-extra adds <|extra_0|>..<|extra_255|>), or use "
+                "use_extra=False (OpenVLA's bins at the end of the trained vocabulary)."
+            )
 
     def token_ids(self, action: np.ndarray) -> np.ndarray:
         """Actions (any shape) -> their token ids. Upstream computes this inside ``__call__`` without returning it."""

@@ -245,7 +245,9 @@ class HFCausalLLMBackbone(LLMBackbone, ABC):
         self.llm_max_length = llm_max_length
         self.inference_mode = inference_mode
         self.hf_hub_path = hf_hub_path
-        attn_implementation = attn_implementation_for(use_flash_attention_2)
+        # As upstream, flash attention only when loading for training: an inference-mode architecture gets the
+        # library's default attention, so a checkpoint trained with it still loads on a machine without it.
+        attn_implementation = attn_implementation_for(use_flash_attention_2 and not inference_mode)
 
         from transformers import AutoConfig, AutoTokenizer
 
@@ -268,8 +270,7 @@ class HFCausalLLMBackbone(LLMBackbone, ABC):
             else:
                 # Architecture only: the VLA checkpoint supplies every weight later.
                 llm_config = AutoConfig.from_pretrained(hf_hub_path, token=hf_token, local_files_only=cache_only)
-                config_kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
-                self.llm = llm_cls._from_config(llm_config, dtype=torch.float32, **config_kwargs)
+                self.llm = llm_cls._from_config(llm_config, dtype=torch.float32)
 
             # A KV cache is useless in training and clashes with gradient checkpointing.
             self.llm.config.use_cache = inference_mode
