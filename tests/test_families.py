@@ -304,3 +304,18 @@ def test_opt_350m_embed_dim_is_the_embedding_width_not_the_hidden_size(tmp_path)
     spliced = torch.cat([text[:, :1], patches, text[:, 1:]], dim=1)
     logits = backbone(inputs_embeds=spliced).logits
     assert logits.shape[:2] == spliced.shape[:2]
+
+
+def test_generation_pads_with_the_tokenizers_pad_not_the_checkpoints(tmp_path):
+    """Llama-2-7b-hf's generation_config.json says pad_token_id 0 (``<unk>``, REFERENCE §9); batched ``generate``
+    must pad with the PAD the backbone added (32000), as training did. Upstream left the checkpoint's value."""
+    import json
+    import shutil
+
+    from vla_backbone.tiny import tiny_checkpoint
+
+    shutil.copytree(tiny_checkpoint("llama2"), tmp_path / "ckpt")
+    path = tmp_path / "ckpt" / "generation_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "pad_token_id": 0}))
+    backbone, tokenizer = vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure", source=str(tmp_path / "ckpt"))
+    assert backbone.llm.generation_config.pad_token_id == tokenizer.pad_token_id == 32000

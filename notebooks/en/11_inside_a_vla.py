@@ -323,6 +323,26 @@ assert phi_tokenizer.convert_ids_to_tokens(read_back[1]) == "============" and w
 assert not survives(phi, phi_tokenizer, phi_actions, merging)
 
 # %% [markdown]
+# **phi-2 has a second trap.** Its trained vocabulary ends with `<|endoftext|>` (id 50256), which is also its BOS
+# and its EOS. Bin 1 (values from -1.0 to just under -0.992, and everything that clipping brings up to -1.0) is
+# written as `vocab_size - 1`, that very token: an action dimension in that bin puts EOS in the middle of the answer,
+# and generation stops there. This is upstream's formula, kept as it is (OpenVLA never trained a phi-2 VLA); of the five families,
+# only phi-2 has a special token among its action ids. A phi-2 port needs action tokens of its own, as MiniVLA added
+# for Qwen (next).
+
+# %%
+lowest = phi_actions.token_ids(np.array([-1.0])).tolist()
+print("phi-2: -1.0 ->", lowest, phi_tokenizer.convert_ids_to_tokens(lowest), "| EOS id:", phi_tokenizer.eos_token_id)
+for backbone_id in ROUND_TRIP_IDS:
+    family_tokenizer = others[backbone_id][1]
+    family_actions = ActionTokenizer(family_tokenizer)
+    bin_ids = range(family_actions.action_token_begin_idx + 1, family_actions.action_token_end_idx)
+    clash = sorted(set(bin_ids) & set(family_tokenizer.all_special_ids))
+    print(f"{backbone_id:22s} special tokens among the 256 action ids: {family_tokenizer.convert_ids_to_tokens(clash)}")
+    assert bool(clash) == (backbone_id == "phi-2-3b")
+assert lowest == [phi_tokenizer.eos_token_id] == [50256]
+
+# %% [markdown]
 # **MiniVLA's answer: `use_extra`.** MiniVLA, the Qwen-2.5 descendant of OpenVLA, adds 256 tokens `<|extra_0|>` …
 # `<|extra_255|>` to Qwen's tokenizer (backbone `qwen25-0_5b-extra`) and builds its action tokenizer with
 # `use_extra=True`, which counts the bins down from `len(tokenizer)` instead of the trained vocabulary: bin `b`

@@ -274,6 +274,21 @@ assert phi_tokenizer.convert_ids_to_tokens(read_back[1]) == "============" and w
 assert not survives(phi, phi_tokenizer, phi_actions, merging)
 
 # %% [markdown]
+# **phi-2 还有第二个坑。** 它训练词表的最后一个 token 是 `<|endoftext|>`（id 50256），而这个 token 同时是它的 BOS 和 EOS。第 1 个区间（从 -1.0 到略小于 -0.992 的值，以及裁剪后变成 -1.0 的所有值）写成 `vocab_size - 1`，恰好就是这个 token：只要某个动作维度落在这个区间，回答中间就会出现 EOS，生成到这里便停止了。这是上游的公式，我们原样保留（OpenVLA 从没训练过 phi-2 的 VLA）；五个家族里，只有 phi-2 的动作 id 中混有特殊 token。要把 OpenVLA 移植到 phi-2，就得像 MiniVLA 为 Qwen 所做的那样（见下文），给动作准备专用的 token。
+
+# %%
+lowest = phi_actions.token_ids(np.array([-1.0])).tolist()
+print("phi-2: -1.0 ->", lowest, phi_tokenizer.convert_ids_to_tokens(lowest), "| EOS id:", phi_tokenizer.eos_token_id)
+for backbone_id in ROUND_TRIP_IDS:
+    family_tokenizer = others[backbone_id][1]
+    family_actions = ActionTokenizer(family_tokenizer)
+    bin_ids = range(family_actions.action_token_begin_idx + 1, family_actions.action_token_end_idx)
+    clash = sorted(set(bin_ids) & set(family_tokenizer.all_special_ids))
+    print(f"{backbone_id:22s} special tokens among the 256 action ids: {family_tokenizer.convert_ids_to_tokens(clash)}")
+    assert bool(clash) == (backbone_id == "phi-2-3b")
+assert lowest == [phi_tokenizer.eos_token_id] == [50256]
+
+# %% [markdown]
 # **MiniVLA 的办法：`use_extra`。** MiniVLA 是 OpenVLA 基于 Qwen-2.5 的后继，它给 Qwen 的分词器添加了 256 个 token `<|extra_0|>` … `<|extra_255|>`（骨干网络 `qwen25-0_5b-extra`），并用 `use_extra=True` 构建动作分词器：区间从 `len(tokenizer)` 往下数，而不是从训练词表的末尾往下数，第 `b` 个区间变成 id `len(tokenizer) - b`，也就是某个新添加的 token。添加的 token 在任何合并发生之前就从文本里被切出来，所以永远不会和相邻片段合并，每个动作都能变回来。
 
 # %%
