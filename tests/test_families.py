@@ -19,7 +19,7 @@ from vla_backbone.prompting import (
     QwenPromptBuilder,
     VicunaV15ChatPromptBuilder,
 )
-from vla_backbone.registry import backbone_class, hub_path
+from vla_backbone.registry import backbone_class, checkpoint_path, hub_path
 
 ALL_IDS = vla_backbone.list_backbones()
 # One id per family is enough for the expensive checks; every id is still loaded once below.
@@ -242,6 +242,35 @@ def test_llama2_ids_are_the_4x_ids_checkpoints_were_trained_on(backbone_id):
     assert tokenizer("In: What action should the robot take to pick up the cup?\nOut:").input_ids == [
         1, 512, 29901, 1724, 3158, 881, 278, 19964, 2125, 304, 5839, 701, 278, 18002, 29973, 13, 3744, 29901
     ]
+
+
+def whitespace_and_special_token_texts(specials: list[str], count: int = 300) -> list[str]:
+    """Seeded texts that mix words, runs of whitespace and special tokens written in the text, in any order."""
+    import random
+
+    rng = random.Random(0)
+    pieces = ["In:", "Out:", "What", "action", "pick", "up", "cup?", "ok", "again", "USER:", "ASSISTANT:", "[INST]",
+              "[/INST]", "Input:", "Output:", "123", "你好", "é", "\n", "\t", *specials]
+    texts = [" leading space", "  x", *(f" {special}" for special in specials), *(f"{special}  x" for special in specials)]
+    while len(texts) < count:
+        texts.append("".join(rng.choice(pieces) + rng.choice(["", " ", " ", "  ", "\n"]) for _ in range(rng.randint(1, 10))))
+    return texts
+
+
+@pytest.mark.parametrize("backbone_id", ["llama2-7b-pure", "vicuna-v15-7b", "mistral-v0.1-7b-pure", "phi-2-3b"])
+def test_tokenizer_gives_the_ids_of_the_checkpoints_tokenizer_json(backbone_id):
+    """transformers 4.x used a checkpoint's tokenizer.json as it is, so its ids are the ones the checkpoints were
+    trained on; the file, read by the tokenizers library alone, is the ground truth. transformers 5 rebuilds Llama-2's
+    tokenizer from its class and, even with legacy=True, splits whitespace next to special tokens differently
+    (" </s>": 29871, 2 instead of 259, 2); the family therefore hands it the file's tokenizer."""
+    from tokenizers import Tokenizer
+
+    backbone, tokenizer = load(backbone_id)
+    reference = Tokenizer.from_file(str(checkpoint_path(backbone_id)) + "/tokenizer.json")
+    specials = [token for token in (tokenizer.bos_token, tokenizer.eos_token) if token]
+    texts = whitespace_and_special_token_texts(specials)
+    differing = [text for text in texts if tokenizer(text).input_ids != reference.encode(text).ids]
+    assert not differing, f"{len(differing)}/{len(texts)} texts differ, e.g. {differing[:3]}"
 
 
 @pytest.mark.parametrize("backbone_id", ONE_PER_FAMILY)

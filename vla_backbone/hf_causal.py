@@ -228,6 +228,8 @@ class HFCausalLLMBackbone(LLMBackbone, ABC):
 
     # Extra ``AutoTokenizer.from_pretrained`` arguments a family needs to get the ids its checkpoints were trained on.
     tokenizer_kwargs: ClassVar[dict] = {}
+    # Tokenize exactly as the checkpoint's tokenizer.json says, where transformers would rebuild it otherwise.
+    tokenizer_from_file: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -249,7 +251,7 @@ class HFCausalLLMBackbone(LLMBackbone, ABC):
         # library's default attention, so a checkpoint trained with it still loads on a machine without it.
         attn_implementation = attn_implementation_for(use_flash_attention_2 and not inference_mode)
 
-        from transformers import AutoConfig, AutoTokenizer
+        from transformers import AutoConfig
 
         local = looks_like_local_path(hf_hub_path)
         if local:
@@ -283,18 +285,36 @@ class HFCausalLLMBackbone(LLMBackbone, ABC):
             if not inference_mode:
                 self.llm.enable_input_require_grads()
 
-            self.tokenizer = AutoTokenizer.from_pretrained(
-                hf_hub_path,
-                model_max_length=llm_max_length,
-                token=hf_token,
-                padding_side="right",
-                local_files_only=cache_only,
-                **self.tokenizer_kwargs,
-            )
+            self.tokenizer = self.load_tokenizer(hf_hub_path, llm_max_length, hf_token, cache_only)
 
         if self.identifier in SPECIAL_CASES:
             return
         check_bos(self.tokenizer, self.identifier)
+
+    @classmethod
+    def load_tokenizer(cls, hf_hub_path: str, llm_max_length: int = 2048, hf_token: Optional[str] = None,
+                       cache_only: bool = False) -> "PreTrainedTokenizerBase":
+        """The family's tokenizer as ``__init__`` loads it, before the family adds its PAD or extra tokens."""
+        from transformers import AutoTokenizer
+
+        file_kwargs = {}
+        if cls.tokenizer_from_file:
+            from tokenizers import Tokenizer
+            from transformers.utils import cached_file
+
+            path = cached_file(hf_hub_path, "tokenizer.json", token=hf_token, local_files_only=cache_only,
+                               _raise_exceptions_for_missing_entries=False)
+            if path:
+                file_kwargs["tokenizer_object"] = Tokenizer.from_file(path)
+        return AutoTokenizer.from_pretrained(
+            hf_hub_path,
+            model_max_length=llm_max_length,
+            token=hf_token,
+            padding_side="right",
+            local_files_only=cache_only,
+            **cls.tokenizer_kwargs,
+            **file_kwargs,
+        )
 
     def _add_tokens_and_resize(self, pad_token: Optional[str] = None, extra_tokens: Sequence[str] = ()) -> None:
         """Add a PAD token (and any extra tokens), then grow the embeddings to a multiple of 64.

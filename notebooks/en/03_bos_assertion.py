@@ -37,8 +37,8 @@ use_language(LANG)
 # same width, and joins the two along the sequence axis as `[emb[:, :1], patches, emb[:, 1:]]`. The slice `:1` is
 # fixed: whatever token sits at position 0 ends up in front of the image, everything else after it.
 #
-# We load the Llama-2 tokenizer exactly as the backbone loads it: from the real tokenizer files in the replica,
-# with the family's own loading arguments (`tokenizer_kwargs`; for Llama-2, `legacy=True`, see notebook 05). Then
+# We load the Llama-2 tokenizer exactly as the backbone loads it, with the family's `load_tokenizer`: from the real
+# tokenizer files in the replica, Llama-2's read from its tokenizer.json as it is (notebook 05 shows why). Then
 # we tokenize OpenVLA's action prompt twice: once normally, once without special tokens, as a tokenizer that never
 # adds BOS would. The ids are the real Llama-2 ids; `1` is `<s>`.
 
@@ -51,8 +51,7 @@ from vla_backbone.registry import backbone_class, checkpoint_path
 
 def family_tokenizer(backbone_id: str):
     """The tokenizer as `backbone_id`'s backbone loads it, before the family adds its PAD token."""
-    return AutoTokenizer.from_pretrained(checkpoint_path(backbone_id), padding_side="right",
-                                         **backbone_class(backbone_id).tokenizer_kwargs)
+    return backbone_class(backbone_id).load_tokenizer(checkpoint_path(backbone_id))
 
 
 llama_tok = family_tokenizer("llama2-7b-pure")
@@ -227,8 +226,7 @@ assert "post-processor" in message and "SPECIAL_CASES" in message
 # exactly the kind of change the constructor's check exists to catch.
 
 # %%
-switched_off = AutoTokenizer.from_pretrained(checkpoint_path("llama2-7b-pure"), add_bos_token=False,
-                                             **backbone_class("llama2-7b-pure").tokenizer_kwargs)
+switched_off = AutoTokenizer.from_pretrained(checkpoint_path("llama2-7b-pure"), add_bos_token=False)
 print(type(switched_off).__name__, switched_off(BOS_PROBE_TEXT).input_ids)
 assert switched_off(BOS_PROBE_TEXT).input_ids == ids_without
 with expect_error(TokenizerBOSError, match="does not prepend BOS when add_special_tokens=True"):
@@ -482,8 +480,7 @@ assert child.stdout.splitlines() == [
 import json
 
 hub_config = json.loads((TOKENIZERS / "llama2" / "tokenizer_config.json").read_text())
-explicit = AutoTokenizer.from_pretrained(checkpoint_path("llama2-7b-pure"), add_bos_token=True,
-                                         **backbone_class("llama2-7b-pure").tokenizer_kwargs)
+explicit = AutoTokenizer.from_pretrained(checkpoint_path("llama2-7b-pure"), add_bos_token=True)
 with tempfile.TemporaryDirectory() as tmp:
     explicit.save_pretrained(tmp)
     saved_config = json.loads(open(os.path.join(tmp, "tokenizer_config.json")).read())

@@ -172,7 +172,7 @@ assert SPECIAL_CASES == {"phi-2-3b"} | set(QWEN25_MODELS)
 # only), and the number of embedding rows the hub config declares.
 
 # %%
-from transformers import AutoConfig, AutoTokenizer
+from transformers import AutoConfig
 
 from vla_backbone.registry import backbone_class, checkpoint_path
 
@@ -181,8 +181,7 @@ shipped = {}
 for i in IDS:
     # `-extra` reads the same files as `-pure` (it adds its tokens later): load them once.
     same_files = [j for j in shipped if checkpoint_path(j) == checkpoint_path(i)]
-    shipped[i] = shipped[same_files[0]] if same_files else AutoTokenizer.from_pretrained(
-        checkpoint_path(i), **backbone_class(i).tokenizer_kwargs)
+    shipped[i] = shipped[same_files[0]] if same_files else backbone_class(i).load_tokenizer(checkpoint_path(i))
 hub_rows = {i: AutoConfig.from_pretrained(checkpoint_path(i)).vocab_size for i in IDS}
 for backbone_id, tokenizer in shipped.items():
     print(f"{backbone_id:22s} pad = {tokenizer.pad_token!s:15s} len = {len(tokenizer):6d}  "

@@ -757,17 +757,31 @@ else:
     assert plain_ids == IDS_4X
 
 # %% [markdown]
-# The fix is one argument, `legacy=True`, which restores the 4.x behaviour on 5.x and changes nothing on 4.x. The
-# Llama-2 family passes it through the class attribute `tokenizer_kwargs`, so the backbone's tokenizer gives the 4.x
-# ids on every version:
+# `legacy=True` repairs this prompt, but not every text. 5.x still builds the tokenizer from its class, with a
+# pre-tokenizer of its own, while 4.x used the checkpoint's `tokenizer.json` as it is, and the two split whitespace
+# next to a special token differently: a space after `</s>`, a text that starts with a space. The file is the ground
+# truth, and the `tokenizers` library reads it without transformers. The Llama-2 family sets the class attribute
+# `tokenizer_from_file`, so its `load_tokenizer` hands `AutoTokenizer` that file's tokenizer (`tokenizer_object=`):
+# the backbone's tokenizer gives the file's ids, the 4.x ids, on every version.
 
 # %%
+from tokenizers import Tokenizer
+
 from vla_backbone.families import LLaMa2LLMBackbone
 
-print("LLaMa2LLMBackbone.tokenizer_kwargs =", LLaMa2LLMBackbone.tokenizer_kwargs)
-assert LLaMa2LLMBackbone.tokenizer_kwargs == {"legacy": True}
-assert tokenizer(MULTI_TURN).input_ids == IDS_4X
-assert AutoTokenizer.from_pretrained(tiny_checkpoint("llama2"), legacy=True)(MULTI_TURN).input_ids == IDS_4X
+file_tokenizer = Tokenizer.from_file(str(tiny_checkpoint("llama2") / "tokenizer.json"))
+legacy_tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint("llama2"), legacy=True)
+for text in (MULTI_TURN, "Out: ok</s> In: again", " </s>"):
+    print(f"{text[-22:]!r:26} file {file_tokenizer.encode(text).ids[-5:]}  legacy=True {legacy_tokenizer(text).input_ids[-5:]}"
+          f"  backbone {tokenizer(text).input_ids[-5:]}")
+
+# %%
+assert LLaMa2LLMBackbone.tokenizer_from_file and LLaMa2LLMBackbone.tokenizer_kwargs == {}
+assert tokenizer(MULTI_TURN).input_ids == file_tokenizer.encode(MULTI_TURN).ids == IDS_4X
+assert legacy_tokenizer(MULTI_TURN).input_ids == IDS_4X
+for text in ("Out: ok</s> In: again", " </s>"):
+    assert tokenizer(text).input_ids == file_tokenizer.encode(text).ids
+    assert (legacy_tokenizer(text).input_ids != file_tokenizer.encode(text).ids) == compat.IS_V5
 
 # %% [markdown]
 # Where it bites: any code that tokenizes a whole multi-turn prompt in one call, such as inference on a
@@ -830,8 +844,9 @@ assert shown == inference_prompt
 #   on Llama-2 is token 29871 before the first action token. Upstream `predict_action` appends it.
 # - Only answers carry labels: `-100` everywhere else. For OpenVLA that leaves exactly the seven action tokens and
 #   `</s>`.
-# - On transformers 5, a plain `AutoTokenizer` gives Llama-2 different ids after a `</s>` written in the text; the
-#   Llama-2 family passes `legacy=True` and gets the 4.x ids OpenVLA trained on.
+# - On transformers 5, a plain `AutoTokenizer` gives Llama-2 different ids after a `</s>` written in the text, and
+#   `legacy=True` does not repair every text; the Llama-2 family reads its `tokenizer.json` as it is and gets the
+#   4.x ids OpenVLA trained on.
 #
 # ## Exercises
 # 1. Write a `ChatMLNoSystemPromptBuilder` by subclassing `TurnPromptBuilder` (override `wrap_human`, `wrap_gpt`

@@ -47,8 +47,10 @@ use_language(LANG)
 # | `last_layer_finetune_modules` | input embeddings, last decoder layer, LM head (property) | three modules |
 #
 # The two properties are the only members still abstract in `FamilyBackbone`; the class paths are strings so that
-# `import vla_backbone` does not import every model class of transformers. One optional class attribute,
-# `tokenizer_kwargs`, passes extra arguments to `AutoTokenizer.from_pretrained` (Llama-2 uses it for `legacy=True`).
+# `import vla_backbone` does not import every model class of transformers. Two optional class attributes shape how
+# `load_tokenizer` loads the tokenizer: `tokenizer_kwargs` passes extra arguments to `AutoTokenizer.from_pretrained`
+# (Qwen uses it on 4.57.3 to 4.57.x), and `tokenizer_from_file = True` hands it the checkpoint's tokenizer.json as
+# it is (Llama-2, whose tokenizer transformers 5 would otherwise rebuild with other ids; notebook 05).
 
 # %%
 import torch
@@ -58,13 +60,14 @@ from vla_backbone.families._common import FamilyBackbone
 
 for family in FAMILIES:
     print(f"{family.family:8s} {family.llm_cls_path:34s} {family.decoder_layer_path.rsplit('.', 1)[1]:20s} "
-          f"pad={family.pad_token!r:16s} tokenizer_kwargs={family.tokenizer_kwargs}")
+          f"pad={family.pad_token!r:16s} tokenizer_kwargs={family.tokenizer_kwargs} "
+          f"from_file={family.tokenizer_from_file}")
 
 # %%
 assert FamilyBackbone.__abstractmethods__ == {"prompt_builder_fn", "last_layer_finetune_modules"}
 assert all(not family.__abstractmethods__ for family in FAMILIES)
 assert {family.family for family in FAMILIES} == {"llama2", "mistral", "phi", "qwen25", "opt"}
-assert LLaMa2LLMBackbone.tokenizer_kwargs == {"legacy": True}
+assert [family.family for family in FAMILIES if family.tokenizer_from_file] == ["llama2"]
 
 # %% [markdown]
 # ## The architecture: GPT-2

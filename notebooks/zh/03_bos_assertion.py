@@ -28,7 +28,7 @@ use_language(LANG)
 #
 # VLM 用骨干网络的 `embed_input_ids` 得到提示词的嵌入，把图像投影成同样宽度的 patch 向量，再沿序列维度拼接：`[emb[:, :1], patches, emb[:, 1:]]`。切片 `:1` 是写死的：位置 0 上无论是什么 token，都会排在图像前面，其余 token 都排在图像后面。
 #
-# 我们完全按骨干网络的方式加载 Llama-2 分词器：读的是微型副本里真实的分词器文件，参数也是该家族自己的加载参数（`tokenizer_kwargs`；Llama-2 是 `legacy=True`，见 notebook 05）。然后把 OpenVLA 的动作提示词编码两次：一次正常编码，一次不带特殊 token——相当于一个从不添加 BOS 的分词器会给出的结果。这些 id 都是真实的 Llama-2 id，`1` 就是 `<s>`。
+# 我们完全按骨干网络的方式加载 Llama-2 分词器：读的是微型副本里真实的分词器文件，用的是该家族自己的 `load_tokenizer`，Llama-2 的分词器直接从它的 tokenizer.json 读取（原因见 notebook 05）。然后把 OpenVLA 的动作提示词编码两次：一次正常编码，一次不带特殊 token——相当于一个从不添加 BOS 的分词器会给出的结果。这些 id 都是真实的 Llama-2 id，`1` 就是 `<s>`。
 
 # %%
 import torch
@@ -39,8 +39,7 @@ from vla_backbone.registry import backbone_class, checkpoint_path
 
 def family_tokenizer(backbone_id: str):
     """The tokenizer as `backbone_id`'s backbone loads it, before the family adds its PAD token."""
-    return AutoTokenizer.from_pretrained(checkpoint_path(backbone_id), padding_side="right",
-                                         **backbone_class(backbone_id).tokenizer_kwargs)
+    return backbone_class(backbone_id).load_tokenizer(checkpoint_path(backbone_id))
 
 
 llama_tok = family_tokenizer("llama2-7b-pure")
@@ -201,8 +200,7 @@ assert "post-processor" in message and "SPECIAL_CASES" in message
 # 其实根本不用改文件，一个加载参数就够了：transformers 的 Llama 分词器会遵从 `add_bos_token=False`，在 4.57 和 5.x 上都一样，这时原封未动的真实文件编码出来就没有 BOS。构造函数里的检查要拦住的，正是这类改动。
 
 # %%
-switched_off = AutoTokenizer.from_pretrained(checkpoint_path("llama2-7b-pure"), add_bos_token=False,
-                                             **backbone_class("llama2-7b-pure").tokenizer_kwargs)
+switched_off = AutoTokenizer.from_pretrained(checkpoint_path("llama2-7b-pure"), add_bos_token=False)
 print(type(switched_off).__name__, switched_off(BOS_PROBE_TEXT).input_ids)
 assert switched_off(BOS_PROBE_TEXT).input_ids == ids_without
 with expect_error(TokenizerBOSError, match="does not prepend BOS when add_special_tokens=True"):
@@ -423,8 +421,7 @@ assert child.stdout.splitlines() == [
 import json
 
 hub_config = json.loads((TOKENIZERS / "llama2" / "tokenizer_config.json").read_text())
-explicit = AutoTokenizer.from_pretrained(checkpoint_path("llama2-7b-pure"), add_bos_token=True,
-                                         **backbone_class("llama2-7b-pure").tokenizer_kwargs)
+explicit = AutoTokenizer.from_pretrained(checkpoint_path("llama2-7b-pure"), add_bos_token=True)
 with tempfile.TemporaryDirectory() as tmp:
     explicit.save_pretrained(tmp)
     saved_config = json.loads(open(os.path.join(tmp, "tokenizer_config.json")).read())

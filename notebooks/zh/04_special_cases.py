@@ -144,7 +144,7 @@ assert SPECIAL_CASES == {"phi-2-3b"} | set(QWEN25_MODELS)
 # batch 用 `pad_token_id` 在右侧填充，所以每个骨干网络都需要一个 PAD token。先看各个 checkpoint 自带的分词器和配置，直接从微型副本的文件加载，还没经过家族代码的任何改动：PAD token、`len(tokenizer)`（所有 token，包括后加的）、`vocab_size`（只算基础词表），以及 Hub 配置里声明的嵌入矩阵行数。
 
 # %%
-from transformers import AutoConfig, AutoTokenizer
+from transformers import AutoConfig
 
 from vla_backbone.registry import backbone_class, checkpoint_path
 
@@ -153,8 +153,7 @@ shipped = {}
 for i in IDS:
     # `-extra` reads the same files as `-pure` (it adds its tokens later): load them once.
     same_files = [j for j in shipped if checkpoint_path(j) == checkpoint_path(i)]
-    shipped[i] = shipped[same_files[0]] if same_files else AutoTokenizer.from_pretrained(
-        checkpoint_path(i), **backbone_class(i).tokenizer_kwargs)
+    shipped[i] = shipped[same_files[0]] if same_files else backbone_class(i).load_tokenizer(checkpoint_path(i))
 hub_rows = {i: AutoConfig.from_pretrained(checkpoint_path(i)).vocab_size for i in IDS}
 for backbone_id, tokenizer in shipped.items():
     print(f"{backbone_id:22s} pad = {tokenizer.pad_token!s:15s} len = {len(tokenizer):6d}  "

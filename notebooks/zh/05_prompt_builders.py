@@ -659,15 +659,26 @@ else:
     assert plain_ids == IDS_4X
 
 # %% [markdown]
-# 修复只需要一个参数 `legacy=True`：它在 5.x 上恢复 4.x 的行为，在 4.x 上什么也不改变。Llama-2 家族通过类属性 `tokenizer_kwargs` 传入这个参数，所以骨干网络的分词器在所有版本上都给出 4.x 的 id：
+# `legacy=True` 能修好这条提示词，但不是所有文本都能修好。5.x 仍然按分词器类重新构建分词器，用的是它自己的预分词器；而 4.x 直接使用 checkpoint 里的 `tokenizer.json`。两者对特殊 token 旁边的空白切分得不一样，比如 `</s>` 后面跟一个空格，或者文本以空格开头。真正的依据是这个文件本身，`tokenizers` 库不经过 transformers 就能读取它。Llama-2 家族设置了类属性 `tokenizer_from_file`，于是它的 `load_tokenizer` 把这个文件里的分词器交给 `AutoTokenizer`（`tokenizer_object=`）：骨干网络的分词器在所有版本上给出的都是文件的 id，也就是 4.x 的 id。
 
 # %%
+from tokenizers import Tokenizer
+
 from vla_backbone.families import LLaMa2LLMBackbone
 
-print("LLaMa2LLMBackbone.tokenizer_kwargs =", LLaMa2LLMBackbone.tokenizer_kwargs)
-assert LLaMa2LLMBackbone.tokenizer_kwargs == {"legacy": True}
-assert tokenizer(MULTI_TURN).input_ids == IDS_4X
-assert AutoTokenizer.from_pretrained(tiny_checkpoint("llama2"), legacy=True)(MULTI_TURN).input_ids == IDS_4X
+file_tokenizer = Tokenizer.from_file(str(tiny_checkpoint("llama2") / "tokenizer.json"))
+legacy_tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint("llama2"), legacy=True)
+for text in (MULTI_TURN, "Out: ok</s> In: again", " </s>"):
+    print(f"{text[-22:]!r:26} file {file_tokenizer.encode(text).ids[-5:]}  legacy=True {legacy_tokenizer(text).input_ids[-5:]}"
+          f"  backbone {tokenizer(text).input_ids[-5:]}")
+
+# %%
+assert LLaMa2LLMBackbone.tokenizer_from_file and LLaMa2LLMBackbone.tokenizer_kwargs == {}
+assert tokenizer(MULTI_TURN).input_ids == file_tokenizer.encode(MULTI_TURN).ids == IDS_4X
+assert legacy_tokenizer(MULTI_TURN).input_ids == IDS_4X
+for text in ("Out: ok</s> In: again", " </s>"):
+    assert tokenizer(text).input_ids == file_tokenizer.encode(text).ids
+    assert (legacy_tokenizer(text).input_ids != file_tokenizer.encode(text).ids) == compat.IS_V5
 
 # %% [markdown]
 # 它在哪里会咬人：凡是一次性对整段多轮提示词分词的代码都会中招，比如在一段对话上做推理，或者像 OpenVLA 的数据集那样对 `get_prompt()` 分词。用骨干网络的分词器，整段对话的分词结果和上面逐轮分词拼起来的完全一样。逐轮分词从不把特殊 token 写在某个词前面，所以即使用未加参数的分词器也安全；只在最后有一个 `</s>` 的单轮动作提示词同样安全。
@@ -717,7 +728,7 @@ assert shown == inference_prompt
 # - 这些字符串逐字节复现，怪癖也一并保留，因为 checkpoint 就是在它们上面训练的：三个不同的默认系统提示词（LLaMa2Chat、Vicuna、Qwen），`<<SYS>`，Phi 手写的 BOS，Qwen 第 0 轮不返回的系统提示词块，Qwen 保留的换行和结尾的 `<|endoftext|>`。`get_potential_prompt` 不清理消息，也既没有 Phi 的 BOS，也没有 Qwen 的系统提示词块。
 # - OpenVLA 用 `In: What action should the robot take to ...?\nOut:` 提问；训练时 `Out:` 后面有一个空格，在 Llama-2 上就是第一个动作 token 前面的 token 29871。上游的 `predict_action` 会把它补上。
 # - 只有回答带标签，其余位置都是 `-100`。对 OpenVLA 来说，留下的恰好是七个动作 token 和 `</s>`。
-# - 在 transformers 5 上，直接用 `AutoTokenizer` 时，Llama-2 对文本中 `</s>` 之后的内容会给出不同的 id；Llama-2 家族传入 `legacy=True`，得到的就是 OpenVLA 训练时所用的 4.x id。
+# - 在 transformers 5 上，直接用 `AutoTokenizer` 时，Llama-2 对文本中 `</s>` 之后的内容会给出不同的 id，而 `legacy=True` 也修不好所有文本；Llama-2 家族直接读取自己的 `tokenizer.json`，得到的就是 OpenVLA 训练时所用的 4.x id。
 #
 # ## 练习
 # 1. 继承 `TurnPromptBuilder` 写一个 `ChatMLNoSystemPromptBuilder`（只重写 `wrap_human`、`wrap_gpt` 和 `finish`）。用 `assert` 检查它的推理提示词就是去掉系统提示词块之后的 Qwen 提示词。

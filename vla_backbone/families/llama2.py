@@ -26,10 +26,12 @@ class LLaMa2LLMBackbone(FamilyBackbone):
     decoder_layer_path = "transformers.models.llama.modeling_llama.LlamaDecoderLayer"
     # Llama-2 ships without a PAD token; batching needs one (id 32000, hence 32064 embedding rows).
     pad_token = "<PAD>"
-    # The hub's tokenizer_config says `"legacy": false`. transformers 4.x ignored that for the fast tokenizer, but 5.x
-    # rebuilds the tokenizer and honours it, dropping the "▁" before a word that follows a special token written in
-    # the text ("</s>In:" -> 797 instead of 512). OpenVLA checkpoints were trained on the 4.x ids: keep them.
-    tokenizer_kwargs = {"legacy": True}
+    # OpenVLA checkpoints were trained on the ids of the hub's tokenizer.json, which transformers 4.x used as it is.
+    # 5.x rebuilds the tokenizer from its class instead: honouring the config's `"legacy": false` it drops the "▁"
+    # before a word that follows a special token ("</s>In:" -> 797, not 512), and even with `legacy=True` its
+    # Metaspace pre-tokenizer splits whitespace differently (" </s>" -> 29871, 2, not 259, 2). The file itself
+    # gives the 4.x ids on every version.
+    tokenizer_from_file = True
 
     @property
     def prompt_builder_fn(self) -> type[PromptBuilder]:
