@@ -199,7 +199,7 @@ assert MinimalBackbone.__abstractmethods__ == frozenset()
 # %% [markdown]
 # ## 漏掉的成员在构造时报错，而且点名
 #
-# 现在从这个命名空间里每次删掉一个成员，再重新构建类。八个变体中的每一个，一调用就抛出 `TypeError`，信息里准确写出缺的是哪个成员。
+# 现在从这个命名空间里每次删掉一个成员，再重新构建类。八个变体无一例外，一调用就抛出 `TypeError`，报错信息准确指出缺的是哪个成员。
 
 # %%
 for missing in sorted(abstract):
@@ -214,7 +214,7 @@ for missing in sorted(abstract):
 #
 # OpenVLA 为“只微调最后一层”这一训练阶段，在抽象类里新增了 `last_layer_finetune_modules`，并在 Llama-2 上实现了它。Mistral 和 Phi 两个子类却还是只有原来的三个属性，第四个始终没有补上。下面这个类仿照上游的 Mistral 骨干网络：继承 `HFCausalLLMBackbone`，和上游一样定义了 `prompt_builder_fn`、`transformer_layer_cls` 和 `half_precision_dtype`。
 #
-# 这个 `TypeError` 来自 `object.__new__`，发生在 `__init__` 运行*之前*：既没有读取 config，也没有加载任何权重。这正是 ABC 的意义所在——犯这个错只花几微秒，而不是白白下载 14 GB。
+# 这个 `TypeError` 来自 `object.__new__`，发生在 `__init__` 运行*之前*：既没有读取 config，也没有加载任何权重。这正是 ABC 的意义所在——这个错误几微秒内就会暴露，不必先白白下载 14 GB。
 
 # %%
 from transformers import MistralForCausalLM
@@ -280,7 +280,7 @@ assert minimal.llm is None and minimal.tokenizer is None and minimal.get_tokeniz
 assert list(minimal.children()) == []
 
 # %% [markdown]
-# 槽位填上之前，具体属性无从读取：`embed_dim` 要访问 `self.llm.config`，而 `None` 没有 `config`。不过请留意报错信息。`nn.Module` 的 property 一旦抛出 `AttributeError`，Python 就会退回到 `nn.Module.__getattr__`，后者去找同名的参数或子模块，找不到，于是报告说 `embed_dim` 这个属性本身不存在。真正的原因——`llm` 仍是 `None`——从信息里消失了。以后遇到 module 上的某个 property “凭空消失”，不妨先想到这一点。
+# 槽位填上之前，具体属性无从读取：`embed_dim` 要访问 `self.llm.config`，而 `None` 没有 `config`。不过请留意报错信息。`nn.Module` 的 property 一旦抛出 `AttributeError`，Python 就会退回到 `nn.Module.__getattr__`，后者去找同名的参数或子模块，找不到，于是报告说 `embed_dim` 这个属性本身不存在。真正的原因——`llm` 仍是 `None`——从信息里消失了。以后遇到 module 上的某个 property“凭空消失”，不妨先想到这一点。
 
 # %%
 with expect_error(AttributeError, match="has no attribute 'embed_dim'"):
@@ -288,7 +288,7 @@ with expect_error(AttributeError, match="has no attribute 'embed_dim'"):
 assert "embed_dim" in dir(minimal) and minimal.llm is None
 
 # %% [markdown]
-# 用 Llama 微型副本手动填上两个槽位：真实的 Llama-2 分词器，加一个微型的 `LlamaForCausalLM`。我们和骨干网络一样显式指定 float32：checkpoint 是以 float16 存储的，transformers 5 会按存储的 dtype 加载。把一个 module 赋给 `self.llm`，它就成了已注册的子模块（这是 `nn.Module.__setattr__` 在起作用）；`get_tokenizer()` 返回的也正是存进去的那个对象。
+# 用 Llama 微型副本手动填上两个槽位：真实的 Llama-2 分词器，加一个微型的 `LlamaForCausalLM`。我们和骨干网络一样显式指定 float32：checkpoint 以 float16 存储，不指定的话，transformers 5 会按存储的 dtype 加载。把一个 module 赋给 `self.llm`，它就成了已注册的子模块（这是 `nn.Module.__setattr__` 在起作用）；`get_tokenizer()` 返回的也正是存进去的那个对象。
 
 # %%
 from transformers import AutoTokenizer, LlamaForCausalLM

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 02 · 加载：训练模式与推理模式
 #
-# `HFCausalLLMBackbone.__init__` 一屏就能看完，可其中几乎每一行都有它的理由，而这些理由往往要等它缺席时才会显现：模型静默地以半精度训练；本该贪心解码的生成却在采样；在可重入梯度检查点下，LLM 一冻结，反向传播就断掉；batch 填充在了错误的一侧；访问 token 出现在了日志里。本 notebook 按 OpenVLA 使用的两种模式逐步走读这个构造函数——**训练模式**（加载预训练权重，用来微调）和**推理模式**（只搭建架构，因为 VLA 的 checkpoint 会提供全部权重）——并在微型副本上逐一验证每个步骤。
+# `HFCausalLLMBackbone.__init__` 一屏就能看完，而其中几乎每一行都有存在的理由，只是这些理由往往要等到缺了它才会暴露：模型在不知不觉中以半精度训练；本该贪心解码的生成却在采样；在可重入梯度检查点下，LLM 一冻结，反向传播就断掉；batch 填充在了错误的一侧；访问令牌出现在了日志里。本 notebook 按 OpenVLA 使用的两种模式逐步走读这个构造函数——**训练模式**（加载预训练权重，用来微调）和**推理模式**（只搭建架构，因为 VLA 的 checkpoint 会提供全部权重）——并在微型副本上逐一验证每个步骤。
 #
 # **你将学到**
 # - 训练模式为什么调用具体的 `*ForCausalLM.from_pretrained`，并显式传入 `dtype=torch.float32`；
@@ -190,7 +190,7 @@ else:
     assert accepted.generation_config.do_sample is False
 
 # %% [markdown]
-# 所以骨干网络先加载，再把这三个值写到 `llm.generation_config` 上（`compat.set_greedy_generation`）。为了看清它确实生效，做一个要求采样的“已发布” checkpoint（有些对话模型的 checkpoint 就是这样）：用 Llama 微型副本的文件（fp16 权重、真实分词器），再配上一份写着 `do_sample=True, temperature=0.6, top_p=0.9` 的生成配置。普通的 `from_pretrained` 会保留这些采样设置，骨干网络则把它们改了回来：
+# 所以骨干网络先加载，再把这三个值写到 `llm.generation_config` 上（`compat.set_greedy_generation`）。为了看清它确实生效，做一个要求采样的“已发布”checkpoint（有些对话模型的 checkpoint 就是这样）：用 Llama 微型副本的文件（fp16 权重、真实分词器），再配上一份写着 `do_sample=True, temperature=0.6, top_p=0.9` 的生成配置。普通的 `from_pretrained` 会保留这些采样设置，骨干网络则把它们改了回来：
 
 # %%
 import shutil
@@ -236,7 +236,7 @@ assert not torch.equal(sampled_a, sampled_b)
 # %% [markdown]
 # ## 第 3′ 步 · 推理模式：只有架构，没有预训练权重
 #
-# 推理时，骨干网络位于训练好的 VLA 之中，VLA 的 checkpoint 持有全部权重，LLM 的也在其中。先去读取预训练的 LLM 权重纯属浪费时间和内存（7B 模型以半精度计约 14 GB）。因此推理模式只读取 config（`AutoConfig.from_pretrained`），再据此以 float32 构建模型类（`llm_cls._from_config`）：架构相同，权重是新初始化的。两份 config 只有 `use_cache` 不同；在 4.57 上 `dtype` 字段也不同，那里它仍然记着 checkpoint 的 float16，尽管权重是 float32。
+# 推理时，骨干网络是训练好的 VLA 的一部分，而 VLA 的 checkpoint 里已经包含全部权重，LLM 的权重也在内。先去读取预训练的 LLM 权重纯属浪费时间和内存（7B 模型以半精度计约 14 GB）。因此推理模式只读取 config（`AutoConfig.from_pretrained`），再据此以 float32 构建该类的模型（`llm_cls._from_config`）：架构相同，权重是新初始化的。两份 config 只有 `use_cache` 不同；在 4.57 上 `dtype` 字段也不同，那里它仍然记着 checkpoint 的 float16，尽管权重是 float32。
 
 # %%
 infer_bb, _ = get_llm_backbone_and_tokenizer("llama2-7b-pure", inference_mode=True)
@@ -293,7 +293,7 @@ assert cache_train is None
 assert cache_infer.get_seq_length() == batch.input_ids.shape[1]
 
 # %% [markdown]
-# 与梯度检查点的冲突，transformers 会自行处理：开启检查点后，处于训练状态的模型即使被要求返回缓存，也只会打印一条警告，然后不返回缓存。提前设置 `use_cache=False`，就能让每个训练步都不再出现这条警告。
+# 与梯度检查点的冲突，transformers 会自行处理：开启检查点后，处于训练模式的模型即使被要求返回缓存，也只会打印一条警告，并不返回缓存。提前设置 `use_cache=False`，就能让每个训练步都不再出现这条警告。
 
 # %%
 from vla_backbone.notebook import transformers_log
@@ -367,7 +367,7 @@ assert left.input_ids[0, 0] == tokenizer.pad_token_id != tokenizer.bos_token_id
 # %% [markdown]
 # ## `hf_token`：只转交，不保留
 #
-# Llama-2 这类受限（gated）模型需要访问 token。构造函数把 `hf_token` 交给每一次 `from_pretrained` 调用（模型和分词器；推理模式下还有 config），此外不在任何地方保存它：不作为属性，不写进 config，也不出现在 `save_pretrained` 写出的文件里。我们用一个编造的 token 来验证。包在加载函数外面的“探针”会记录每次调用；对它们收到的参数，我们只做比较，绝不打印。
+# Llama-2 这类受限（gated）模型需要访问令牌。构造函数把 `hf_token` 交给每一次 `from_pretrained` 调用（模型和分词器；推理模式下还有 config），此外不在任何地方保存它：不作为属性，不写进 config，也不出现在 `save_pretrained` 写出的文件里。我们用一个编造的 token 来验证。包在加载函数外面的“探针”会记录每次调用；对它们收到的参数，我们只做比较，绝不打印。
 
 # %%
 FAKE_TOKEN = "hf_SENTINEL_not_a_real_token_0123456789"
@@ -411,7 +411,7 @@ for place, text in places.items():
 assert not any(FAKE_TOKEN in text for text in places.values())
 
 # %% [markdown]
-# 报错同样被覆盖到了：所有加载错误都会经过同一个转换函数，在生成信息之前把 token 替换成 `***`。下面在传入 token 的情况下让加载失败（目录不存在）：
+# 报错信息里也不会泄露 token：所有加载错误都会经过同一个转换函数，在生成信息之前把 token 替换成 `***`。下面在传入 token 的情况下让加载失败（目录不存在）：
 
 # %%
 from vla_backbone.errors import BackboneLoadError
@@ -452,7 +452,7 @@ print("reloaded from", reloaded.hf_hub_path, "with identical logits")
 assert reloaded.hf_hub_path == str(Path(local_dir).resolve())
 
 # %% [markdown]
-# 不存在的目录会立即失败，抛出 `BackboneLoadError`，并说明什么样的目录才有效。
+# 传入不存在的目录会当场报错（`BackboneLoadError`），报错信息会说明什么样的目录才有效。
 
 # %%
 with expect_error(BackboneLoadError, match="does not exist"):
@@ -494,7 +494,7 @@ shutil.rmtree(workdir, ignore_errors=True)
 # %% [markdown]
 # ## 小结
 # - 训练模式以 `dtype=torch.float32` 调用家族指定的具体 `*ForCausalLM.from_pretrained`（checkpoint 以 fp16 或 bf16 存储，5.x 会保留这个 dtype，4.x 则加载成 fp32），然后在 `generation_config` 上设置贪心解码，因为 5.x 不再接受在 `from_pretrained` 里传 `do_sample`/`temperature`/`top_p`。
-# - `use_flash_attention_2` 被翻译为 `attn_implementation`，并且最先检查；缺少 flash-attn 和 CUDA GPU 时，在加载任何东西之前就抛出 `FlashAttentionUnavailableError`。
+# - `use_flash_attention_2` 被翻译为 `attn_implementation`，并且最先检查；缺少 flash-attn 或 CUDA GPU 时，在加载任何东西之前就抛出 `FlashAttentionUnavailableError`。
 # - 推理模式用 `AutoConfig` 加 `_from_config` 搭建架构：config 相同，没有预训练权重，由 VLA 的 checkpoint 补上。
 # - `use_cache` 等于 `inference_mode`；输入梯度钩子只在训练模式下注册，用于嵌入被冻结、层内权重在训练、又使用可重入梯度检查点的情形。
 # - 分词器使用 `model_max_length=llm_max_length` 和右侧填充（BOS 始终在位置 0）；`hf_token` 只转交给加载函数，从不保存；`source` 在微型副本、hub 和本地目录之间选择。

@@ -71,7 +71,7 @@ print("with BOS:   ", spliced_good.squeeze().tolist()[:8], "...")
 print("without BOS:", spliced_bad.squeeze().tolist()[:8], "...")
 
 # %% [markdown]
-# 有 BOS 时，图像位于 BOS 和文本之间，与训练时完全一致。没有 BOS 时，提示词的第一个 token（`▁In`，id 512）被从其余部分切开，图像落进了提示词格式里的 `In:` 标记中间。整个过程不会失败：序列只是短了一个位置，下游的形状都跟着变，没有任何报错——变的只是含义。
+# 有 BOS 时，图像位于 BOS 和文本之间，与训练时完全一致。没有 BOS 时，提示词的第一个 token（`▁In`，id 512）和后面的内容被拆开，图像落进了提示词格式里的 `In:` 标记中间。整个过程不会失败：序列只是短了一个位置，下游的形状都跟着变，没有任何报错——变的只是含义。
 
 # %%
 bos_id = llama_tok.bos_token_id
@@ -155,7 +155,7 @@ assert check_bos(llama_tok, "llama2-7b-pure") is None
 # %% [markdown]
 # ## 3. 违反条件一：去掉 BOS 的真实分词器
 #
-# fast 分词器本质上是 `tokenizers` 库里的一条流水线：normalizer、pre-tokenizer、模型（这里是 BPE）和 post-processor。添加 BOS 是 post-processor 的工作：Llama-2 的 `tokenizer.json` 里有一个模板为 `<s> $A`（`$A` 代表文本）的 `TemplateProcessing`，它只在请求特殊 token 时才运行。
+# fast 分词器本质上是 `tokenizers` 库里的一条流水线：normalizer、pre-tokenizer、模型（这里是 BPE）和 post-processor。添加 BOS 是 post-processor 的工作：Llama-2 的 `tokenizer.json` 里有一个 `TemplateProcessing`，模板是 `<s> $A`（`$A` 代表文本），只在请求特殊 token 时才运行。
 #
 # 我们用 `tokenizers` 库读入这个文件本身，再配上 Llama-2 的特殊 token，把它包装成 transformers 的分词器。先不做任何改动，它给出的 id 必须和骨干网络加载的分词器完全一致（探测文本和动作提示词都要一致）；然后再把它的模板换成只有 `$A`。
 
@@ -268,7 +268,7 @@ for name, tokenizer in [("real Llama-2", llama_tok), ("always-BOS", always_bos)]
     print(f"{name:13s} BOS at positions {[i for i, t in enumerate(ids) if t == 1]} of {len(ids)}")
 
 # %% [markdown]
-# 真实的分词器只在位置 0 给出一个 BOS（第一轮就是那条 18 个 token 的动作提示词）。有缺陷的那个则在开头给出两个 BOS，*并且*在样本中间的位置 19——恰好是回答开始的地方——又插入一个 BOS；模型会学着在那里预测 BOS。修复这类问题的办法是去掉在 post-processor 之外写入 BOS 的那个环节（这里是 normalizer），让只有 `add_special_tokens=True` 才会添加 BOS。
+# 真实的分词器只在位置 0 给出一个 BOS（第一轮就是那条 18 个 token 的动作提示词）。有缺陷的那个则在开头给出两个 BOS，*并且*在样本中间的位置 19——恰好是回答开始的地方——又插入一个 BOS；模型会学着在那里预测 BOS。修复这类问题的办法是去掉在 post-processor 之外写入 BOS 的那个环节（这里是 normalizer），这样就只有 `add_special_tokens=True` 时才会添加 BOS。
 
 # %%
 good_ids, bad_ids = tokenize_turns(llama_tok, turns), tokenize_turns(always_bos, turns)
@@ -281,7 +281,7 @@ assert [i for i, t in enumerate(bad_ids) if t == 1] == [0, 1, first_turn_length 
 # **动手试试：** 给构造器再加一轮 human 和 gpt，然后重新运行：在有缺陷的样本里，每多一轮，中间就多一个 BOS；而真实的分词器始终只在位置 0 有一个 BOS。
 
 # %% [markdown]
-# ## 5. 每个家族，用它真实的分词器文件
+# ## 5. 在每个家族的真实分词器文件上检查
 #
 # 对每个家族做同样的两次编码，每个分词器都按其骨干网络的方式从真实文件加载。下面的 id 与 Hub 上的分词器给出的完全相同。条件一首先要求有 BOS id：Qwen 根本没有 BOS token，`bos_token_id` 是 `None`，所以条件一按定义就不成立。Phi-2 有 BOS token `<|endoftext|>`（50256，同时也是它的 EOS），但它的分词器从不添加。OPT 能通过，只是 BOS 有点特别：它在开头加的是 `</s>`（id 2），而这同时也是它的 EOS。在 transformers 5 上每个家族只有一个分词器类（Mistral 加载出来的是通用的 `TokenizersBackend`）；在 4.57 上则是各个 `*Fast` 类。
 
@@ -355,7 +355,7 @@ assert SPECIAL_CASES == {"phi-2-3b"} | {i for i in list_backbones() if backbone_
 #
 # 上游把这个检查写成了 `assert`。Python 以 `-O` 运行（或设置了环境变量 `PYTHONOPTIMIZE`）时，会丢掉所有 `assert` 语句，有缺陷的分词器就会静默通过。`check_bos` 最后用的是显式的 `raise`，`-O` 不会去掉它。
 #
-# 我们在一个单独的 `python -O` 进程里验证这一点。在那里导入 torch 和 transformers 要花很多秒（在 `-O` 下，Python 第一次运行时要重新编译它们），所以子进程运行的是 `check_bos` 的*原样源码*（通过 `inspect.getsource` 取得），作用对象是第 3 节那条从不加 BOS 的流水线（去掉了 BOS 模板的真实 Llama-2 `tokenizer.json`）——先存成文件，再只用 `tokenizers` 库读回来。旁边还放了一个用 `assert` 写的条件一检查作对照。
+# 我们在一个单独的 `python -O` 进程里验证这一点。在那里导入 torch 和 transformers 要花不少时间（在 `-O` 下，Python 第一次运行时要重新编译它们），所以子进程运行的是 `check_bos` 的*原样源码*（通过 `inspect.getsource` 取得），作用对象是第 3 节那条从不加 BOS 的流水线（去掉了 BOS 模板的真实 Llama-2 `tokenizer.json`）——先存成文件，再只用 `tokenizers` 库读回来。旁边还放了一个用 `assert` 写的条件一检查作对照。
 
 # %%
 import os

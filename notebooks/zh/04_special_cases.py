@@ -391,7 +391,7 @@ assert llama_tok.convert_ids_to_tokens(32050) is None and llama_tok.decode([3205
 # %% [markdown]
 # ### PAD 行与损失
 #
-# 在填充后的 batch 里，填充位置的标签是 -100，注意力掩码也让其他位置看不到填充。所以 PAD 的*输入*行里放什么都无所谓：损失不变，这一行也得不到梯度。*输出*一侧则不同。LM head 的每一行——包括 PAD 和那些不用的行——都会在每个位置产生一个 logit，并出现在 softmax 的分母里。由于这些 id 从来不是标签，损失对它们 logit 的梯度与它们（为正的）概率成正比，所以训练只会把它们往下压。两段短文本让 logits 保持很小：2 x 17 个位置 x 32064 行。
+# 在填充后的 batch 里，填充位置的标签是 -100，注意力掩码也让其他位置看不到填充。所以 PAD 的*输入*行里放什么都无所谓：损失不变，这一行也得不到梯度。*输出*一侧则不同。LM head 的每一行——包括 PAD 和那些不用的行——都会在每个位置产生一个 logit，并出现在 softmax 的分母里。由于这些 id 从来不是标签，损失对它们 logit 的梯度与它们（为正的）概率成正比，所以训练只会把它们往下压。只用两段短文本，logits 张量就不大：2 x 17 个位置 x 32064 行。
 
 # %%
 texts = ["In: pick up the cup\nOut: 1 2 3</s>", "In: open the drawer\nOut:"]

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 05 · 提示词构造器与 OpenVLA 的动作提示词
 #
-# 语言模型在训练中学到的是一种精确到空格和换行的文本格式。一个 OpenVLA checkpoint 见过上百万次 `In: What action should the robot take to ...?\nOut: ` 后面跟着七个动作 token 的样本；推理时哪怕只差一个空格，它读到的就是训练里从没见过的 token 序列。负责写出这些字符串的小对象叫*提示词构造器*，每个骨干网络都会指明自己训练时用的是哪一个。本 notebook 把六个构造器放在同一段对话上并排比较，拿从上游抄来的字面字符串逐字节核对每个结果，顺着动作提示词一路追到真实 Llama-2 的 token id，看清楚哪些 token 带有训练标签，最后看一个 transformers 5 给多轮 Llama-2 提示词埋下的坑。
+# 语言模型在训练中学到的是一种精确到空格和换行的文本格式。OpenVLA checkpoint 在训练中见过数百万次这样的样本：`In: What action should the robot take to ...?\nOut: ` 后面跟着七个动作 token；推理时哪怕只差一个空格，它读到的就是训练里从没见过的 token 序列。负责写出这些字符串的小对象叫*提示词构造器*，每个骨干网络都会指明自己训练时用的是哪一个。本 notebook 把六个构造器放在同一段对话上并排比较，拿从上游抄来的字面字符串逐字节核对每个结果，顺着动作提示词一路追到真实 Llama-2 的 token id，看清楚哪些 token 带有训练标签，最后看一个 transformers 5 给多轮 Llama-2 提示词埋下的坑。
 #
 # **你将学到**
 # - `PromptBuilder` 接口（`add_turn`、`get_potential_prompt`、`get_prompt`），以及所有构造器共用的轮次逻辑；
@@ -319,7 +319,7 @@ assert PurePromptBuilder("openvla").finish("<s>In: x\nOut: ") == "In: x\nOut:"
 # %% [markdown]
 # ### LLaMa2Chat：只有一个 `>` 的 `<<SYS>`
 #
-# Meta 官方的 Llama-2-chat 格式用 `<<SYS>>` 开启系统提示词块。Prismatic 的构造器写成了 `<<SYS>`——少了一个 `>`——结尾的 `<</SYS>>` 倒是正确的。这是个笔误，但我们保留它：Prismatic 发布的 `llama2-chat+7b` 和 `llama2-chat+13b` 这两个 VLM 就是在这个笔误上训练的，这些 checkpoint 认的就是它。如果把它“修好”，推理时模型拿到的 token 就和训练时学到的不一样，不会有任何报错，只会让效果静默地变差。
+# Meta 官方的 Llama-2-chat 格式用 `<<SYS>>` 开启系统提示词块。Prismatic 的构造器写成了 `<<SYS>`——少了一个 `>`——结尾的 `<</SYS>>` 倒是正确的。这是个笔误，但我们保留它：Prismatic 发布的 `llama2-chat+7b` 和 `llama2-chat+13b` 这两个 VLM 就是在这个笔误上训练的，这些 checkpoint 认的就是它。如果把它“修好”，推理时模型拿到的 token 就和训练时学到的不一样，不会有任何报错，效果却会悄悄变差。
 
 # %%
 chat_prompt = build(LLaMa2ChatPromptBuilder, CONVERSATION).get_prompt()
@@ -500,7 +500,7 @@ tail_tokens = tokenizer.convert_ids_to_tokens(list(range(31744, 32000)))
 assert not any(token.startswith("▁") for token in tail_tokens)
 
 # %% [markdown]
-# 因此，模型学到的是在 `▁` 之后预测第一个动作，推理时却要它紧接着 `:` 预测。上游的 `predict_action` 的修补办法是：只要提示词不是以 29871 结尾，就在末尾补上它（openvla#104）。把提示词*连同*末尾空格一起分词，得到的 id 也一样。这个修补只适用于 Llama-2 的词表；不管用什么分词器，都应该检查推理 id 是不是训练 id 的前缀，而且一直延伸到第一个动作 token 之前。
+# 因此，模型学到的是在 `▁` 之后预测第一个动作，推理时却要它紧接着 `:` 预测。上游的 `predict_action` 的修补办法是：只要提示词不是以 29871 结尾，就在末尾补上它（openvla#104）。把提示词*连同*末尾空格一起分词，得到的 id 也一样。这个修补只适用于 Llama-2 的词表；不管用什么分词器，都应该检查：推理 id 是否与训练 id 中第一个动作 token 之前的部分完全一致。
 
 # %%
 repaired_ids = inference_ids if inference_ids[-1] == 29871 else inference_ids + [29871]
@@ -514,7 +514,7 @@ assert training_ids[len(repaired_ids)] == action_ids[0]
 #
 # ### 逐轮分词：Prismatic 的做法
 #
-# Prismatic 的数据集对每个轮次调用 `add_turn`，并把返回的文本单独分词：只有第一个轮次加 BOS，末尾空白去掉（否则 Llama 分词器会多出一个单独的空格 token）。标签只遵循一条规则：human 轮次的每个 token 都标为 `-100`（交叉熵会忽略的索引），gpt 轮次的每个 token 标为它自己的 id。模型只在回答上接受评分，从不在问题上评分。
+# Prismatic 的数据集对每个轮次调用 `add_turn`，并把返回的文本单独分词：只有第一个轮次加 BOS，末尾空白去掉（否则 Llama 分词器会多出一个单独的空格 token）。标签只遵循一条规则：human 轮次的每个 token 都标为 `-100`（交叉熵会忽略的索引），gpt 轮次的每个 token 标为它自己的 id。损失只在回答上计算，问题部分从不计入。
 
 # %%
 IGNORE_INDEX = -100
@@ -631,7 +631,7 @@ assert np.all(np.abs(decoded - action) <= 1 / 255 + 1e-9)
 # %% [markdown]
 # ## transformers 5 与多轮 Llama-2 提示词
 #
-# Pure 模板会在轮次之间把 `</s>` 写进文本，所以第二个 human 轮次紧跟在一个特殊 token 后面：`...</s>In: ...`。SentencePiece 分词器如何处理文本中写出的特殊 token 后面的那个词，在 transformers 5 里变了。Hub 上 Llama-2 的 `tokenizer_config.json` 写着 `"legacy": false`。transformers 4.x 对 `AutoTokenizer` 返回的快速分词器忽略了这个标志；5.x 则按类重建分词器并遵守它，于是 `</s>` 后面那个词丢掉了开头的 `▁`：`▁In`（512）变成了 `In`（797）。OpenVLA 和 Prismatic 的 checkpoint 都是在 4.x 的 id 上训练的。
+# Pure 模板会在轮次之间把 `</s>` 写进文本，所以第二个 human 轮次紧跟在一个特殊 token 后面：`...</s>In: ...`。文本里直接写出的特殊 token 后面紧跟着一个词时，SentencePiece 分词器怎样处理这个词，在 transformers 5 里变了。Hub 上 Llama-2 的 `tokenizer_config.json` 写着 `"legacy": false`。transformers 4.x 对 `AutoTokenizer` 返回的快速分词器忽略了这个标志；5.x 则按类重建分词器并遵守它，于是 `</s>` 后面那个词丢掉了开头的 `▁`：`▁In`（512）变成了 `In`（797）。OpenVLA 和 Prismatic 的 checkpoint 都是在 4.x 的 id 上训练的。
 #
 # 微型副本的分词器文件就是 Llama-2 自己的，所以直接用 `AutoTokenizer` 加载它们，就能看到当前这个 transformers 版本的行为（这个单元格在 4.57 上也能运行，那时它会告诉你不存在这个坑）：
 
@@ -681,7 +681,7 @@ for text in ("Out: ok</s> In: again", " </s>"):
     assert (legacy_tokenizer(text).input_ids != file_tokenizer.encode(text).ids) == compat.IS_V5
 
 # %% [markdown]
-# 它在哪里会咬人：凡是一次性对整段多轮提示词分词的代码都会中招，比如在一段对话上做推理，或者像 OpenVLA 的数据集那样对 `get_prompt()` 分词。用骨干网络的分词器，整段对话的分词结果和上面逐轮分词拼起来的完全一样。逐轮分词从不把特殊 token 写在某个词前面，所以即使用未加参数的分词器也安全；只在最后有一个 `</s>` 的单轮动作提示词同样安全。
+# 哪些代码会踩到这个坑：凡是一次性对整段多轮提示词分词的代码都会中招，比如在一段对话上做推理，或者像 OpenVLA 的数据集那样对 `get_prompt()` 分词。用骨干网络的分词器，整段对话的分词结果和上面逐轮分词拼起来的完全一样。逐轮分词从不把特殊 token 写在某个词前面，所以即使用未加参数的分词器也安全；只在最后有一个 `</s>` 的单轮动作提示词同样安全。
 
 # %%
 dialogue_prompt = build(PurePromptBuilder, DIALOGUE, "prismatic").get_prompt()
@@ -725,7 +725,7 @@ assert shown == inference_prompt
 # %% [markdown]
 # ## 小结
 # - `PromptBuilder` 按轮次写出一段对话；`add_turn` 返回它追加的文本，`get_prompt` 给出完整提示词，`get_potential_prompt` 预览再加一个 human 轮次后的样子。`TurnPromptBuilder` 承载共用的逻辑，六个构造器各自只说明如何包装一个轮次。
-# - 这些字符串逐字节复现，怪癖也一并保留，因为 checkpoint 就是在它们上面训练的：三个不同的默认系统提示词（LLaMa2Chat、Vicuna、Qwen），`<<SYS>`，Phi 手写的 BOS，Qwen 第 0 轮不返回的系统提示词块，Qwen 保留的换行和结尾的 `<|endoftext|>`。`get_potential_prompt` 不清理消息，也既没有 Phi 的 BOS，也没有 Qwen 的系统提示词块。
+# - 这些字符串逐字节复现，怪癖也一并保留，因为 checkpoint 就是在它们上面训练的：三个不同的默认系统提示词（LLaMa2Chat、Vicuna、Qwen），`<<SYS>`，Phi 手写的 BOS，Qwen 第 0 轮不返回的系统提示词块，Qwen 保留的换行和结尾的 `<|endoftext|>`。`get_potential_prompt` 不清理消息，写出的内容里既没有 Phi 的 BOS，也没有 Qwen 的系统提示词块。
 # - OpenVLA 用 `In: What action should the robot take to ...?\nOut:` 提问；训练时 `Out:` 后面有一个空格，在 Llama-2 上就是第一个动作 token 前面的 token 29871。上游的 `predict_action` 会把它补上。
 # - 只有回答带标签，其余位置都是 `-100`。对 OpenVLA 来说，留下的恰好是七个动作 token 和 `</s>`。
 # - 在 transformers 5 上，直接用 `AutoTokenizer` 时，Llama-2 对文本中 `</s>` 之后的内容会给出不同的 id，而 `legacy=True` 也修不好所有文本；Llama-2 家族直接读取自己的 `tokenizer.json`，得到的就是 OpenVLA 训练时所用的 4.x id。

@@ -253,7 +253,7 @@ assert backbone.pad_token_id is not None and backbone.pad_token_id != bos, say("
 modules = backbone.last_layer_finetune_modules
 assert len(modules) == 3 and modules[0] is backbone.llm.get_input_embeddings() and modules[1] is backbone.llm.transformer.h[-1], \
     say("last_layer_finetune_modules must be (input embeddings, last block, LM head)",
-        "last_layer_finetune_modules 必须是（输入嵌入, 最后一个 block, 输出头）")
+        "last_layer_finetune_modules 必须是（输入嵌入、最后一个 block、输出头）")
 ### BEGIN HIDDEN TESTS
 assert backbone.llm.get_input_embeddings().weight.shape[0] % 64 == 0
 assert modules[2] is backbone.llm.get_output_embeddings()

@@ -161,7 +161,7 @@ assert predicted == reference_plan, say(f"predicted {predicted}\nwrap_plan says 
                                          f"预测为 {predicted}\nwrap_plan 给出的是 {reference_plan}")
 backbone = vla.llm_backbone
 assert predict_wrap_plan(backbone, {backbone.transformer_layer_cls}) == wrap_plan(backbone, backbone.get_fsdp_wrapping_policy()), \
-    say("the plan for the language backbone alone differs", "只包装语言骨干网络时，预测的包装方案不一致")
+    say("the plan for the language backbone alone differs", "只包装语言骨干网络时，预测的包装计划不一致")
 ### BEGIN HIDDEN TESTS
 assert predict_wrap_plan(vla, {nn.Linear})[:2] == ["", "vision_backbone.patch_embed"]
 ### END HIDDEN TESTS

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # A1 · 作业：为 GPT-2 写一个骨干网络
 #
-# 这个包目前支持五个模型家族：Llama-2、Mistral、Phi-2、Qwen-2.5 和 OPT，GPT-2 不在其中。拿它来练手正合适：模型小、不需要申请访问权限，而且它身上有两个坑，几乎每个新家族都会以某种形式碰到。一是模块的命名不同（叫 `transformer.h`，而不是 `model.layers`）；二是它的分词器不会添加 BOS token，所以 notebook 03 里的 BOS 检查会直接拒绝它。在这份作业里，你要写出 `GPT2LLMBackbone`，决定 BOS 的问题怎么处理，并证明得到的结果确实能被 VLA 使用。
+# 这个包目前支持五个模型家族：Llama-2、Mistral、Phi-2、Qwen-2.5 和 OPT，GPT-2 不在其中。拿它来练手正合适：模型小、不需要申请访问权限，而且它身上有两个坑，几乎每个新家族都会以某种形式碰到。一是模块的命名不同（叫 `transformer.h`，而不是 `model.layers`）；二是它的分词器不会添加 BOS token，所以 notebook 03 里的 BOS 检查会直接拒绝它。在这份作业里，你要写出 `GPT2LLMBackbone`，决定 BOS 的问题怎么处理，并证明 VLA 确实能用上这个结果。
 #
 # **你要完成的事**
 # - 登记 GPT-2 的骨干网络 id，并写出 `GPT2LLMBackbone`——一个 `FamilyBackbone` 的子类（对应 notebook 01 和 12）；
@@ -216,7 +216,7 @@ assert backbone.pad_token_id is not None and backbone.pad_token_id != bos, say("
 modules = backbone.last_layer_finetune_modules
 assert len(modules) == 3 and modules[0] is backbone.llm.get_input_embeddings() and modules[1] is backbone.llm.transformer.h[-1], \
     say("last_layer_finetune_modules must be (input embeddings, last block, LM head)",
-        "last_layer_finetune_modules 必须是（输入嵌入, 最后一个 block, 输出头）")
+        "last_layer_finetune_modules 必须是（输入嵌入、最后一个 block、输出头）")
 ### BEGIN HIDDEN TESTS
 assert backbone.llm.get_input_embeddings().weight.shape[0] % 64 == 0
 assert modules[2] is backbone.llm.get_output_embeddings()
@@ -259,7 +259,7 @@ print(say("All checks passed.", "全部检查通过。"))
 # %% [markdown]
 # ## 让你的骨干网络干活
 #
-# 下面这些单元格用的都是你写的代码。先看词表：`<|pad|>` 成了词表里的最后一个 token，也就是 50257；嵌入矩阵的行数扩到了下一个 64 的倍数，即 50304 行，这正是 nanoGPT 为了提速而让它出了名的那个补齐后的词表大小。
+# 下面这些单元格用的都是你写的代码。先看词表：`<|pad|>` 成了词表里的最后一个 token，也就是 50257；嵌入矩阵的行数扩到了下一个 64 的倍数，即 50304 行。nanoGPT 正是为了提速把词表补齐到这个大小，这个数字也因此出了名。
 
 # %%
 import math
@@ -302,7 +302,7 @@ assert backbone.llm.transformer.h[-1].attn.c_attn.weight.grad.abs().sum() > 0
 
 # %% [markdown]
 # ## 小结
-# - 一个新家族就是一张注册表加几个类属性；只有模型类和 block 类是和架构相关的名字，而 `last_layer_finetune_modules` 是属性名渗进来的地方。
+# - 一个新家族就是一张注册表加几个类属性；只有模型类和 block 类是和架构相关的名字，各架构的属性名只会在 `last_layer_finetune_modules` 里露出来。
 # - GPT-2 的分词器里没有 BOS：要么由模板写上 `<|endoftext|>`（作为特例，和 phi-2 一样），要么修改分词器让它自己加。VLM 需要的，是每一次位置 0 上都有且只有一个起始 token。
 # - GPT-2 没有 PAD token：加一个专用的，嵌入就会扩到 64 的倍数（真实模型是 50304）。
 #

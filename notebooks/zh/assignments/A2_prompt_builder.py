@@ -206,7 +206,7 @@ assert labels[0] == -100 and tokens[0] == "<s>"
 assert supervised[0].startswith("▁") and tokenizer.convert_tokens_to_string(after_eos).strip(" ") == "\n"
 
 # %% [markdown]
-# 四轮对话的同一件事，换成图来看：灰色位置被屏蔽，蓝色位置参与学习。亮起来的只有两段回答。
+# 把四轮对话的结果画成图：灰色位置被屏蔽，蓝色位置参与学习，亮起来的只有两段回答。
 
 # %%
 import matplotlib.pyplot as plt

@@ -37,7 +37,7 @@ def say(en: str, zh: str) -> str:
 # %% [markdown]
 # ## 一个小型 VLA
 #
-# OpenVLA 的模型由三部分组成：视觉骨干网络（一个 ViT：patch 嵌入、一叠 block、一个 norm）、投影器（把视觉宽度映射到语言模型宽度的 MLP），以及语言骨干网络。`TinyVLA` 以玩具规模具备同样的三部分，语言部分是一个微型 Llama 副本。这里用不到它的前向传播：FSDP 的方案只取决于模块树和参数大小。
+# OpenVLA 的模型由三部分组成：视觉骨干网络（一个 ViT：patch 嵌入、一叠 block、一个 norm）、投影器（把视觉宽度映射到语言模型宽度的 MLP），以及语言骨干网络。`TinyVLA` 以玩具规模具备同样的三部分，语言部分是一个微型 Llama 副本。这里用不到它的前向传播：FSDP 的包装计划只取决于模块树和参数大小。
 
 # %%
 import functools
@@ -90,7 +90,7 @@ assert vla.projector.fc2.out_features == vla.llm_backbone.embed_dim == 64
 # %% [markdown]
 # ## OpenVLA 的包装策略
 #
-# FSDP 的*自动包装策略*是一个函数，FSDP 会对每个模块调用它：`recurse=True` 时问的是"要不要往里看？"，`recurse=False` 时问的是"这个模块要不要成为一个独立的单元？"。OpenVLA 用 `_or_policy` 组合了三个策略：视觉骨干网络的（包装每个 ViT block）、语言骨干网络的（`get_fsdp_wrapping_policy()`：包装每个解码器层），以及一个针对投影器类的策略。没有被任何策略认领的部分（嵌入、norm、输出头）留在根单元，也就是模型本身。
+# FSDP 的*自动包装策略*是一个函数，FSDP 会对每个模块调用它：`recurse=True` 时问的是“要不要往里看？”，`recurse=False` 时问的是“这个模块要不要成为一个独立的单元？”。OpenVLA 用 `_or_policy` 组合了三个策略：视觉骨干网络的（包装每个 ViT block）、语言骨干网络的（`get_fsdp_wrapping_policy()`：包装每个解码器层），以及一个针对投影器类的策略。没有被任何策略认领的部分（嵌入、norm、输出头）留在根单元，也就是模型本身。
 #
 # `vla_backbone.fsdp.wrap_plan(model, policy)` 不创建任何进程组，只是重演一遍 FSDP 的遍历过程，返回各个单元的名字，根单元（`""`）排在最前。你的预测就拿它作参照。
 
@@ -121,10 +121,10 @@ assert reference_plan[0] == "" and len(reference_plan) == 6
 # %% [markdown]
 # ## 任务 1 · 预测包装计划
 #
-# 编写 `predict_wrap_plan(model, classes)`：对于一个包装所有类属于 `classes` 的模块的策略，返回 `wrap_plan` 会给出的列表。要根据模块树自己推出来，**不许**调用 `wrap_plan`、`unit_parameter_counts` 或策略本身（评分程序会把它们屏蔽掉）。规则如下：
+# 编写 `predict_wrap_plan(model, classes)`：假设某个策略会包装所有类在 `classes` 之中的模块，返回 `wrap_plan` 对这个策略给出的列表。要根据模块树自己推出来，**不许**调用 `wrap_plan`、`unit_parameter_counts` 或策略本身（评分程序会把它们屏蔽掉）。规则如下：
 #
 # - 根模块永远是一个单元，排在最前，记作 `""`；
-# - 其他任何属于 `classes` 中某个类的实例的模块都是一个单元，名字与 `model.named_modules()` 中的一致，即使它位于另一个单元内部；
+# - 其他模块只要是 `classes` 中某个类的实例，就是一个单元，名字与 `model.named_modules()` 中的一致，即使它位于另一个单元内部；
 # - 单元按 `named_modules()` 的遍历顺序排列。
 
 # %% nbgrader={"grade": false, "grade_id": "predict_wrap_plan", "locked": false, "schema_version": 3, "solution": true, "task": false}
@@ -145,7 +145,7 @@ assert predicted == reference_plan, say(f"predicted {predicted}\nwrap_plan says 
                                          f"预测为 {predicted}\nwrap_plan 给出的是 {reference_plan}")
 backbone = vla.llm_backbone
 assert predict_wrap_plan(backbone, {backbone.transformer_layer_cls}) == wrap_plan(backbone, backbone.get_fsdp_wrapping_policy()), \
-    say("the plan for the language backbone alone differs", "只包装语言骨干网络时，预测的包装方案不一致")
+    say("the plan for the language backbone alone differs", "只包装语言骨干网络时，预测的包装计划不一致")
 ### BEGIN HIDDEN TESTS
 assert predict_wrap_plan(vla, {nn.Linear})[:2] == ["", "vision_backbone.patch_embed"]
 ### END HIDDEN TESTS
@@ -154,7 +154,7 @@ print(say("All checks passed.", "全部检查通过。"))
 # %% [markdown]
 # ## FULL_SHARD 怎样切分一个单元
 #
-# 每个单元拥有其内部、且不属于任何嵌套单元的参数；其余参数归根单元所有。FSDP（这里是 FSDP1，`use_orig_params=True`，和 OpenVLA 的用法一致）把每个单元自己的参数展平成一个扁平参数，用零填充到 rank 数量的整数倍，再切成等长的连续块：rank 0 拿第一块，rank 1 拿下一块，依此类推。一个 rank 分到的，就是它各个块里真实（非填充）元素的总和，对所有单元求和。被两个模块共享的参数（绑定在一起的嵌入和输出头）只存一份。
+# 每个单元拥有其内部、且不属于任何嵌套单元的参数；其余参数归根单元所有。FSDP（这里是 FSDP1，`use_orig_params=True`，和 OpenVLA 的用法一致）把每个单元自己的参数展平成一个扁平参数，用零填充到 rank 数量的整数倍，再切成等长的连续块：rank 0 拿第一块，rank 1 拿下一块，依此类推。一个 rank 分到的份额，就是它在各个单元里分到的那一块中真实（非填充）元素的个数之和。被两个模块共享的参数（绑定在一起的嵌入和输出头）只存一份。
 #
 # （FSDP 还会在参数*之间*填充，让每个参数都从 16 字节边界开始。这里每个参数的元素个数都是 8 的倍数，所以不论 float32 还是 bfloat16，这种填充都是零。）
 #
@@ -291,7 +291,7 @@ else:
 # ## 小结
 # - 包装计划就是根单元，加上所有属于被包装类的模块，按模块顺序排列；嵌套的单元也是单元。
 # - 每个单元自己的参数被展平、填充到 rank 数量的整数倍，再切成等长的块；一个 rank 分到的，就是它那些块里的真实元素。
-# - 假的进程组可以在一个进程里逐个 rank 运行 FSDP 真正的分片代码：在为集群掏钱之前，这是核对方案的快捷办法。
+# - 假的进程组可以在一个进程里逐个 rank 运行 FSDP 真正的分片代码：在为集群掏钱之前，这是核对包装计划的快捷办法。
 #
 # ## 练习
 # 1. 把 `nn.LayerNorm` 加进 `classes`。会出现哪些新单元？根单元分到的参数有什么变化？
