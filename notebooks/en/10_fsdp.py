@@ -403,9 +403,23 @@ assert all(p.to_local().shape == p.shape for p in fsdp2.parameters())
 # - `use_orig_params=True` (see the LoRA pitfall below) and `limit_all_gathers=True` (the CPU thread waits when
 #   two all-gathers are already in flight, so memory for gathered units stays bounded).
 #
-# The demo maps the two options the same way, and its two-process run reports `HYBRID_SHARD` (checked in "The real
-# run"). The same configuration runs in this one-process group on the CPU, under `torch.autocast("cpu", ...)`. A
-# hook on the first attention projection records the dtype of the weight it computes with and the autocast state.
+# The demo maps the two options the same way wherever a node has several GPUs, and its two-process run reports
+# `HYBRID_SHARD` (checked in "The real run"). With one GPU per node it departs from OpenVLA on purpose: a hybrid
+# strategy would shard over a group of one GPU, which FSDP1 turns into `NO_SHARD` with gradients synchronised only
+# inside that group, so the nodes would train apart; the demo shards across the nodes instead (`FULL_SHARD`,
+# `SHARD_GRAD_OP`). The same configuration runs in this one-process group on the CPU, under
+# `torch.autocast("cpu", ...)`. A hook on the first attention projection records the dtype of the weight it computes
+# with and the autocast state.
+
+# %%
+from vla_backbone.fsdp import OPENVLA_SHARDING, fsdp1_sharding_strategy
+
+for sharding in OPENVLA_SHARDING:
+    for gpus_per_node, world in ((8, 16), (1, 4)):
+        print(f"{sharding:13s} {gpus_per_node} GPU(s) per node, {world} in all -> "
+              f"{fsdp1_sharding_strategy(sharding, gpus_per_node, world)[0]}")
+assert [fsdp1_sharding_strategy(s, 8, 16)[0] for s in OPENVLA_SHARDING] == ["HYBRID_SHARD", "_HYBRID_SHARD_ZERO2"]
+assert [fsdp1_sharding_strategy(s, 1, 4)[0] for s in OPENVLA_SHARDING] == ["FULL_SHARD", "SHARD_GRAD_OP"]
 
 # %%
 batch = tokenizer(["In: What action should the robot take to slide the yellow lid off the pot near the stove?\nOut: "] * 2, return_tensors="pt")
@@ -645,6 +659,14 @@ dist.destroy_process_group()
 # each rank's share drops to 1/N. The cell below runs FSDP1 and then FSDP2 with `torch.cuda.device_count()`
 # processes and checks each rank's parameter bytes and peak GPU memory; on a machine without CUDA it prints what it
 # skipped. `tests/gpu/run.sh` runs the same on a GPU machine and writes the figures to `docs/gpu.md`.
+
+# %%
+from vla_backbone.fsdp import ProcessCountError, device_for_rank
+
+# What `torchrun --nproc_per_node 2` on Colab's one GPU would meet: rank 1 has no GPU of its own.
+with expect_error(ProcessCountError, match="--nproc_per_node 1"):
+    device_for_rank(local_rank=1, local_world_size=2, gpu_count=1)
+assert device_for_rank(local_rank=1, local_world_size=2, gpu_count=0) == torch.device("cpu")
 
 # %%
 RANK_LINE = r"rank (\d+) holds ([\d,]+) of [\d,]+ parameters \([\d.]+%\), ([\d,]+) bytes on (\S+); peak GPU memory: ([\d.]+) MiB after sharding, ([\d.]+) MiB while training"

@@ -333,7 +333,17 @@ assert all(p.to_local().shape == p.shape for p in fsdp2.parameters())
 # - 训练步本身还在 `torch.autocast("cuda", dtype=half_precision_dtype)` 之下运行，所以 OpenVLA 的精度是 autocast *加上* FSDP 的策略：autocast 在运行时为每个运算选定 dtype（即使输入是 fp32，矩阵乘法也用 bf16；交叉熵损失用 fp32），而策略决定存储和通信用什么精度；
 # - `use_orig_params=True`（见下文的 LoRA 陷阱）和 `limit_all_gathers=True`（已有两个 all-gather 在进行时，CPU 线程会等待，从而让收集单元所占的内存有上限）。
 #
-# 演示程序对这两个选项做同样的映射，它的双进程运行报告的也是 `HYBRID_SHARD`（在“真实运行”一节中检查）。同样的配置也能放进这个单进程的进程组，在 CPU 上以 `torch.autocast("cpu", ...)` 运行。我们在第一个注意力投影上挂一个钩子，记录它计算时所用权重的 dtype 以及 autocast 的状态。
+# 只要每个节点有多块 GPU，演示程序对这两个选项就做同样的映射，它的双进程运行报告的也是 `HYBRID_SHARD`（在“真实运行”一节中检查）。每个节点只有一块 GPU 时，它有意和 OpenVLA 不同：混合策略会在只有一块 GPU 的组内分片，FSDP1 会把它变成 `NO_SHARD`，而且只在这个单卡组内同步梯度，各节点就会各训各的；所以演示程序改为跨节点分片（`FULL_SHARD`、`SHARD_GRAD_OP`）。同样的配置也能放进这个单进程的进程组，在 CPU 上以 `torch.autocast("cpu", ...)` 运行。我们在第一个注意力投影上挂一个钩子，记录它计算时所用权重的 dtype 以及 autocast 的状态。
+
+# %%
+from vla_backbone.fsdp import OPENVLA_SHARDING, fsdp1_sharding_strategy
+
+for sharding in OPENVLA_SHARDING:
+    for gpus_per_node, world in ((8, 16), (1, 4)):
+        print(f"{sharding:13s} {gpus_per_node} GPU(s) per node, {world} in all -> "
+              f"{fsdp1_sharding_strategy(sharding, gpus_per_node, world)[0]}")
+assert [fsdp1_sharding_strategy(s, 8, 16)[0] for s in OPENVLA_SHARDING] == ["HYBRID_SHARD", "_HYBRID_SHARD_ZERO2"]
+assert [fsdp1_sharding_strategy(s, 1, 4)[0] for s in OPENVLA_SHARDING] == ["FULL_SHARD", "SHARD_GRAD_OP"]
 
 # %%
 batch = tokenizer(["In: What action should the robot take to slide the yellow lid off the pot near the stove?\nOut: "] * 2, return_tensors="pt")
@@ -535,6 +545,14 @@ dist.destroy_process_group()
 # 在带 CUDA GPU 的机器上，同一个演示程序每块 GPU 起一个进程，使用 nccl 后端，并按 OpenVLA 的精度方案训练：GPU 原生支持 bf16 计算时（A100、L4、H100 及更新的型号）用 bf16，不支持时（Colab 免费的 T4、V100）改用带损失缩放的 fp16 混合精度，报告的 `precision:` 一行会写明。如果请求的进程数多于机器上的 GPU 数，程序会立即停下，并告诉你应该改为运行什么。
 #
 # 单块 GPU（Colab）并不是“同一条路径，只是规模更小”。只有一个 rank 时，FSDP1 会把 `HYBRID_SHARD` 换成 `NO_SHARD`，和上面在本进程里看到的一样：没有 all-gather，没有 reduce-scatter，这个 rank 持有全部参数，什么也没省下。FSDP2 仍会把每个参数变成 DTensor，只是放在只有一个 rank 的网格上。分片要从两块 GPU 起才能省显存，那时每个 rank 的份额降到 1/N。下面的单元格用 `torch.cuda.device_count()` 个进程先后运行 FSDP1 和 FSDP2，并检查每个 rank 的参数字节数和 GPU 显存峰值；在没有 CUDA 的机器上，它会打印跳过了哪些内容。`tests/gpu/run.sh` 会在 GPU 机器上运行同样的内容，并把数据写进 `docs/gpu.md`。
+
+# %%
+from vla_backbone.fsdp import ProcessCountError, device_for_rank
+
+# What `torchrun --nproc_per_node 2` on Colab's one GPU would meet: rank 1 has no GPU of its own.
+with expect_error(ProcessCountError, match="--nproc_per_node 1"):
+    device_for_rank(local_rank=1, local_world_size=2, gpu_count=1)
+assert device_for_rank(local_rank=1, local_world_size=2, gpu_count=0) == torch.device("cpu")
 
 # %%
 RANK_LINE = r"rank (\d+) holds ([\d,]+) of [\d,]+ parameters \([\d.]+%\), ([\d,]+) bytes on (\S+); peak GPU memory: ([\d.]+) MiB after sharding, ([\d.]+) MiB while training"
