@@ -27,10 +27,16 @@ def test_forward_with_every_argument_raises_no_deprecation_warning(backbone):
     assert cache.get_seq_length() == 4
 
 
-def test_forward_kwargs_drop_unset_and_rename_cache(backbone):
-    kwargs = compat.forward_kwargs(backbone.llm, input_ids=1, attention_mask=None, past_key_values="c", return_dict=None)
-    cache_name = "cache" if "cache" in compat.inspect.signature(type(backbone.llm).forward).parameters else "past_key_values"
-    assert kwargs == {"input_ids": 1, cache_name: "c"}
+def test_forward_kwargs_drop_unset_and_rename_cache():
+    class CalledCache(torch.nn.Module):
+        def forward(self, input_ids=None, attention_mask=None, cache=None, return_dict=None): ...
+
+    class CalledPastKeyValues(torch.nn.Module):
+        def forward(self, input_ids=None, attention_mask=None, past_key_values=None, return_dict=None): ...
+
+    for model, name in ((CalledCache(), "cache"), (CalledPastKeyValues(), "past_key_values")):
+        kwargs = compat.forward_kwargs(model, input_ids=1, attention_mask=None, past_key_values="c", return_dict=None)
+        assert kwargs == {"input_ids": 1, name: "c"}
 
 
 def test_checkpointing_round_trip_without_warnings(backbone):

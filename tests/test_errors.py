@@ -183,7 +183,7 @@ def test_inference_mode_ignores_flash_attention_as_upstream():
     # Upstream passes the flag only to the training-mode `from_pretrained`; `_from_config` gets the default.
     backbone = LLaMa2LLMBackbone("llama2-7b-pure", hf_hub_path=str(tiny_checkpoint("llama2")), inference_mode=True,
                                  use_flash_attention_2=True)
-    assert backbone.llm.config._attn_implementation != "flash_attention_2"
+    assert backbone.llm.config._attn_implementation == "sdpa"  # the library default, as upstream's _from_config
 
 
 def test_missing_local_directory(tmp_path):
@@ -254,6 +254,7 @@ def test_token_never_appears(tmp_path, caplog, monkeypatch):
             LLaMa2LLMBackbone("llama2-7b-pure", hf_token=SENTINEL)
         errors.append(leaked.value)
         assert leaked.value.__cause__ is None and leaked.value.__suppress_context__
+        assert "Authorization: Bearer ***" in str(leaked.value)  # redacted, not dropped
     for error in errors:
         texts += [str(error), repr(error), str(error.__cause__)]
     texts += [record.getMessage() for record in caplog.records] + [str(w.message) for w in caught]
