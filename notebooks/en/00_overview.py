@@ -164,9 +164,15 @@ assert output.logits.shape == (1, 18, 32064)
 # within seconds with an error that says what to do:
 
 # %%
+import os
+from unittest import mock
+
 from vla_backbone.errors import BackboneLoadError
 from vla_backbone.notebook import expect_error
 from vla_backbone.registry import resolve_source
+
+with mock.patch.dict(os.environ, {"VLA_BACKBONE_SOURCE": "hub"}):
+    assert resolve_source() == "hub"
 
 if resolve_source() == "tiny" and not vla_backbone.hf_causal.hub_reachable():
     with expect_error(BackboneLoadError, match="source='tiny'"):

@@ -397,7 +397,8 @@ for backbone_id in list_backbones():
         failing_ids.add(backbone_id)
 print(sorted(failing_ids))
 assert failing_ids == SPECIAL_CASES
-assert SPECIAL_CASES == {"phi-2-3b"} | {i for i in list_backbones() if backbone_class(i).family == "qwen25"}
+assert SPECIAL_CASES == {"phi-2-3b"} | {i for i in list_backbones() if backbone_class(i).family == "qwen25"} == {
+    "phi-2-3b", "qwen25-0_5b-pure", "qwen25-0_5b-extra", "qwen25-1_5b-pure", "qwen25-3b-pure", "qwen25-7b-pure"}
 
 # %% [markdown]
 # ## 6. `raise`, not `assert`: the check survives `python -O`

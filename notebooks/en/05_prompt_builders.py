@@ -179,6 +179,8 @@ for cls in BUILDERS:
 # %%
 custom = LLaMa2ChatPromptBuilder("openvla", system_prompt="  Answer briefly.  ")
 assert custom.add_turn("human", "Hi") == "[INST] <<SYS>\nAnswer briefly.\n<</SYS>>\n\nHi [/INST] "
+assert VicunaV15ChatPromptBuilder("openvla", system_prompt="  Answer briefly.  ").add_turn("human", "Hi") == (
+    "Answer briefly. USER: Hi ASSISTANT: ")
 with expect_error(ValueError, match="no default system prompt for model family 'my-robot'"):
     QwenPromptBuilder("my-robot")
 assert PurePromptBuilder("my-robot").system_prompt is None
@@ -360,6 +362,7 @@ for cls in BUILDERS:
 
 # %%
 assert PurePromptBuilder("openvla").finish("<s>In: x\nOut: ") == "In: x\nOut:"
+assert not any(build(cls, CONVERSATION).prompt.startswith("<s>") for cls in BUILDERS)
 
 # %% [markdown]
 # ### LLaMa2Chat: `<<SYS>` with a single `>`
@@ -570,7 +573,8 @@ assert training_ids[n + 1 :] == action_ids + [tokenizer.eos_token_id]
 
 # %%
 tail_tokens = tokenizer.convert_ids_to_tokens(list(range(31744, 32000)))
-assert not any(token.startswith("▁") for token in tail_tokens)
+vocabulary = tokenizer.get_vocab()
+assert all(len(token) == 1 for token in tail_tokens) and not any("▁" + token in vocabulary for token in tail_tokens)
 
 # %% [markdown]
 # The model therefore learned to predict the first action after `▁`, and at inference it is asked right after `:`.

@@ -156,7 +156,7 @@ for vocab_size, (full, ck) in measured.items():
     print(f"vocabulary {vocab_size:5d}: {full / 1e6:5.1f} MB saved for backward, of which a logits-sized fp32 tensor "
           f"is {logits_sized / full:4.0%}; checkpointing removes {share_removed[vocab_size]:.0%}")
 assert BATCH * 64 * 32064 * 4 > 0.5 * measured[32064][0]
-assert share_removed[32064] < 0.25 and share_removed[1024] > 0.5
+assert 0.05 < share_removed[32064] < 0.2 and share_removed[1024] > 0.5
 
 # %% [markdown]
 # With the real vocabulary at this toy width, most of what autograd keeps is one logits-sized tensor (batch × length
@@ -325,6 +325,11 @@ backbone.enable_gradient_checkpointing()
 
 # %%
 compat.enable_checkpointing(model, use_reentrant=True)
+# 5.x registers the input-grad hook while enabling reentrant checkpointing; without it, only the trainable
+# embedding makes the layers' inputs require grad, which is the case the sentence above is about.
+for handle in compat.input_grad_hooks(model):
+    handle.remove()
+assert not compat.has_input_grad_hook(model)
 reentrant_grads, _ = gradients()
 reentrant_bytes = saved_activation_bytes(model, lambda: model(input_ids=ids, labels=ids).loss)
 compat.enable_checkpointing(model, use_reentrant=False)
@@ -389,12 +394,16 @@ assert "self.llm.config.use_cache = inference_mode" in inspect.getsource(HFCausa
 # What if a caller asks for a cache anyway, with checkpointing on, in training mode? We record Python warnings with
 # `warnings.catch_warnings(record=True)` and, since transformers reports through its own logger, its log records
 # too, with `transformers_log()` from `vla_backbone.notebook`, which collects them for the cell to print instead of
-# letting them go to stderr. On this version the request is overridden: no cache comes back, no Python warning is raised, and the
-# transformers logger says it set `use_cache=False` (it says so once per process, so a re-run of the cell shows no
-# record). In eval mode, where checkpointing does not apply, the same call returns a cache holding all 32 positions.
+# letting them go to stderr. On this version the request is overridden: no cache comes back, no Python warning is
+# raised, and the transformers logger says it set `use_cache=False` (it says so once per process; the cell makes it
+# forget that it did, so every run shows the record). In eval mode, where checkpointing does not apply, the same
+# call returns a cache holding all 32 positions.
 
 # %%
+import logging
+
 backbone.train()
+logging.Logger.warning_once.cache_clear()  # transformers says it once per process: forget that it did
 with warnings.catch_warnings(record=True) as caught, transformers_log() as logged:
     warnings.simplefilter("always")
     trained = llm(input_ids=ids[:, :32], use_cache=True)
@@ -402,7 +411,7 @@ print("python warnings:", [str(w.message) for w in caught])
 print("transformers log:", logged)
 print("cache returned in training mode:", compat.output_cache(trained))
 assert not caught and compat.output_cache(trained) is None
-assert len(logged) <= 1 and all("use_cache=False" in m for m in logged)
+assert len(logged) == 1 and "use_cache=False" in logged[0]
 
 backbone.eval()
 with torch.no_grad():

@@ -389,6 +389,9 @@ def show_example(instruction: str, action: str) -> int:
 
 labelled = explore(show_example, instruction=["Pick up the red cup", "Open the top drawer and put the sponge inside"], action=list(ACTIONS))
 assert labelled == 8
+assert all(sum(label != IGNORE for label in make_example(instruction, values)[1]) == 8
+           for instruction in ("Pick up the red cup", "Open the top drawer and put the sponge inside")
+           for values in map(np.array, ACTIONS.values()))
 
 
 # %% [markdown]

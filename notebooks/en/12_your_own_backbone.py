@@ -347,6 +347,7 @@ assert all(filecmp.cmp(GPT2_FILES / name, Path(TINY_GPT2) / name, shallow=False)
 replica_config = AutoConfig.from_pretrained(TINY_GPT2)
 assert (replica_config.vocab_size, replica_config.bos_token_id, replica_config.eos_token_id) == (50257, 50256, 50256)
 assert replica_config.tie_word_embeddings and replica_config.n_embd == 64 and replica_config.n_layer == 2
+assert replica_config.n_positions == 1024
 with safe_open(Path(TINY_GPT2) / "model.safetensors", framework="pt") as weights:
     assert weights.get_tensor("transformer.wte.weight").dtype == torch.float32
 
@@ -502,6 +503,8 @@ assert counts[""] == sum(p.numel() for module in root_modules for p in module.pa
 # language-model loss `ForCausalLMLoss`: the right one.
 
 # %%
+import logging
+
 from vla_backbone.contract import check_backbone_contract
 from vla_backbone.notebook import transformers_log
 
@@ -515,9 +518,11 @@ def check_prompt_starts_with_one_bos(backbone) -> None:
         raise AssertionError(f"{backbone.identifier}: the prompt starts {ids[:2]}, not with exactly one BOS ({bos})")
 
 
+logging.Logger.warning_once.cache_clear()  # transformers says it once per process: forget that it did
 with transformers_log() as notes:
     check_backbone_contract(backbone)
 print("transformers log:", notes)
+assert any("loss_type" in note and "ForCausalLMLoss" in note for note in notes)
 check_prompt_starts_with_one_bos(backbone)
 assert "ForCausalLM" not in type(backbone.llm).__name__ and backbone.llm.loss_function.__name__ == "ForCausalLMLoss"
 lopsided = GPT2LLMBackbone("gpt2-124m", hf_hub_path=TINY_GPT2)

@@ -138,9 +138,15 @@ assert output.logits.shape == (1, 18, 32064)
 # 每个加载调用都接受 `source=` 参数：`"tiny"`（默认值）、`"hub"`（真实权重），或者一个本地 checkpoint 目录。设置环境变量 `VLA_BACKBONE_SOURCE=hub`，所有 notebook 就会一起切换过去。OPT-125m 和 Qwen2.5-0.5B 在 Colab 的免费 GPU 上就放得下；Llama-2 需要申请访问权限（gated），加载时要传 `hf_token=`。离线状态下请求 Hub 会在几秒内失败，报错信息会直接告诉你该怎么做：
 
 # %%
+import os
+from unittest import mock
+
 from vla_backbone.errors import BackboneLoadError
 from vla_backbone.notebook import expect_error
 from vla_backbone.registry import resolve_source
+
+with mock.patch.dict(os.environ, {"VLA_BACKBONE_SOURCE": "hub"}):
+    assert resolve_source() == "hub"
 
 if resolve_source() == "tiny" and not vla_backbone.hf_causal.hub_reachable():
     with expect_error(BackboneLoadError, match="source='tiny'"):

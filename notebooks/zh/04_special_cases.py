@@ -136,7 +136,8 @@ assert qwen_ids[0] == qwen_tok.convert_tokens_to_ids("<|im_start|>") == 151644
 from vla_backbone.families import QWEN25_MODELS
 
 print(sorted(SPECIAL_CASES))
-assert SPECIAL_CASES == {"phi-2-3b"} | set(QWEN25_MODELS)
+assert SPECIAL_CASES == {"phi-2-3b"} | set(QWEN25_MODELS) == {
+    "phi-2-3b", "qwen25-0_5b-pure", "qwen25-0_5b-extra", "qwen25-1_5b-pure", "qwen25-3b-pure", "qwen25-7b-pure"}
 
 # %% [markdown]
 # ## 3. PAD token 与按 64 的倍数 resize
@@ -366,12 +367,16 @@ del reloaded_llama
 
 # %%
 shipped_rows = checkpoint_tensor("llama2-7b-pure", "model.embed_tokens.weight")
+import logging
+
 from vla_backbone.notebook import transformers_log
 
 mean_resized = LlamaForCausalLM.from_pretrained(checkpoint_path("llama2-7b-pure"), dtype=torch.float32)
+logging.Logger.warning_once.cache_clear()  # transformers says it once per process: forget that it did
 with transformers_log() as note:
     mean_resized.resize_token_embeddings(32001, pad_to_multiple_of=64, mean_resizing=True)
 print("transformers log:", note)
+assert any("multivariate normal" in message for message in note)
 old_mean = shipped_rows.mean(dim=0)
 mean_rows = mean_resized.get_input_embeddings().weight.detach()[32000:]
 print("old rows: mean distance from their mean", f"{(shipped_rows - old_mean).norm(dim=1).mean():.4f}")

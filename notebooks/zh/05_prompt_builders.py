@@ -151,6 +151,8 @@ for cls in BUILDERS:
 # %%
 custom = LLaMa2ChatPromptBuilder("openvla", system_prompt="  Answer briefly.  ")
 assert custom.add_turn("human", "Hi") == "[INST] <<SYS>\nAnswer briefly.\n<</SYS>>\n\nHi [/INST] "
+assert VicunaV15ChatPromptBuilder("openvla", system_prompt="  Answer briefly.  ").add_turn("human", "Hi") == (
+    "Answer briefly. USER: Hi ASSISTANT: ")
 with expect_error(ValueError, match="no default system prompt for model family 'my-robot'"):
     QwenPromptBuilder("my-robot")
 assert PurePromptBuilder("my-robot").system_prompt is None
@@ -315,6 +317,7 @@ for cls in BUILDERS:
 
 # %%
 assert PurePromptBuilder("openvla").finish("<s>In: x\nOut: ") == "In: x\nOut:"
+assert not any(build(cls, CONVERSATION).prompt.startswith("<s>") for cls in BUILDERS)
 
 # %% [markdown]
 # ### LLaMa2Chat：只有一个 `>` 的 `<<SYS>`
@@ -497,7 +500,8 @@ assert training_ids[n + 1 :] == action_ids + [tokenizer.eos_token_id]
 
 # %%
 tail_tokens = tokenizer.convert_ids_to_tokens(list(range(31744, 32000)))
-assert not any(token.startswith("▁") for token in tail_tokens)
+vocabulary = tokenizer.get_vocab()
+assert all(len(token) == 1 for token in tail_tokens) and not any("▁" + token in vocabulary for token in tail_tokens)
 
 # %% [markdown]
 # 因此，模型学到的是在 `▁` 之后预测第一个动作，推理时却要它紧接着 `:` 预测。上游的 `predict_action` 的修补办法是：只要提示词不是以 29871 结尾，就在末尾补上它（openvla#104）。把提示词*连同*末尾空格一起分词，得到的 id 也一样。这个修补只适用于 Llama-2 的词表；不管用什么分词器，都应该检查：推理 id 是否与训练 id 中第一个动作 token 之前的部分完全一致。

@@ -334,13 +334,17 @@ assert not torch.allclose(captured["last_layer"], hidden_states[-1])
 # 微型副本和真实模型一样，默认使用 PyTorch 的融合注意力（`sdpa`）。融合算子从不显式生成注意力矩阵，也就没有权重可以返回：传入 `output_attentions=True` 时，transformers 会打出一条警告，并且不返回权重（5.24 上是空元组，4.57 上是 `None`）。
 
 # %%
+import logging
+
 from vla_backbone.notebook import transformers_log
 
+logging.Logger.warning_once.cache_clear()  # transformers says it once per process: forget that it did
 with transformers_log() as logged:
     sdpa_out = backbone(input_ids=input_ids, output_attentions=True)
 print(f"attn_implementation={config._attn_implementation!r}  attentions={sdpa_out.attentions!r}")
 print("transformers log:", logged)
-assert config._attn_implementation == "sdpa" and not sdpa_out.attentions
+assert config._attn_implementation == "sdpa" and sdpa_out.attentions == (() if compat.IS_V5 else None)
+assert any("does not support `output_attentions=True`" in message for message in logged)
 
 # %% [markdown]
 # 解决办法是改用朴素的（“eager”）实现，它会显式计算 softmax 矩阵。可以在加载时选择（`from_pretrained` 里传 `attn_implementation="eager"`），也可以对已加载的模型调用 `set_attn_implementation` 切换，权重保持不变。logits 不会变；现在每层都有一个形状为 `(batch, heads, query, key)` 的张量，每一行之和为 1，也没有任何位置关注未来。
@@ -402,7 +406,7 @@ assert_close(as_tuple[1], output.logits)
 # %% [markdown]
 # ## 动手试试：所有模型家族
 #
-# 上面这些恒等关系对每个家族的骨干网络都成立。`check_family` 加载一个骨干网络，检查嵌入查表、`inputs_embeds`、手算损失、增量解码以及隐藏状态的个数，然后打印一行结果。在 JupyterLab 里可以从下拉菜单选择家族；作为脚本运行时，它只检查第一个。
+# 上面这些恒等关系对每个家族的骨干网络都成立。`check_family` 加载一个骨干网络，检查嵌入查表、`inputs_embeds`、手算损失、增量解码以及隐藏状态的个数，然后打印一行结果。在 JupyterLab 里可以从下拉菜单选择家族；作为脚本运行时，它只检查第一个。无论哪种方式，这个单元格随后都会检查其余四个。
 
 # %%
 from vla_backbone.notebook import explore
@@ -437,6 +441,8 @@ first_loss = explore(
     backbone_id=["llama2-7b-pure", "mistral-v0.1-7b-pure", "phi-2-3b", "qwen25-0_5b-pure", "opt-125m"],
 )
 assert abs(first_loss - output.loss.item()) < 1e-5
+for other_id in ["mistral-v0.1-7b-pure", "phi-2-3b", "qwen25-0_5b-pure", "opt-125m"]:
+    check_family(other_id)
 
 # %% [markdown]
 # ## 小结

@@ -135,7 +135,7 @@ for vocab_size, (full, ck) in measured.items():
     print(f"vocabulary {vocab_size:5d}: {full / 1e6:5.1f} MB saved for backward, of which a logits-sized fp32 tensor "
           f"is {logits_sized / full:4.0%}; checkpointing removes {share_removed[vocab_size]:.0%}")
 assert BATCH * 64 * 32064 * 4 > 0.5 * measured[32064][0]
-assert share_removed[32064] < 0.25 and share_removed[1024] > 0.5
+assert 0.05 < share_removed[32064] < 0.2 and share_removed[1024] > 0.5
 
 # %% [markdown]
 # 在这种玩具宽度下保留真实词表时，autograd 保存的东西大部分是一个和 logits 一样大的张量（batch × 长度 × 32064 个浮点数，交叉熵为反向传播保留着它），而梯度检查点只作用于解码器层，只能去掉大约十分之一。这是玩具宽度造成的假象，并不是梯度检查点本身的性质：在 Llama-2-7B 里，每个 token 要经过 32 个宽 4096 的解码器层，其中的 MLP 处理的是 11008 维的激活，所以这些层保存的东西远多于一行 32064 维的 logits。换成 1024 行的词表，就能在笔记本电脑跑得动的小模型上恢复这种比例，而且类、深度和梯度检查点代码都不用改，所以后面的测量都用它。序列长度从 64 到 512，batch 为 2；先做的内存测量顺便充当了计时的预热。
@@ -288,6 +288,11 @@ backbone.enable_gradient_checkpointing()
 
 # %%
 compat.enable_checkpointing(model, use_reentrant=True)
+# 5.x registers the input-grad hook while enabling reentrant checkpointing; without it, only the trainable
+# embedding makes the layers' inputs require grad, which is the case the sentence above is about.
+for handle in compat.input_grad_hooks(model):
+    handle.remove()
+assert not compat.has_input_grad_hook(model)
 reentrant_grads, _ = gradients()
 reentrant_bytes = saved_activation_bytes(model, lambda: model(input_ids=ids, labels=ids).loss)
 compat.enable_checkpointing(model, use_reentrant=False)
@@ -342,10 +347,13 @@ assert llm.config.use_cache is False and not backbone.inference_mode
 assert "self.llm.config.use_cache = inference_mode" in inspect.getsource(HFCausalLLMBackbone.__init__)
 
 # %% [markdown]
-# 如果调用方在训练模式、开着梯度检查点的情况下仍然要求缓存，会怎样？我们用 `warnings.catch_warnings(record=True)` 记录 Python 警告；transformers 通过自己的 logger 报告，所以我们也用 `vla_backbone.notebook` 里的 `transformers_log()` 记录它的日志：日志被收集起来，由单元格自己打印，而不是输出到 stderr。在当前版本上，这个请求会被覆盖：不返回缓存，不发 Python 警告，transformers 的 logger 说明它把 `use_cache` 设成了 `False`（每个进程只说一次，所以重新运行这个单元格时看不到日志）。在 eval 模式下梯度检查点不起作用，同样的调用会返回一个保存了全部 32 个位置的缓存。
+# 如果调用方在训练模式、开着梯度检查点的情况下仍然要求缓存，会怎样？我们用 `warnings.catch_warnings(record=True)` 记录 Python 警告；transformers 通过自己的 logger 报告，所以我们也用 `vla_backbone.notebook` 里的 `transformers_log()` 记录它的日志：日志被收集起来，由单元格自己打印，而不是输出到 stderr。在当前版本上，这个请求会被覆盖：不返回缓存，不发 Python 警告，transformers 的 logger 说明它把 `use_cache` 设成了 `False`（每个进程只说一次；单元格会先让它忘掉说过这句话，所以每次运行都能看到这条日志）。在 eval 模式下梯度检查点不起作用，同样的调用会返回一个保存了全部 32 个位置的缓存。
 
 # %%
+import logging
+
 backbone.train()
+logging.Logger.warning_once.cache_clear()  # transformers says it once per process: forget that it did
 with warnings.catch_warnings(record=True) as caught, transformers_log() as logged:
     warnings.simplefilter("always")
     trained = llm(input_ids=ids[:, :32], use_cache=True)
@@ -353,7 +361,7 @@ print("python warnings:", [str(w.message) for w in caught])
 print("transformers log:", logged)
 print("cache returned in training mode:", compat.output_cache(trained))
 assert not caught and compat.output_cache(trained) is None
-assert len(logged) <= 1 and all("use_cache=False" in m for m in logged)
+assert len(logged) == 1 and "use_cache=False" in logged[0]
 
 backbone.eval()
 with torch.no_grad():
