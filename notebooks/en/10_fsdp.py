@@ -361,6 +361,12 @@ def fsdp1_one_rank(model, **fsdp_kwargs):
     return wrapped
 
 
+# Whatever strategy it is given: the four that shard, OpenVLA's two among them.
+for strategy in (ShardingStrategy.FULL_SHARD, ShardingStrategy.SHARD_GRAD_OP, ShardingStrategy.HYBRID_SHARD,
+                 ShardingStrategy._HYBRID_SHARD_ZERO2):
+    fresh_backbone = get_llm_backbone_and_tokenizer(BACKBONE_ID)[0]
+    fsdp1_one_rank(fresh_backbone, auto_wrap_policy=fresh_backbone.get_fsdp_wrapping_policy(), sharding_strategy=strategy)
+
 # %%
 fsdp2_backbone, _ = get_llm_backbone_and_tokenizer(BACKBONE_ID)
 cpu_mesh = init_device_mesh("cpu", (1,))
