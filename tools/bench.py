@@ -216,6 +216,16 @@ def render(imports, builds, forward, notebooks, book) -> str:
     return "\n".join(lines) + "\n"
 
 
+def kept_notebook_sections() -> str:
+    """The notebook and book sections of the current file, for a package-only run to keep rather than drop."""
+    previous = OUTPUT.read_text() if OUTPUT.exists() else ""
+    start = previous.find("\n## Notebooks")
+    if start < 0:
+        return ""
+    return "\nThe sections below are kept from an earlier full run (`--skip-notebooks` measured the package only).\n" + (
+        previous[start:])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-notebooks", action="store_true", help="measure the package only (no notebooks, no book)")
@@ -223,6 +233,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     text = render(import_times(), tiny_builds(), forward_overhead(), None if args.skip_notebooks else notebook_times(),
                   None if args.skip_notebooks else book_times())
+    if args.skip_notebooks:
+        text += kept_notebook_sections()
     OUTPUT.parent.mkdir(exist_ok=True)
     OUTPUT.write_text(text)
     print(text)

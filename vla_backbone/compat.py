@@ -137,6 +137,19 @@ def quiet_progress_bars() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+def split_text_as_file_says(tokenizer, tokenizer_json: str) -> None:
+    """Make a 5.x ``tokenizer`` split text exactly as the ``tokenizer.json`` it came from says, as 4.x did.
+
+    5.x rebuilds some tokenizers from their class (Llama's with a Metaspace pre-tokenizer of its own) instead of
+    reading the file's pipeline. Only the backend that turns text into ids is replaced; the wrapper's settings
+    (special tokens, padding side, maximum length) stay. Passing ``tokenizer_object=`` to ``from_pretrained`` gives
+    the same ids but takes more than twice as long (it builds the class's own backend first, then deep-copies ours).
+    """
+    from tokenizers import Tokenizer
+
+    tokenizer._tokenizer = Tokenizer.from_file(tokenizer_json)
+
+
 def decode_kwargs(tokenizer) -> dict:
     """``decode`` arguments that give the same text without 5.x's warning about a clean-up it will not do.
 

@@ -297,24 +297,22 @@ class HFCausalLLMBackbone(LLMBackbone, ABC):
         """The family's tokenizer as ``__init__`` loads it, before the family adds its PAD or extra tokens."""
         from transformers import AutoTokenizer
 
-        file_kwargs = {}
-        if cls.tokenizer_from_file:
-            from tokenizers import Tokenizer
-            from transformers.utils import cached_file
-
-            path = cached_file(hf_hub_path, "tokenizer.json", token=hf_token, local_files_only=cache_only,
-                               _raise_exceptions_for_missing_entries=False)
-            if path:
-                file_kwargs["tokenizer_object"] = Tokenizer.from_file(path)
-        return AutoTokenizer.from_pretrained(
+        tokenizer = AutoTokenizer.from_pretrained(
             hf_hub_path,
             model_max_length=llm_max_length,
             token=hf_token,
             padding_side="right",
             local_files_only=cache_only,
             **cls.tokenizer_kwargs,
-            **file_kwargs,
         )
+        if cls.tokenizer_from_file and compat.IS_V5:
+            from transformers.utils import cached_file
+
+            path = cached_file(hf_hub_path, "tokenizer.json", token=hf_token, local_files_only=cache_only,
+                               _raise_exceptions_for_missing_entries=False)
+            if path:
+                compat.split_text_as_file_says(tokenizer, path)
+        return tokenizer
 
     def _add_tokens_and_resize(self, pad_token: Optional[str] = None, extra_tokens: Sequence[str] = ()) -> None:
         """Add a PAD token (and any extra tokens), then grow the embeddings to a multiple of 64.

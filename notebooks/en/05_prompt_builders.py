@@ -765,8 +765,9 @@ else:
 # pre-tokenizer of its own, while 4.x used the checkpoint's `tokenizer.json` as it is, and the two split whitespace
 # next to a special token differently: a space after `</s>`, a text that starts with a space. The file is the ground
 # truth, and the `tokenizers` library reads it without transformers. The Llama-2 family sets the class attribute
-# `tokenizer_from_file`, so its `load_tokenizer` hands `AutoTokenizer` that file's tokenizer (`tokenizer_object=`):
-# the backbone's tokenizer gives the file's ids, the 4.x ids, on every version.
+# `tokenizer_from_file`, so on 5.x its `load_tokenizer` swaps the rebuilt text-splitting backend for the one the file
+# describes (`compat.split_text_as_file_says`): the backbone's tokenizer gives the file's ids, the 4.x ids, on every
+# version.
 
 # %%
 from tokenizers import Tokenizer
