@@ -767,7 +767,7 @@ else:
 # truth, and the `tokenizers` library reads it without transformers. The Llama-2 family sets the class attribute
 # `tokenizer_from_file`, so on 5.x its `load_tokenizer` swaps the rebuilt text-splitting backend for the one the file
 # describes (`compat.split_text_as_file_says`): the backbone's tokenizer gives the file's ids, the 4.x ids, on every
-# version.
+# version. It keeps `legacy=True` as well, for a checkpoint that ships no `tokenizer.json`.
 
 # %%
 from tokenizers import Tokenizer
@@ -781,7 +781,7 @@ for text in (MULTI_TURN, "Out: ok</s> In: again", " </s>"):
           f"  backbone {tokenizer(text).input_ids[-5:]}")
 
 # %%
-assert LLaMa2LLMBackbone.tokenizer_from_file and LLaMa2LLMBackbone.tokenizer_kwargs == {}
+assert LLaMa2LLMBackbone.tokenizer_from_file and LLaMa2LLMBackbone.tokenizer_kwargs == {"legacy": True}
 assert tokenizer(MULTI_TURN).input_ids == file_tokenizer.encode(MULTI_TURN).ids == IDS_4X
 assert legacy_tokenizer(MULTI_TURN).input_ids == IDS_4X
 for text in ("Out: ok</s> In: again", " </s>"):

@@ -49,7 +49,7 @@ use_language(LANG)
 # The two properties are the only members still abstract in `FamilyBackbone`; the class paths are strings so that
 # `import vla_backbone` does not import every model class of transformers. Two optional class attributes shape how
 # `load_tokenizer` loads the tokenizer: `tokenizer_kwargs` passes extra arguments to `AutoTokenizer.from_pretrained`
-# (Qwen uses it on 4.57.3 to 4.57.x), and `tokenizer_from_file = True` makes it split text exactly as the
+# (Qwen uses it on 4.57.3 to 4.57.x, Llama-2 for `legacy=True`), and `tokenizer_from_file = True` makes it split text exactly as the
 # checkpoint's tokenizer.json says (Llama-2, whose tokenizer transformers 5 would otherwise rebuild with other ids;
 # notebook 05).
 

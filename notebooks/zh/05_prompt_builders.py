@@ -663,7 +663,7 @@ else:
     assert plain_ids == IDS_4X
 
 # %% [markdown]
-# `legacy=True` 能修好这条提示词，但不是所有文本都能修好。5.x 仍然按分词器类重新构建分词器，用的是它自己的预分词器；而 4.x 直接使用 checkpoint 里的 `tokenizer.json`。两者对特殊 token 旁边的空白切分得不一样，比如 `</s>` 后面跟一个空格，或者文本以空格开头。真正的依据是这个文件本身，`tokenizers` 库不经过 transformers 就能读取它。Llama-2 家族设置了类属性 `tokenizer_from_file`，于是在 5.x 上，它的 `load_tokenizer` 会把重新构建出来的切分后端换成这个文件描述的那一个（`compat.split_text_as_file_says`）：骨干网络的分词器在所有版本上给出的都是文件的 id，也就是 4.x 的 id。
+# `legacy=True` 能修好这条提示词，但不是所有文本都能修好。5.x 仍然按分词器类重新构建分词器，用的是它自己的预分词器；而 4.x 直接使用 checkpoint 里的 `tokenizer.json`。两者对特殊 token 旁边的空白切分得不一样，比如 `</s>` 后面跟一个空格，或者文本以空格开头。真正的依据是这个文件本身，`tokenizers` 库不经过 transformers 就能读取它。Llama-2 家族设置了类属性 `tokenizer_from_file`，于是在 5.x 上，它的 `load_tokenizer` 会把重新构建出来的切分后端换成这个文件描述的那一个（`compat.split_text_as_file_says`）：骨干网络的分词器在所有版本上给出的都是文件的 id，也就是 4.x 的 id。它同时保留了 `legacy=True`，以防某个 checkpoint 没有附带 `tokenizer.json`。
 
 # %%
 from tokenizers import Tokenizer
@@ -677,7 +677,7 @@ for text in (MULTI_TURN, "Out: ok</s> In: again", " </s>"):
           f"  backbone {tokenizer(text).input_ids[-5:]}")
 
 # %%
-assert LLaMa2LLMBackbone.tokenizer_from_file and LLaMa2LLMBackbone.tokenizer_kwargs == {}
+assert LLaMa2LLMBackbone.tokenizer_from_file and LLaMa2LLMBackbone.tokenizer_kwargs == {"legacy": True}
 assert tokenizer(MULTI_TURN).input_ids == file_tokenizer.encode(MULTI_TURN).ids == IDS_4X
 assert legacy_tokenizer(MULTI_TURN).input_ids == IDS_4X
 for text in ("Out: ok</s> In: again", " </s>"):

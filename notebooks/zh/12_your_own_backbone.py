@@ -39,7 +39,7 @@ use_language(LANG)
 # | `prompt_builder_fn` | 提示词构造器类（`@property` 成员） | `-pure` id 用 `PurePromptBuilder` |
 # | `last_layer_finetune_modules` | 输入嵌入、最后一个解码器层、LM head（`@property` 成员） | 三个模块 |
 #
-# 在 `FamilyBackbone` 里仍是抽象的成员只剩这两个 `@property`；类路径写成字符串，是为了让 `import vla_backbone` 不必导入 transformers 的所有模型类。另有两个可选的类属性决定 `load_tokenizer` 怎样加载分词器：`tokenizer_kwargs` 给 `AutoTokenizer.from_pretrained` 传额外的参数（Qwen 在 4.57.3 到 4.57.x 上用它），`tokenizer_from_file = True` 则让它完全按 checkpoint 里的 tokenizer.json 切分文本（Llama-2 就是这样；否则 transformers 5 会重新构建它的分词器，得到不同的 id，见 notebook 05）。
+# 在 `FamilyBackbone` 里仍是抽象的成员只剩这两个 `@property`；类路径写成字符串，是为了让 `import vla_backbone` 不必导入 transformers 的所有模型类。另有两个可选的类属性决定 `load_tokenizer` 怎样加载分词器：`tokenizer_kwargs` 给 `AutoTokenizer.from_pretrained` 传额外的参数（Qwen 在 4.57.3 到 4.57.x 上用它，Llama-2 用它传 `legacy=True`），`tokenizer_from_file = True` 则让它完全按 checkpoint 里的 tokenizer.json 切分文本（Llama-2 就是这样；否则 transformers 5 会重新构建它的分词器，得到不同的 id，见 notebook 05）。
 
 # %%
 import torch
