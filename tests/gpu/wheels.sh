@@ -36,9 +36,12 @@ done < <(grep -v -e '^#' -e '^$' tests/gpu/requirements.txt) > "$WORK/requiremen
     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
     -d "$WORK/wheels" -r "$WORK/requirements.txt"
 
+# Small dependencies whose version in the image is unknown (the list names no versions) come along anyway: pip takes
+# them from .whl only if the image's copy is too old for a new wheel's lower bound (ipython 9 asks for psutil>=7).
+ALWAYS=" psutil typing-extensions packaging "
 for wheel in "$WORK"/wheels/*.whl; do
     project=$(basename "$wheel" | cut -d- -f1 | normalise)
-    if ! grep -qx "$project" "$WORK/present"; then
+    if ! grep -qx "$project" "$WORK/present" || [[ "$ALWAYS" == *" $project "* ]]; then
         cp "$wheel" "$DEST/"
     fi
 done
