@@ -221,6 +221,18 @@ def test_transformers_log_collects_instead_of_printing():
     assert logged == ["collected, not printed"] and printed == ["printed again"]
 
 
+def test_transformers_log_collects_a_once_per_process_message_on_every_run():
+    import transformers  # noqa: F401  (attaches warning_once to logging.Logger)
+
+    logger = logging.getLogger("transformers.test_suite")
+    runs = []
+    for _ in range(2):
+        with transformers_log() as logged:
+            logger.warning_once("said once per process")
+        runs.append(logged)
+    assert runs == [["said once per process"]] * 2
+
+
 def test_chinese_plot_labels_render_without_missing_glyphs(tmp_path):
     import matplotlib
 

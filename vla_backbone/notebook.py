@@ -119,10 +119,15 @@ def transformers_log() -> Iterator[list[str]]:
     """Collect what transformers logs inside the block, instead of letting it print to stderr; yields the messages.
 
     For a message a notebook shows on purpose: print what was collected beside the explanation. Only the block is
-    affected (no global filter). transformers logs some messages once per process, so a re-run may collect none.
+    affected (no global filter). transformers says some messages once per process (``Logger.warning_once``); the
+    block first makes it forget what it said, so that every run of a cell collects the same messages.
     """
     messages: list[str] = []
     logger = logging.getLogger("transformers")
+    # transformers attaches `warning_once` (an lru_cache) to logging.Logger; before it is imported there is none.
+    forget = getattr(getattr(logging.Logger, "warning_once", None), "cache_clear", None)
+    if forget:
+        forget()
     # transformers prints through a handler on its library logger (which does not propagate): set it aside.
     printing = list(logger.handlers)
     collect = _Collect(messages)

@@ -348,14 +348,10 @@ assert cache_infer.get_seq_length() == batch.input_ids.shape[1]
 # that warning out of every training step.
 
 # %%
-import logging
-
 from vla_backbone.notebook import transformers_log
 
 train_bb.enable_gradient_checkpointing()
 train_bb.train()
-# transformers says this once per process (`warning_once` remembers its messages); forget them so that it speaks.
-logging.Logger.warning_once.cache_clear()
 with transformers_log() as logged:
     refused = compat.output_cache(train_bb(input_ids=batch.input_ids, use_cache=True))
 compat.disable_checkpointing(train_bb.llm)

@@ -435,12 +435,9 @@ del reloaded_llama
 
 # %%
 shipped_rows = checkpoint_tensor("llama2-7b-pure", "model.embed_tokens.weight")
-import logging
-
 from vla_backbone.notebook import transformers_log
 
 mean_resized = LlamaForCausalLM.from_pretrained(checkpoint_path("llama2-7b-pure"), dtype=torch.float32)
-logging.Logger.warning_once.cache_clear()  # transformers says it once per process: forget that it did
 with transformers_log() as note:
     mean_resized.resize_token_embeddings(32001, pad_to_multiple_of=64, mean_resizing=True)
 print("transformers log:", note)

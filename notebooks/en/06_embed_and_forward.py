@@ -384,11 +384,8 @@ assert not torch.allclose(captured["last_layer"], hidden_states[-1])
 # transformers logs a warning and returns no weights (an empty tuple on 5.24, `None` on 4.57).
 
 # %%
-import logging
-
 from vla_backbone.notebook import transformers_log
 
-logging.Logger.warning_once.cache_clear()  # transformers says it once per process: forget that it did
 with transformers_log() as logged:
     sdpa_out = backbone(input_ids=input_ids, output_attentions=True)
 print(f"attn_implementation={config._attn_implementation!r}  attentions={sdpa_out.attentions!r}")

@@ -395,15 +395,12 @@ assert "self.llm.config.use_cache = inference_mode" in inspect.getsource(HFCausa
 # `warnings.catch_warnings(record=True)` and, since transformers reports through its own logger, its log records
 # too, with `transformers_log()` from `vla_backbone.notebook`, which collects them for the cell to print instead of
 # letting them go to stderr. On this version the request is overridden: no cache comes back, no Python warning is
-# raised, and the transformers logger says it set `use_cache=False` (it says so once per process; the cell makes it
-# forget that it did, so every run shows the record). In eval mode, where checkpointing does not apply, the same
+# raised, and the transformers logger says it set `use_cache=False` (it says so once per process; `transformers_log()`
+# makes it forget that it did, so every run shows the record). In eval mode, where checkpointing does not apply, the same
 # call returns a cache holding all 32 positions.
 
 # %%
-import logging
-
 backbone.train()
-logging.Logger.warning_once.cache_clear()  # transformers says it once per process: forget that it did
 with warnings.catch_warnings(record=True) as caught, transformers_log() as logged:
     warnings.simplefilter("always")
     trained = llm(input_ids=ids[:, :32], use_cache=True)

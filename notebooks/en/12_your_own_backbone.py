@@ -504,8 +504,6 @@ assert counts[""] == sum(p.numel() for module in root_modules for p in module.pa
 # language-model loss `ForCausalLMLoss`: the right one.
 
 # %%
-import logging
-
 from vla_backbone.contract import check_backbone_contract
 from vla_backbone.notebook import transformers_log
 
@@ -519,7 +517,6 @@ def check_prompt_starts_with_one_bos(backbone) -> None:
         raise AssertionError(f"{backbone.identifier}: the prompt starts {ids[:2]}, not with exactly one BOS ({bos})")
 
 
-logging.Logger.warning_once.cache_clear()  # transformers says it once per process: forget that it did
 with transformers_log() as notes:
     check_backbone_contract(backbone)
 print("transformers log:", notes)

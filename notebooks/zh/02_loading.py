@@ -302,14 +302,10 @@ assert cache_infer.get_seq_length() == batch.input_ids.shape[1]
 # 与梯度检查点的冲突，transformers 会自行处理：开启检查点后，处于训练模式的模型即使被要求返回缓存，也只会打印一条警告，并不返回缓存。提前设置 `use_cache=False`，就能让每个训练步都不再出现这条警告。
 
 # %%
-import logging
-
 from vla_backbone.notebook import transformers_log
 
 train_bb.enable_gradient_checkpointing()
 train_bb.train()
-# transformers says this once per process (`warning_once` remembers its messages); forget them so that it speaks.
-logging.Logger.warning_once.cache_clear()
 with transformers_log() as logged:
     refused = compat.output_cache(train_bb(input_ids=batch.input_ids, use_cache=True))
 compat.disable_checkpointing(train_bb.llm)

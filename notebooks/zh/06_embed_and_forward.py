@@ -334,11 +334,8 @@ assert not torch.allclose(captured["last_layer"], hidden_states[-1])
 # 微型副本和真实模型一样，默认使用 PyTorch 的融合注意力（`sdpa`）。融合算子从不显式生成注意力矩阵，也就没有权重可以返回：传入 `output_attentions=True` 时，transformers 会打出一条警告，并且不返回权重（5.24 上是空元组，4.57 上是 `None`）。
 
 # %%
-import logging
-
 from vla_backbone.notebook import transformers_log
 
-logging.Logger.warning_once.cache_clear()  # transformers says it once per process: forget that it did
 with transformers_log() as logged:
     sdpa_out = backbone(input_ids=input_ids, output_attentions=True)
 print(f"attn_implementation={config._attn_implementation!r}  attentions={sdpa_out.attentions!r}")

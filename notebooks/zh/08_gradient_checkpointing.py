@@ -347,13 +347,10 @@ assert llm.config.use_cache is False and not backbone.inference_mode
 assert "self.llm.config.use_cache = inference_mode" in inspect.getsource(HFCausalLLMBackbone.__init__)
 
 # %% [markdown]
-# 如果调用方在训练模式、开着梯度检查点的情况下仍然要求缓存，会怎样？我们用 `warnings.catch_warnings(record=True)` 记录 Python 警告；transformers 通过自己的 logger 报告，所以我们也用 `vla_backbone.notebook` 里的 `transformers_log()` 记录它的日志：日志被收集起来，由单元格自己打印，而不是输出到 stderr。在当前版本上，这个请求会被覆盖：不返回缓存，不发 Python 警告，transformers 的 logger 说明它把 `use_cache` 设成了 `False`（每个进程只说一次；单元格会先让它忘掉说过这句话，所以每次运行都能看到这条日志）。在 eval 模式下梯度检查点不起作用，同样的调用会返回一个保存了全部 32 个位置的缓存。
+# 如果调用方在训练模式、开着梯度检查点的情况下仍然要求缓存，会怎样？我们用 `warnings.catch_warnings(record=True)` 记录 Python 警告；transformers 通过自己的 logger 报告，所以我们也用 `vla_backbone.notebook` 里的 `transformers_log()` 记录它的日志：日志被收集起来，由单元格自己打印，而不是输出到 stderr。在当前版本上，这个请求会被覆盖：不返回缓存，不发 Python 警告，transformers 的 logger 说明它把 `use_cache` 设成了 `False`（每个进程只说一次；`transformers_log()` 会先让它忘掉说过这句话，所以每次运行都能看到这条日志）。在 eval 模式下梯度检查点不起作用，同样的调用会返回一个保存了全部 32 个位置的缓存。
 
 # %%
-import logging
-
 backbone.train()
-logging.Logger.warning_once.cache_clear()  # transformers says it once per process: forget that it did
 with warnings.catch_warnings(record=True) as caught, transformers_log() as logged:
     warnings.simplefilter("always")
     trained = llm(input_ids=ids[:, :32], use_cache=True)

@@ -428,8 +428,6 @@ assert counts[""] == sum(p.numel() for module in root_modules for p in module.pa
 # 第一次计算损失时，transformers 会提示 GPT-2 的配置里没有 `loss_type`。它本来会根据类名推断损失，而 `GPT2LMHeadModel` 出现得比 `*ForCausalLM` 这套命名更早，于是退回到默认的因果语言模型损失 `ForCausalLMLoss`——这正是该用的那个。
 
 # %%
-import logging
-
 from vla_backbone.contract import check_backbone_contract
 from vla_backbone.notebook import transformers_log
 
@@ -443,7 +441,6 @@ def check_prompt_starts_with_one_bos(backbone) -> None:
         raise AssertionError(f"{backbone.identifier}: the prompt starts {ids[:2]}, not with exactly one BOS ({bos})")
 
 
-logging.Logger.warning_once.cache_clear()  # transformers says it once per process: forget that it did
 with transformers_log() as notes:
     check_backbone_contract(backbone)
 print("transformers log:", notes)
