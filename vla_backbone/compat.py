@@ -150,6 +150,35 @@ def split_text_as_file_says(tokenizer, tokenizer_json: str) -> None:
     tokenizer._tokenizer = Tokenizer.from_file(tokenizer_json)
 
 
+def split_text_as_4x_converted(tokenizer, sentencepiece_model: str) -> None:
+    """Give a 5.x Llama ``tokenizer`` the backend 4.x built from a checkpoint that ships only ``tokenizer.model``.
+
+    4.x converted the SentencePiece model with ``LlamaConverter`` (the converter that wrote Llama-2's hub
+    tokenizer.json): BPE merges ranked by the SentencePiece score of the merged piece, and "▁" added by a normalizer.
+    5.x ranks the merges by the merged piece's id instead, so "▁▁" (id 259, the lowest score) merges first
+    (" leading" -> 259, 25369 instead of 29871, 8236), and it splits with a Metaspace pre-tokenizer. 4.57 still
+    converts as 4.x always did and needs none of this.
+    """
+    import sentencepiece
+    from tokenizers import normalizers
+    from tokenizers.models import BPE
+
+    pieces = sentencepiece.SentencePieceProcessor(model_file=sentencepiece_model)
+    vocab = {pieces.id_to_piece(piece_id): piece_id for piece_id in range(pieces.get_piece_size())}
+    merges = []
+    for piece, piece_id in vocab.items():
+        splits = [(piece[:k], piece[k:]) for k in range(1, len(piece)) if piece[:k] in vocab and piece[k:] in vocab]
+        splits.sort(key=lambda pair: (vocab[pair[0]], vocab[pair[1]]))
+        merges += [(left, right, pieces.get_score(piece_id)) for left, right in splits]
+    # A stable sort, as 4.x's: merges of equal score keep the order above.
+    merges.sort(key=lambda merge: merge[2], reverse=True)
+    backend = tokenizer.backend_tokenizer
+    backend.model = BPE(vocab, [(left, right) for left, right, _ in merges],
+                        unk_token=pieces.id_to_piece(pieces.unk_id()), fuse_unk=True, byte_fallback=True)
+    backend.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    backend.pre_tokenizer = None
+
+
 def decode_kwargs(tokenizer) -> dict:
     """``decode`` arguments that give the same text without 5.x's warning about a clean-up it will not do.
 

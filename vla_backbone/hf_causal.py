@@ -228,7 +228,8 @@ class HFCausalLLMBackbone(LLMBackbone, ABC):
 
     # Extra ``AutoTokenizer.from_pretrained`` arguments a family needs to get the ids its checkpoints were trained on.
     tokenizer_kwargs: ClassVar[dict] = {}
-    # Tokenize exactly as the checkpoint's tokenizer.json says, where transformers would rebuild it otherwise.
+    # Tokenize exactly as the checkpoint's tokenizer.json says (or, without one, as 4.x converted its
+    # tokenizer.model), where transformers 5 would rebuild the tokenizer otherwise.
     tokenizer_from_file: ClassVar[bool] = False
 
     def __init__(
@@ -308,10 +309,15 @@ class HFCausalLLMBackbone(LLMBackbone, ABC):
         if cls.tokenizer_from_file and compat.IS_V5:
             from transformers.utils import cached_file
 
-            path = cached_file(hf_hub_path, "tokenizer.json", token=hf_token, local_files_only=cache_only,
-                               _raise_exceptions_for_missing_entries=False)
-            if path:
+            def checkpoint_file(name: str) -> Optional[str]:
+                return cached_file(hf_hub_path, name, token=hf_token, local_files_only=cache_only,
+                                   _raise_exceptions_for_missing_entries=False)
+
+            # Without a tokenizer.json (Vicuna v1.5 may ship only tokenizer.model), 4.x converted the model file.
+            if path := checkpoint_file("tokenizer.json"):
                 compat.split_text_as_file_says(tokenizer, path)
+            elif path := checkpoint_file("tokenizer.model"):
+                compat.split_text_as_4x_converted(tokenizer, path)
         return tokenizer
 
     def _add_tokens_and_resize(self, pad_token: Optional[str] = None, extra_tokens: Sequence[str] = ()) -> None:

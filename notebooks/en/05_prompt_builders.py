@@ -767,7 +767,7 @@ else:
 # truth, and the `tokenizers` library reads it without transformers. The Llama-2 family sets the class attribute
 # `tokenizer_from_file`, so on 5.x its `load_tokenizer` swaps the rebuilt text-splitting backend for the one the file
 # describes (`compat.split_text_as_file_says`): the backbone's tokenizer gives the file's ids, the 4.x ids, on every
-# version. It keeps `legacy=True` as well, for a checkpoint that ships no `tokenizer.json`.
+# version.
 
 # %%
 from tokenizers import Tokenizer
@@ -787,6 +787,32 @@ assert legacy_tokenizer(MULTI_TURN).input_ids == IDS_4X
 for text in ("Out: ok</s> In: again", " </s>"):
     assert tokenizer(text).input_ids == file_tokenizer.encode(text).ids
     assert (legacy_tokenizer(text).input_ids != file_tokenizer.encode(text).ids) == compat.IS_V5
+
+# %% [markdown]
+# Some checkpoints ship no `tokenizer.json` at all, only the SentencePiece model `tokenizer.model` (Vicuna v1.5 may
+# be one). 4.40 converted that file as if `legacy` were true, whatever the config said, ranking the BPE merges by the
+# SentencePiece score of the merged piece; that is the converter that wrote the `tokenizer.json` above. With
+# `legacy=True`, 4.57 converts it the same way. 5.x builds a backend of its own, whose merges are ranked by id, so
+# `" leading"` starts with `▁▁` (id 259) instead of `▁leading`; on 5.x `load_tokenizer` rebuilds 4.x's conversion
+# (`compat.split_text_as_4x_converted`). The check: a copy of the checkpoint without its `tokenizer.json` must give
+# the file's ids.
+
+# %%
+import shutil
+import tempfile
+
+with tempfile.TemporaryDirectory() as model_only:
+    for name in ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(tiny_checkpoint("llama2") / name, model_only)
+    model_only_tokenizer = LLaMa2LLMBackbone.load_tokenizer(model_only)
+for text in (MULTI_TURN, " </s>", " leading space"):
+    print(f"{text[-22:]!r:26} file {file_tokenizer.encode(text).ids[-5:]}  "
+          f"tokenizer.model only {model_only_tokenizer(text).input_ids[-5:]}")
+
+# %%
+assert file_tokenizer.encode(" leading space").tokens == ["<s>", "▁", "▁leading", "▁space"]
+for text in (MULTI_TURN, "Out: ok</s> In: again", " </s>", " leading space"):
+    assert model_only_tokenizer(text).input_ids == file_tokenizer.encode(text).ids
 
 # %% [markdown]
 # Where it bites: any code that tokenizes a whole multi-turn prompt in one call, such as inference on a

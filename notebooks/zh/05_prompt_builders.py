@@ -663,7 +663,7 @@ else:
     assert plain_ids == IDS_4X
 
 # %% [markdown]
-# `legacy=True` 能修好这条提示词，但不是所有文本都能修好。5.x 仍然按分词器类重新构建分词器，用的是它自己的预分词器；而 4.x 直接使用 checkpoint 里的 `tokenizer.json`。两者对特殊 token 旁边的空白切分得不一样，比如 `</s>` 后面跟一个空格，或者文本以空格开头。真正的依据是这个文件本身，`tokenizers` 库不经过 transformers 就能读取它。Llama-2 家族设置了类属性 `tokenizer_from_file`，于是在 5.x 上，它的 `load_tokenizer` 会把重新构建出来的切分后端换成这个文件描述的那一个（`compat.split_text_as_file_says`）：骨干网络的分词器在所有版本上给出的都是文件的 id，也就是 4.x 的 id。它同时保留了 `legacy=True`，以防某个 checkpoint 没有附带 `tokenizer.json`。
+# `legacy=True` 能修好这条提示词，但不是所有文本都能修好。5.x 仍然按分词器类重新构建分词器，用的是它自己的预分词器；而 4.x 直接使用 checkpoint 里的 `tokenizer.json`。两者对特殊 token 旁边的空白切分得不一样，比如 `</s>` 后面跟一个空格，或者文本以空格开头。真正的依据是这个文件本身，`tokenizers` 库不经过 transformers 就能读取它。Llama-2 家族设置了类属性 `tokenizer_from_file`，于是在 5.x 上，它的 `load_tokenizer` 会把重新构建出来的切分后端换成这个文件描述的那一个（`compat.split_text_as_file_says`）：骨干网络的分词器在所有版本上给出的都是文件的 id，也就是 4.x 的 id。
 
 # %%
 from tokenizers import Tokenizer
@@ -683,6 +683,26 @@ assert legacy_tokenizer(MULTI_TURN).input_ids == IDS_4X
 for text in ("Out: ok</s> In: again", " </s>"):
     assert tokenizer(text).input_ids == file_tokenizer.encode(text).ids
     assert (legacy_tokenizer(text).input_ids != file_tokenizer.encode(text).ids) == compat.IS_V5
+
+# %% [markdown]
+# 有些 checkpoint 根本不带 `tokenizer.json`，只有 SentencePiece 模型文件 `tokenizer.model`（Vicuna v1.5 可能就是这样）。4.40 转换这个文件时，不管配置里怎么写，都按 `legacy` 为真处理，并按合并后词片的 SentencePiece 分数给 BPE 合并规则排序；上面那个 `tokenizer.json` 正是这个转换器写出来的。传入 `legacy=True` 后，4.57 的转换方式与之相同。5.x 则自己构建后端，按 id 给合并规则排序，于是 `" leading"` 会先切出 `▁▁`（id 259），而不是 `▁leading`；所以在 5.x 上，`load_tokenizer` 会按 4.x 的方式重新转换一遍（`compat.split_text_as_4x_converted`）。检验方法：把 checkpoint 复制一份、去掉其中的 `tokenizer.json`，它给出的 id 必须和文件给出的一致。
+
+# %%
+import shutil
+import tempfile
+
+with tempfile.TemporaryDirectory() as model_only:
+    for name in ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(tiny_checkpoint("llama2") / name, model_only)
+    model_only_tokenizer = LLaMa2LLMBackbone.load_tokenizer(model_only)
+for text in (MULTI_TURN, " </s>", " leading space"):
+    print(f"{text[-22:]!r:26} file {file_tokenizer.encode(text).ids[-5:]}  "
+          f"tokenizer.model only {model_only_tokenizer(text).input_ids[-5:]}")
+
+# %%
+assert file_tokenizer.encode(" leading space").tokens == ["<s>", "▁", "▁leading", "▁space"]
+for text in (MULTI_TURN, "Out: ok</s> In: again", " </s>", " leading space"):
+    assert model_only_tokenizer(text).input_ids == file_tokenizer.encode(text).ids
 
 # %% [markdown]
 # 哪些代码会踩到这个坑：凡是一次性对整段多轮提示词分词的代码都会中招，比如在一段对话上做推理，或者像 OpenVLA 的数据集那样对 `get_prompt()` 分词。用骨干网络的分词器，整段对话的分词结果和上面逐轮分词拼起来的完全一样。逐轮分词从不把特殊 token 写在某个词前面，所以即使用未加参数的分词器也安全；只在最后有一个 `</s>` 的单轮动作提示词同样安全。

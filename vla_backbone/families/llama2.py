@@ -30,7 +30,9 @@ class LLaMa2LLMBackbone(FamilyBackbone):
     # 5.x rebuilds the tokenizer from its class instead: honouring the config's `"legacy": false` it drops the "▁"
     # before a word that follows a special token ("</s>In:" -> 797, not 512), and even with `legacy=True` its
     # Metaspace pre-tokenizer splits whitespace differently (" </s>" -> 29871, 2, not 259, 2). The file itself
-    # gives the 4.x ids on every version; `legacy=True` still covers a checkpoint that ships no tokenizer.json.
+    # gives the 4.x ids on every version. A checkpoint with only tokenizer.model was converted by 4.40 as if
+    # `legacy` were true, whatever its config said; 4.57 converts it so only when asked, and on 5.x the converted
+    # backend is rebuilt as 4.x built it (`compat.split_text_as_4x_converted`).
     tokenizer_from_file = True
     tokenizer_kwargs = {"legacy": True}
 
