@@ -276,21 +276,20 @@ def test_tokenizer_gives_the_ids_of_the_checkpoints_tokenizer_json(backbone_id):
     assert not differing, f"{len(differing)}/{len(texts)} texts differ, e.g. {differing[:3]}"
 
 
-def test_llama_checkpoint_without_tokenizer_json_gets_the_ids_4x_converted(tmp_path):
+@pytest.mark.parametrize("backbone_id", ["llama2-7b-pure", "mistral-v0.1-7b-pure"])
+def test_sentencepiece_checkpoint_without_tokenizer_json_gets_the_ids_4x_converted(backbone_id, tmp_path):
     """Vicuna v1.5 may ship only tokenizer.model (with `"legacy": false`, as Llama-2's config says); 4.40 converted
-    it with the same LlamaConverter that wrote Llama-2's tokenizer.json, so that file's ids are the reference. 5.x
-    alone ranks "▁▁" first among the merges (" leading" -> 259, 25369 instead of 29871, 8236)."""
+    it with the same LlamaConverter that wrote the Llama-2 and Mistral tokenizer.json files here, so the file's ids
+    are the reference. 5.x alone ranks "▁▁" first among the merges (" leading" -> 259, 25369, not 29871, 8236)."""
     import shutil
     from pathlib import Path
 
     from tokenizers import Tokenizer
 
-    from vla_backbone.families.llama2 import LLaMa2LLMBackbone
-
-    source = Path(checkpoint_path("llama2-7b-pure"))
+    source = Path(checkpoint_path(backbone_id))
     for name in ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"):
         shutil.copy(source / name, tmp_path / name)
-    tokenizer = LLaMa2LLMBackbone.load_tokenizer(str(tmp_path))
+    tokenizer = backbone_class(backbone_id).load_tokenizer(str(tmp_path))
     reference = Tokenizer.from_file(str(source / "tokenizer.json"))
     texts = [" leading space", "a  b   c", LLAMA2_MULTI_TURN, *whitespace_and_special_token_texts(["<s>", "</s>"])]
     differing = [text for text in texts if tokenizer(text).input_ids != reference.encode(text).ids]

@@ -306,18 +306,24 @@ class HFCausalLLMBackbone(LLMBackbone, ABC):
             local_files_only=cache_only,
             **cls.tokenizer_kwargs,
         )
-        if cls.tokenizer_from_file and compat.IS_V5:
-            from transformers.utils import cached_file
+        if not compat.IS_V5:
+            return tokenizer
+        from transformers import LlamaTokenizer
+        from transformers.utils import cached_file
 
-            def checkpoint_file(name: str) -> Optional[str]:
-                return cached_file(hf_hub_path, name, token=hf_token, local_files_only=cache_only,
-                                   _raise_exceptions_for_missing_entries=False)
+        def checkpoint_file(name: str) -> Optional[str]:
+            return cached_file(hf_hub_path, name, token=hf_token, local_files_only=cache_only,
+                               _raise_exceptions_for_missing_entries=False)
 
-            # Without a tokenizer.json (Vicuna v1.5 may ship only tokenizer.model), 4.x converted the model file.
-            if path := checkpoint_file("tokenizer.json"):
-                compat.split_text_as_file_says(tokenizer, path)
-            elif path := checkpoint_file("tokenizer.model"):
-                compat.split_text_as_4x_converted(tokenizer, path)
+        # 5.x loads a SentencePiece checkpoint as LlamaTokenizer when it rebuilds the backend itself (Llama-2 always;
+        # Mistral when the checkpoint has no tokenizer.json). Without a tokenizer.json (Vicuna v1.5 may ship only
+        # tokenizer.model), 4.x converted the model file, and the checkpoint was trained on those ids.
+        rebuilt = isinstance(tokenizer, LlamaTokenizer)
+        json_file = checkpoint_file("tokenizer.json") if cls.tokenizer_from_file or rebuilt else None
+        if cls.tokenizer_from_file and json_file:
+            compat.split_text_as_file_says(tokenizer, json_file)
+        elif rebuilt and not json_file and (model_file := checkpoint_file("tokenizer.model")):
+            compat.split_text_as_4x_converted(tokenizer, model_file)
         return tokenizer
 
     def _add_tokens_and_resize(self, pad_token: Optional[str] = None, extra_tokens: Sequence[str] = ()) -> None:
