@@ -198,3 +198,31 @@ def test_a_changed_spec_never_reuses_another_specs_replica(home, monkeypatch, tm
     rebuilt = tiny.tiny_checkpoint("opt")
     assert rebuilt not in (original, shallower)
     assert json.loads((rebuilt / "tokenizer_config.json").read_text())["model_max_length"] == 7
+
+
+def test_tokenizer_dir_may_be_a_string_beside_jupyterlab_checkpoints(home, monkeypatch, tmp_path):
+    """JupyterLab writes `.ipynb_checkpoints/` into a folder whose files a learner opened: neither copied nor hashed."""
+    base = tiny.TINY_SPECS["opt"]
+    folder = tmp_path / "opt-tokenizer"
+    shutil.copytree(tiny.tokenizer_files(base), folder)
+    monkeypatch.setitem(tiny.TINY_SPECS, "opt", dataclasses.replace(base, tokenizer_dir=str(folder)))
+    plain = tiny.tiny_checkpoint("opt")
+    (folder / ".ipynb_checkpoints").mkdir()
+    (folder / ".ipynb_checkpoints" / "tokenizer_config-checkpoint.json").write_text("{}")
+    assert tiny.tiny_checkpoint("opt") == plain
+    assert not any(path.name.startswith(".") for path in plain.iterdir())
+
+
+def test_a_missing_tokenizer_dir_is_a_clear_error(home, monkeypatch, tmp_path):
+    monkeypatch.setitem(tiny.TINY_SPECS, "opt", dataclasses.replace(tiny.TINY_SPECS["opt"], tokenizer_dir=tmp_path / "nope"))
+    with pytest.raises(FileNotFoundError, match="point TinySpec\\(tokenizer_dir=...\\) at the folder"):
+        tiny.tiny_checkpoint("opt")
+
+
+def test_layer_keys_the_config_ignores_are_refused_before_a_full_size_build(home, monkeypatch):
+    """GPT-2's width and depth keys in an OPT spec: OPTConfig keeps its 125M defaults for the real ones."""
+    base = tiny.TINY_SPECS["opt"]
+    monkeypatch.setitem(tiny.TINY_SPECS, "opt", dataclasses.replace(base, layers={"n_embd": 64, "n_layer": 2, "n_head": 4}))
+    with pytest.raises(ValueError, match=r"would build 1\d\dM parameters, not a toy: OPTConfig ignored some of"):
+        tiny.tiny_checkpoint("opt")
+    assert not list((home / "tiny").rglob("model.safetensors"))

@@ -27,6 +27,8 @@ FORMAT_VERSION = 5
 MANIFEST = "tiny_manifest.json"
 REQUIRED_FILES = {"config.json", "model.safetensors", "tokenizer_config.json"}
 SEED = 0
+# The largest replica is Qwen's: its 151936-row vocabulary makes about 10M parameters at width 64.
+MAX_PARAMETERS = 50_000_000
 TOKENIZERS = Path(__file__).resolve().parent / "tokenizers"
 
 
@@ -87,7 +89,18 @@ TINY_SPECS = {
 
 def tokenizer_files(spec: TinySpec) -> Path:
     """The directory of the real tokenizer files a replica is built around."""
-    return spec.tokenizer_dir or TOKENIZERS / spec.family
+    return Path(spec.tokenizer_dir) if spec.tokenizer_dir else TOKENIZERS / spec.family
+
+
+def _tokenizer_sources(spec: TinySpec) -> list[Path]:
+    """The tokenizer files to copy: regular files only, so that JupyterLab's ``.ipynb_checkpoints/`` or an editor's
+    hidden files beside them are neither copied nor hashed."""
+    directory = tokenizer_files(spec)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"The tokenizer files of the tiny {spec.family} replica should be in {directory}, "
+                                "which is not a directory: point TinySpec(tokenizer_dir=...) at the folder that "
+                                "holds tokenizer_config.json.")
+    return [path for path in sorted(directory.iterdir()) if path.is_file() and not path.name.startswith(".")]
 
 
 def tiny_home() -> Path:
@@ -100,7 +113,7 @@ def tiny_home() -> Path:
 
 def spec_fingerprint(spec: TinySpec) -> str:
     """A short hash of everything a replica is built from, the tokenizer files' bytes included."""
-    files = {path.name: _sha256(path) for path in sorted(tokenizer_files(spec).iterdir())}
+    files = {path.name: _sha256(path) for path in _tokenizer_sources(spec)}
     recipe = [spec.family, spec.config_cls, spec.model_cls, spec.hub_config, str(spec.stored_dtype), spec.layers, files]
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -117,12 +130,23 @@ def _build(spec: TinySpec, target: Path) -> None:
     import transformers
 
     # The tokenizer is copied, not re-saved: the files stay byte for byte the real ones.
-    for source in sorted(tokenizer_files(spec).iterdir()):
+    for source in _tokenizer_sources(spec):
         shutil.copyfile(source, target / source.name)
     config = getattr(transformers, spec.config_cls)(**spec.hub_config, **spec.layers)
+    model_cls = getattr(transformers, spec.model_cls)
+    # A config keeps a key it does not know and its full-size defaults: GPT-2's "n_embd" in a GPT-NeoX spec would
+    # build a 20-billion-parameter "replica". Counted on the meta device first, where nothing is allocated.
+    with torch.device("meta"):
+        size = sum(parameter.numel() for parameter in model_cls(config).parameters())
+    if size > MAX_PARAMETERS:
+        raise ValueError(
+            f"TinySpec('{spec.family}') would build {size / 1e6:,.0f}M parameters, not a toy: {spec.config_cls} "
+            f"ignored some of {sorted(spec.layers)}. Use the key names of {spec.config_cls}().to_dict() (width and "
+            "depth are named differently in each architecture)."
+        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
-        model = getattr(transformers, spec.model_cls)(config)
+        model = model_cls(config)
     # Stored in the hub checkpoint's dtype, so loading without an explicit dtype behaves as it would on real weights.
     with compat.quiet_progress_bars():
         model.to(spec.stored_dtype).save_pretrained(target)
