@@ -145,6 +145,27 @@ def test_contract_says_what_is_wrong():
         check_backbone_contract(backbone)
 
 
+def test_a_mistyped_member_is_reported_as_itself():
+    """nn.Module reports an AttributeError raised inside a property as the property missing; a porter needs the real
+    name. transformers 5 renamed GPT-NeoX's `embed_out`, so upstream-style code can hit exactly this."""
+    from vla_backbone.families.opt import OPTLLMBackbone
+
+    class WrongLayerPath(OPTLLMBackbone):
+        decoder_layer_path = "transformers.models.opt.modeling_opt.OPTBlock"
+
+    with pytest.raises(ImportError, match="modeling_opt has no OPTBlock"):
+        WrongLayerPath("opt-125m", hf_hub_path=str(checkpoint_path("opt-125m")))
+
+    class WrongHeadName(OPTLLMBackbone):
+        @property
+        def last_layer_finetune_modules(self):
+            return (self.llm.get_input_embeddings(), self.llm.model.decoder.layers[-1], self.llm.embed_out)
+
+    backbone = WrongHeadName("opt-125m", hf_hub_path=str(checkpoint_path("opt-125m")))
+    with pytest.raises(AttributeError, match="has no attribute 'embed_out'"):
+        check_backbone_contract(backbone)
+
+
 @pytest.mark.parametrize("backbone_id", ONE_PER_FAMILY)
 def test_forward_embed_and_loss(backbone_id):
     backbone, tokenizer = load(backbone_id)

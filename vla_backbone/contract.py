@@ -2,6 +2,8 @@
 notebook 12 and the assignments run it on a backbone you write yourself."""
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from vla_backbone import compat
@@ -11,6 +13,13 @@ from vla_backbone.hf_causal import SPECIAL_CASES, check_bos
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise AssertionError(message)
+
+
+def _member(backbone, name: str):
+    """Read a member so that an AttributeError raised inside a property surfaces as itself: ``nn.Module.__getattr__``
+    would report it as "object has no attribute '<the property>'"."""
+    member = inspect.getattr_static(type(backbone), name, None)
+    return member.fget(backbone) if isinstance(member, property) else getattr(backbone, name)
 
 
 def check_backbone_contract(backbone, special_cases=SPECIAL_CASES) -> None:
@@ -50,9 +59,10 @@ def check_backbone_contract(backbone, special_cases=SPECIAL_CASES) -> None:
         _require(compat.has_input_grad_hook(backbone.llm),
                  f"{name}: in training mode the input-grad hook must sit on the current input embeddings")
     _require(isinstance(backbone.half_precision_dtype, torch.dtype), f"{name}: half_precision_dtype must be a torch.dtype")
-    layers = [(n, m) for n, m in backbone.named_modules() if isinstance(m, backbone.transformer_layer_cls)]
-    _require(len(layers) > 0, f"{name}: no module of transformer_layer_cls {backbone.transformer_layer_cls.__name__}")
-    embeddings, last_layer, head = backbone.last_layer_finetune_modules
+    layer_cls = _member(backbone, "transformer_layer_cls")
+    layers = [(n, m) for n, m in backbone.named_modules() if isinstance(m, layer_cls)]
+    _require(len(layers) > 0, f"{name}: no module of transformer_layer_cls {layer_cls.__name__}")
+    embeddings, last_layer, head = _member(backbone, "last_layer_finetune_modules")
     _require(embeddings is backbone.llm.get_input_embeddings(), f"{name}: last_layer_finetune_modules[0] must be the input embeddings")
     _require(last_layer is layers[-1][1], f"{name}: last_layer_finetune_modules[1] must be the last decoder layer")
     _require(head is backbone.llm.get_output_embeddings(), f"{name}: last_layer_finetune_modules[2] must be the LM head")

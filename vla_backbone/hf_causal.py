@@ -51,7 +51,9 @@ def check_bos(tokenizer: "PreTrainedTokenizerBase", llm_backbone_id: str) -> Non
     if not adds_bos:
         problem = "it does not prepend BOS when add_special_tokens=True"
         fix = (
-            "make its post-processor prepend BOS (e.g. a TemplateProcessing with the BOS token), or, if this family "
+            "make its post-processor prepend BOS (e.g. a TemplateProcessing with the BOS token; a tokenizer class "
+            "that rebuilds its post-processor from add_bos_token, such as GPTNeoXTokenizer, needs add_bos_token=True "
+            "in the family's tokenizer_kwargs instead), or, if this family "
             f"has no BOS by design, add '{llm_backbone_id}' to vla_backbone.hf_causal.SPECIAL_CASES and let its "
             "prompt builder write the first token"
         )

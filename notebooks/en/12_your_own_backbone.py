@@ -41,7 +41,7 @@ use_language(LANG)
 # | `family` | a short family name | `"llama2"` |
 # | `models` | backbone id → hub repo | `LLAMA2_MODELS` |
 # | `llm_cls_path` | the `*ForCausalLM` class, as a dotted string | `"transformers.LlamaForCausalLM"` |
-# | `decoder_layer_path` | the block FSDP wraps and checkpointing recomputes | `"...modeling_llama.LlamaDecoderLayer"` |
+# | `decoder_layer_path` | the block FSDP wraps (transformers picks what checkpointing recomputes, usually the same block) | `"...modeling_llama.LlamaDecoderLayer"` |
 # | `pad_token` | a PAD token to add, if the tokenizer has none | `"<PAD>"` |
 # | `prompt_builder_fn` | the prompt builder class (property) | `PurePromptBuilder` for `-pure` ids |
 # | `last_layer_finetune_modules` | input embeddings, last decoder layer, LM head (property) | three modules |

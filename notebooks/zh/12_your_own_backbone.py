@@ -34,7 +34,7 @@ use_language(LANG)
 # | `family` | 简短的家族名 | `"llama2"` |
 # | `models` | 骨干网络 id → Hub 仓库 | `LLAMA2_MODELS` |
 # | `llm_cls_path` | `*ForCausalLM` 类，写成点分字符串 | `"transformers.LlamaForCausalLM"` |
-# | `decoder_layer_path` | FSDP 包装、梯度检查点重算的那个 block | `"...modeling_llama.LlamaDecoderLayer"` |
+# | `decoder_layer_path` | FSDP 包装的那个 block（梯度检查点重算哪些模块由 transformers 自己决定，通常也是它） | `"...modeling_llama.LlamaDecoderLayer"` |
 # | `pad_token` | 分词器没有 PAD 时要添加的 PAD token | `"<PAD>"` |
 # | `prompt_builder_fn` | 提示词构造器类（`@property` 成员） | `-pure` id 用 `PurePromptBuilder` |
 # | `last_layer_finetune_modules` | 输入嵌入、最后一个解码器层、LM head（`@property` 成员） | 三个模块 |

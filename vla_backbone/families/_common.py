@@ -15,7 +15,11 @@ def import_attr(dotted: str):
     """``"pkg.module.Name"`` -> the object. Families name their classes as strings so `import vla_backbone` stays
     cheap: importing a transformers model class costs seconds."""
     module, _, name = dotted.rpartition(".")
-    return getattr(importlib.import_module(module), name)
+    try:
+        return getattr(importlib.import_module(module), name)
+    except AttributeError:
+        # Raised inside a property of an nn.Module, an AttributeError would be reported as the property missing.
+        raise ImportError(f"{dotted!r}: module {module} has no {name}") from None
 
 
 class FamilyBackbone(HFCausalLLMBackbone):
@@ -24,7 +28,7 @@ class FamilyBackbone(HFCausalLLMBackbone):
     family: ClassVar[str]
     models: ClassVar[Mapping[str, str]]  # backbone id -> hub repo
     llm_cls_path: ClassVar[str]  # e.g. "transformers.LlamaForCausalLM"
-    decoder_layer_path: ClassVar[str]  # the block FSDP wraps and checkpointing recomputes
+    decoder_layer_path: ClassVar[str]  # the block FSDP wraps (what checkpointing recomputes is transformers' choice)
     pad_token: ClassVar[Optional[str]] = None  # the PAD token to add, for families whose tokenizer ships without one
 
     def __init__(
@@ -36,6 +40,8 @@ class FamilyBackbone(HFCausalLLMBackbone):
         use_flash_attention_2: bool = False,
         hf_hub_path: Optional[str] = None,
     ) -> None:
+        # Resolved first, so that a wrong class path fails here rather than at FSDP time.
+        import_attr(self.decoder_layer_path)
         if llm_backbone_id not in self.models:
             raise UnknownBackboneError(
                 f"'{llm_backbone_id}' is not a {self.family} backbone. Known {self.family} ids: "
