@@ -14,11 +14,12 @@ Without either option a grader grades the master notebook in ``notebooks/en/assi
 the command names this folder or a grader file; a plain ``pytest`` run skips the graders here, because
 ``tests/test_assignments.py`` already grades every master and every student version in one subprocess.
 
-A grader runs the notebook's code cells once as a script (in a temporary working directory, plots off, IPython
-magics skipped), keeps whatever it defined, and tests those functions and classes on more cases than the
-notebook's own check cells. If the notebook stops at a cell that still says ``raise NotImplementedError``, every
-test that needs a name the notebook did not get to fails with "... is not implemented yet"; any other stop is
-reported with its cell and message. Messages are in the notebook's language (its ``LANG`` cell).
+A grader runs the notebook's code cells once, top to bottom (in a temporary working directory, plots off, IPython
+magics skipped), keeps whatever they defined, and tests those functions and classes on more cases than the
+notebook's own check cells. A cell that fails does not stop the cells after it, as in nbgrader's autograding: a
+wrong answer to one task costs that task, not the ones after it. A function that still raises
+``NotImplementedError`` fails its tests with "... is not implemented yet"; any other failure is reported with its
+cell and message. Messages are in the notebook's language (its ``LANG`` cell).
 """
 from __future__ import annotations
 
@@ -123,8 +124,19 @@ def code_of(path: Path) -> list[str]:
     return [cell.source.strip() for cell in jupytext.read(path).cells if cell.cell_type == "code"]
 
 
+def _cells(source: str) -> list[tuple[int, str]]:
+    """The script's cells, each with the number of lines before it (Markdown cells are comments: harmless)."""
+    cells, start, lines = [], 0, source.splitlines(keepends=True)
+    for index, line in enumerate(lines):
+        if line.startswith("# %%") and index > start:
+            cells.append((start, "".join(lines[start:index])))
+            start = index
+    cells.append((start, "".join(lines[start:])))
+    return cells
+
+
 class Notebook:
-    """What a notebook's code defined when run top to bottom, and where it stopped if it did not finish."""
+    """What a notebook's code defined when its cells ran top to bottom, and where the first one failed."""
 
     def __init__(self, path: Path, assignment: str) -> None:
         self.path, self.assignment = path, assignment
@@ -161,12 +173,17 @@ class Notebook:
         cwd = Path.cwd()
         os.chdir(workdir)
         try:
-            with warnings.catch_warnings(record=True):  # the notebook's own warnings are part of its lesson
-                exec(compile(self.source, str(self.path), "exec"), self.namespace)
-        except Exception as exc:  # a student's notebook may stop anywhere; the tests report it
-            self.stopped = exc
-            frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(self.path)]
-            self.stopped_at = frames[-1].lineno if frames else None
+            for first_line, cell in _cells(self.source):
+                try:
+                    # Padded with empty lines, so that tracebacks give the cell's line numbers in the whole script.
+                    code = compile("\n" * first_line + cell, str(self.path), "exec")
+                    with warnings.catch_warnings(record=True):  # the notebook's own warnings are part of its lesson
+                        exec(code, self.namespace)
+                except Exception as exc:  # a student's cell may fail; the tests report the first failure
+                    if self.stopped is None:
+                        self.stopped = exc
+                        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(self.path)]
+                        self.stopped_at = frames[-1].lineno if frames else None
         finally:
             os.chdir(cwd)
             if "matplotlib.pyplot" in sys.modules:
@@ -185,10 +202,10 @@ class Notebook:
 
     def _where(self) -> str:
         if not self.stopped_at:
-            return self.say(f"{self.path.name} stopped", f"{self.path.name} 中途停止")
+            return self.say(f"{self.path.name} failed", f"{self.path.name} 出错")
         first, line = self.cell_at(self.stopped_at)
-        return self.say(f"{self.path.name} stopped in the cell that begins `{first}` (line {line} of that cell)",
-                        f"{self.path.name} 停在以 `{first}` 开头的单元格（该单元格第 {line} 行）")
+        return self.say(f"{self.path.name} failed in the cell that begins `{first}` (line {line} of that cell)",
+                        f"{self.path.name} 在以 `{first}` 开头的单元格出错（该单元格第 {line} 行）")
 
     def _stop(self) -> str:
         return f"{type(self.stopped).__name__}: {self.stopped}"
@@ -217,10 +234,10 @@ class Notebook:
                 "请在 notebook 中标有 `# 在这里写你的代码` 的地方写好代码，然后重新评分。"), pytrace=False)
         if self.stopped is not None:
             pytest.fail(self.say(
-                f"{self.number}: {self._where()} with {self._stop()}\n"
-                f"before it defined `{name}`. Run the notebook top to bottom and fix that cell first.",
-                f"{self.number}：{self._where()}，{self._stop()}\n"
-                f"此时还没有定义 `{name}`。请从头到尾运行 notebook，先修好那个单元格。"), pytrace=False)
+                f"{self.number}: `{name}` was never defined, and a cell failed: {self._where()} with {self._stop()}\n"
+                "Run the notebook top to bottom and fix that cell first.",
+                f"{self.number}：`{name}` 一直没有定义，而且有单元格出错：{self._where()}，{self._stop()}\n"
+                "请从头到尾运行 notebook，先修好那个单元格。"), pytrace=False)
         pytest.fail(self.say(
             f"{self.number}: the notebook ran to the end but defines no `{name}`; keep the names the assignment asks for.",
             f"{self.number}：notebook 运行完毕，但没有定义 `{name}`；请使用作业要求的名字。"), pytrace=False)
@@ -237,12 +254,14 @@ def notebook(request, tmp_path_factory):
     twin = path.with_suffix(".py")
     if path.suffix == ".ipynb" and twin.is_file() and code_of(twin) != code_of(path):
         warnings.warn(f"graded {path.name}; {twin.name} beside it holds other code and was not graded", stacklevel=1)
-    # A notebook may register a family (SPECIAL_CASES, TINY_SPECS); undo that so other tests see the package as is.
-    special_cases, tiny_specs = set(hf_causal.SPECIAL_CASES), dict(tiny.TINY_SPECS)
+    # A notebook may register a family (SPECIAL_CASES, TINY_SPECS) or patch the BOS check; undo that so other tests
+    # see the package as is.
+    special_cases, tiny_specs, check_bos = set(hf_causal.SPECIAL_CASES), dict(tiny.TINY_SPECS), hf_causal.check_bos
     graded = Notebook(path, request.module.ASSIGNMENT)
-    graded.package_special_cases = frozenset(special_cases)
+    graded.package_special_cases, graded.package_check_bos = frozenset(special_cases), check_bos
     graded.run(tmp_path_factory.mktemp(graded.number))
     yield graded
+    hf_causal.check_bos = check_bos
     hf_causal.SPECIAL_CASES.clear()
     hf_causal.SPECIAL_CASES.update(special_cases)
     tiny.TINY_SPECS.clear()

@@ -157,6 +157,16 @@ def test_other_families_keep_their_bos_check(notebook):
     stray = sorted(added - set(notebook["GPT2_MODELS"]))
     assert not stray, notebook.say(f"only GPT-2 ids may join SPECIAL_CASES; these do not belong there: {stray}",
                                    f"只有 GPT-2 的 id 可以加入 SPECIAL_CASES；这些不应在其中：{stray}")
+    assert hf_causal.check_bos is notebook.package_check_bos, notebook.say(
+        "the BOS check itself was replaced; leave vla_backbone.hf_causal.check_bos alone and use SPECIAL_CASES",
+        "BOS 检查本身被替换了；请不要改动 vla_backbone.hf_causal.check_bos，改用 SPECIAL_CASES")
+    from transformers import AutoTokenizer
+
+    from vla_backbone.tiny import tiny_checkpoint
+
+    no_bos = AutoTokenizer.from_pretrained(tiny_checkpoint("qwen25"))  # Qwen has no BOS: any other id must fail
+    with pytest.raises(AssertionError, match="fails the BOS check"):
+        hf_causal.check_bos(no_bos, "llama2-7b-pure")
 
 
 def test_last_layer_finetune_modules(notebook):

@@ -28,9 +28,22 @@ def _trainable(model):
 
 
 def _missing(notebook, model, compute_loss):
+    """The student's diagnostic (Task 1)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # reentrant checkpointing warns when no input requires grad
         return notebook["missing_gradients"](model, compute_loss)
+
+
+def _reference_missing(model, compute_loss):
+    """The grader's own diagnostic, so that Task 2's grade does not depend on the answer to Task 1."""
+    for parameter in model.parameters():
+        parameter.grad = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loss = compute_loss()
+        if loss.requires_grad:
+            loss.backward()
+    return [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
 
 
 def _grads(model, compute_loss):
@@ -108,11 +121,11 @@ def test_fix_gradient_flow(notebook, backbone_id, silent):
                              f"{backbone_id}：模型离开了训练模式（梯度检查点只在训练模式下生效）")
     assert _trainable(llm) == trainable, say(f"{backbone_id}: the fix changed which parameters are trainable",
                                              f"{backbone_id}：修复改变了哪些参数可训练")
-    missing = _missing(notebook, llm, lambda: llm(input_ids=ids, labels=ids).loss)
+    missing = _reference_missing(llm, lambda: llm(input_ids=ids, labels=ids).loss)
     assert missing == [], say(f"{backbone_id}: after the fix these still get no gradient from input_ids: {missing}",
                               f"{backbone_id}：修复之后，用 input_ids 时这些参数仍然得不到梯度：{missing}")
     embeds = llm.get_input_embeddings().weight[ids].detach()
-    missing = _missing(notebook, llm, lambda: llm(inputs_embeds=embeds, labels=ids).loss)
+    missing = _reference_missing(llm, lambda: llm(inputs_embeds=embeds, labels=ids).loss)
     assert missing == [], say(
         f"{backbone_id}: with inputs_embeds that bypass the embedding module, these get no gradient: {missing}. "
         "An input-grad hook on the embeddings cannot help there.",
@@ -121,6 +134,7 @@ def test_fix_gradient_flow(notebook, backbone_id, silent):
 
 def test_fix_gives_the_gradients_of_an_unchecked_model(notebook):
     from vla_backbone import compat
+    from vla_backbone.measure import saved_activation_bytes
 
     llm, ids = _broken(notebook, silent=True)
     notebook["fix_gradient_flow"](llm)
@@ -129,8 +143,14 @@ def test_fix_gives_the_gradients_of_an_unchecked_model(notebook):
     assert compat.is_checkpointing(llm), say("checkpointing is off after calling the fix twice",
                                              "调用两次修复之后，梯度检查点关掉了")
     fixed = _grads(llm, lambda: llm(input_ids=ids, labels=ids).loss)
+    kept = saved_activation_bytes(llm, lambda: llm(input_ids=ids, labels=ids).loss)
     compat.disable_checkpointing(llm)
     reference = _grads(llm, lambda: llm(input_ids=ids, labels=ids).loss)
+    kept_unchecked = saved_activation_bytes(llm, lambda: llm(input_ids=ids, labels=ids).loss)
+    assert kept < kept_unchecked, say(
+        f"checkpointing must really run after the fix: the model keeps {kept:,} bytes for backward, as many as "
+        "without checkpointing (a flag that says it is on is not enough)",
+        f"修复之后梯度检查点必须真正在运行：模型为反向传播保存了 {kept:,} 字节，和不开梯度检查点时一样多（只把标志设成开启是不够的）")
     differ = sorted(fixed.keys() ^ reference.keys())
     assert fixed.keys() == reference.keys(), say(f"parameters with a gradient differ: {differ}", f"得到梯度的参数不一致：{differ}")
     for name, grad in reference.items():
@@ -146,6 +166,8 @@ def test_checkpointing_savings(notebook):
 
     llm, ids = _broken(notebook)
     compat.enable_checkpointing(llm, use_reentrant=False)
+    # An input of another length than the notebook's: numbers copied from the notebook's output do not fit it.
+    ids = torch.randint(3, 1000, (2, 24), generator=torch.Generator().manual_seed(1))
 
     def loss():
         return llm(input_ids=ids, labels=ids).loss

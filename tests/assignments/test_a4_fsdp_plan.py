@@ -30,24 +30,34 @@ def test_notebook_runs_top_to_bottom(notebook):
 
 @contextlib.contextmanager
 def _no_shortcuts(notebook):
-    """Make wrap_plan and unit_parameter_counts unusable: the prediction must come from the student's rules."""
+    """Make every way of asking FSDP unusable while the student's prediction runs: the package's helpers, the
+    policies, FSDP and process groups, and the notebook's own `fsdp_shares`, under any name the notebook gave them
+    (an alias is caught too: blocked by identity, not by name)."""
+    import torch.distributed as dist
+    import torch.distributed.fsdp as torch_fsdp
+    import torch.distributed.fsdp.wrap as wrap
+
+    places = [(fsdp, "wrap_plan"), (fsdp, "unit_parameter_counts"), (wrap, "transformer_auto_wrap_policy"),
+              (wrap, "_or_policy"), (wrap, "_module_wrap_policy"), (dist, "init_process_group"),
+              (torch_fsdp, "FullyShardedDataParallel"), (torch_fsdp, "fully_shard")]
+    originals = {id(getattr(module, name)): name for module, name in places if hasattr(module, name)}
+    if callable(notebook.namespace.get("fsdp_shares")):
+        originals[id(notebook.namespace["fsdp_shares"])] = "fsdp_shares"
+
     def blocked(name):
         def refuse(*args, **kwargs):
             raise AssertionError(notebook.say(f"A4: the prediction called {name}; derive it from the module tree instead",
                                               f"A4：预测调用了 {name}；请改为从模块树推出结果"))
         return refuse
 
-    patched = []
-    for owner in (fsdp, notebook.namespace):
-        for name in ("wrap_plan", "unit_parameter_counts"):
-            has = name in owner if isinstance(owner, dict) else hasattr(owner, name)
-            if has:
-                old = owner[name] if isinstance(owner, dict) else getattr(owner, name)
-                patched.append((owner, name, old))
-                if isinstance(owner, dict):
-                    owner[name] = blocked(name)
-                else:
-                    setattr(owner, name, blocked(name))
+    patched = [(module, name, getattr(module, name)) for module, name in places if hasattr(module, name)]
+    patched += [(notebook.namespace, key, value) for key, value in list(notebook.namespace.items())
+                if id(value) in originals]
+    for owner, name, old in patched:
+        if isinstance(owner, dict):
+            owner[name] = blocked(originals[id(old)])
+        else:
+            setattr(owner, name, blocked(originals[id(old)]))
     try:
         yield
     finally:
@@ -156,6 +166,18 @@ def test_rank_share_matches_fsdp(notebook, backbone_id, world_size):
         + (" (Qwen ties its LM head to its embeddings: count a shared parameter once)" if qwen else ""),
         f"TinyVLA('{backbone_id}') 在 {world_size} 个 rank 上：预测为 {got}，FSDP 实际持有 {expected}"
         + ("（Qwen 的输出头和嵌入共享权重：共享的参数只算一次）" if qwen else ""))
+
+
+def test_rank_share_with_nested_units(notebook):
+    """A unit inside another owns its own parameters; the outer unit owns only what no nested unit does."""
+    vla = notebook.cached("vla-llama2-7b-pure", lambda: notebook["TinyVLA"]("llama2-7b-pure"))
+    classes = {notebook["PatchBlock"], nn.Linear}
+    got = _predict_share(notebook, vla, classes, 5)
+    expected = _fsdp_shares(lambda: notebook["TinyVLA"]("llama2-7b-pure"), classes, 5)
+    assert got == expected, notebook.say(
+        f"with classes {{PatchBlock, nn.Linear}} on 5 ranks: predicted {got}, FSDP holds {expected}; each parameter "
+        "belongs to the innermost unit that contains it",
+        f"classes 为 {{PatchBlock, nn.Linear}}、5 个 rank 时：预测为 {got}，FSDP 实际持有 {expected}；每个参数属于包含它的最内层单元")
 
 
 def test_rank_share_of_a_backbone_alone(notebook):

@@ -258,6 +258,11 @@ def fix_gradient_flow(model: nn.Module) -> None:
 # ### Check your work (4 points)
 
 # %% nbgrader={"grade": true, "grade_id": "check_fix", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
+import copy
+
+from vla_backbone.measure import saved_activation_bytes
+
+
 def adapter_grads(model, compute_loss):
     for parameter in model.parameters():
         parameter.grad = None
@@ -277,15 +282,25 @@ assert missing_gradients(llm, lambda: llm(inputs_embeds=embeds, labels=ids).loss
     say("adapters get no gradient when inputs_embeds bypass the embedding module",
         "inputs_embeds 绕过嵌入模块时，适配器得不到梯度")
 with_checkpointing = adapter_grads(llm, lambda: llm(input_ids=ids, labels=ids).loss)
-compat.disable_checkpointing(llm)
-reference = adapter_grads(llm, lambda: llm(input_ids=ids, labels=ids).loss)
-compat.enable_checkpointing(llm, use_reentrant=False)
+unchecked = copy.deepcopy(llm)
+compat.disable_checkpointing(unchecked)
+reference = adapter_grads(unchecked, lambda: unchecked(input_ids=ids, labels=ids).loss)
+kept, kept_unchecked = (saved_activation_bytes(model, lambda: model(input_ids=ids, labels=ids).loss)
+                        for model in (llm, unchecked))
+assert kept < kept_unchecked, say(
+    f"checkpointing must really run: the fixed model keeps {kept:,} bytes for backward, as many as without it",
+    f"梯度检查点必须真正在运行：修复后的模型为反向传播保存了 {kept:,} 字节，和不开梯度检查点时一样多")
 for name in reference:
     torch.testing.assert_close(with_checkpointing[name], reference[name], msg=lambda m, name=name: say(
         f"{name}: gradient differs from the one without checkpointing\n{m}", f"{name}：梯度与不开梯度检查点时不同\n{m}"))
 ### BEGIN HIDDEN TESTS
 fix_gradient_flow(llm)
-assert compat.is_checkpointing(llm) and missing_gradients(llm, lambda: llm(input_ids=ids, labels=ids).loss) == []
+assert compat.is_checkpointing(llm)
+for compute_loss in (lambda: llm(input_ids=ids, labels=ids).loss, lambda: llm(inputs_embeds=embeds, labels=ids).loss):
+    for parameter in llm.parameters():
+        parameter.grad = None
+    compute_loss().backward()  # the reference diagnostic: the grade does not depend on the answer to Task 1
+    assert all(p.grad is not None for p in llm.parameters() if p.requires_grad)
 ### END HIDDEN TESTS
 print(say("All checks passed.", "全部检查通过。"))
 
@@ -309,7 +324,8 @@ print(say("All checks passed.", "全部检查通过。"))
 # counts the bytes autograd keeps for backward while `compute_loss()` runs (parameters excluded), then runs backward.
 #
 # Write `checkpointing_savings(model, compute_loss)` returning `(bytes_without, bytes_with)`: the saved bytes with
-# checkpointing off, then on (non-reentrant). It is called on a model with checkpointing on, and must leave it on.
+# checkpointing off, then on again as your fix left it. It is called on a fixed model with checkpointing on, and must
+# leave it on.
 
 # %% nbgrader={"grade": false, "grade_id": "checkpointing_savings", "locked": false, "schema_version": 3, "solution": true, "task": false}
 from vla_backbone.measure import saved_activation_bytes
@@ -339,6 +355,13 @@ assert 0 < with_ < without, say(f"checkpointing should save something: {with_:,}
                                 f"梯度检查点应该省下一些内存：{with_:,} 并不小于 {without:,}")
 ### BEGIN HIDDEN TESTS
 assert (without, with_) == checkpointing_savings(llm, lambda: llm(input_ids=ids, labels=ids).loss)
+longer = torch.randint(3, 1000, (2, 24), generator=torch.Generator().manual_seed(1))
+measured_longer = checkpointing_savings(llm, lambda: llm(input_ids=longer, labels=longer).loss)
+reference_with = saved_activation_bytes(llm, lambda: llm(input_ids=longer, labels=longer).loss)
+compat.disable_checkpointing(llm)
+reference_without = saved_activation_bytes(llm, lambda: llm(input_ids=longer, labels=longer).loss)
+compat.enable_checkpointing(llm, use_reentrant=False)
+assert measured_longer == (reference_without, reference_with)
 ### END HIDDEN TESTS
 print(say("All checks passed.", "全部检查通过。"))
 
@@ -410,7 +433,8 @@ torch.manual_seed(0)
 deeper = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=8,
                                       num_attention_heads=4, num_key_value_heads=2, use_cache=False))
 deeper.train()
-compat.enable_checkpointing(deeper, use_reentrant=False)
+compat.enable_checkpointing(deeper, use_reentrant=True)
+fix_gradient_flow(deeper)
 deep_without, deep_with = measure(deeper, 32)
 print(f"8 layers: {deep_without / 1024:.1f} KiB -> {deep_with / 1024:.1f} KiB ({1 - deep_with / deep_without:.0%} less)")
 assert 1 - deep_with / deep_without > shares[1] + 0.1
@@ -421,14 +445,14 @@ assert 1 - deep_with / deep_without > shares[1] + 0.1
 #   with one trainable module outside them, the failure is silent.
 # - A diagnostic that lists parameters without a gradient catches both forms in one step; run it once before any
 #   long fine-tuning run.
-# - Non-reentrant checkpointing (what the package uses, and transformers 5's default) fixes it for `input_ids` and
-#   for `inputs_embeds` alike; the hook alone does not cover the second.
+# - Of the two conditions left to remove, only one fixes `input_ids` and `inputs_embeds` alike; the hook alone does
+#   not cover the second.
 # - Checkpointing cuts the tensors kept for backward in proportion to the sequence length; the share it saves
 #   grows with the number of layers, since the logits are outside its reach.
 #
 # ## Exercises
-# 1. In `make_broken_model`, make checkpointing non-reentrant but keep the hook removed. What does
-#    `missing_gradients` report now, for `input_ids` and for `inputs_embeds`?
+# 1. In `make_broken_model`, remove the other one of the two conditions instead of the one your fix removed. What
+#    does `missing_gradients` report now, for `input_ids` and for `inputs_embeds`?
 # 2. Time a training step with and without checkpointing with `vla_backbone.measure.median_seconds`. How much
 #    slower is it, and how does that compare with notebook 08?
 # 3. Put the adapters on the MLP instead of the attention. Does anything in your diagnostic or fix change?

@@ -230,6 +230,11 @@ def fix_gradient_flow(model: nn.Module) -> None:
 # ### 检查你的代码（4 分）
 
 # %% nbgrader={"grade": true, "grade_id": "check_fix", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
+import copy
+
+from vla_backbone.measure import saved_activation_bytes
+
+
 def adapter_grads(model, compute_loss):
     for parameter in model.parameters():
         parameter.grad = None
@@ -249,15 +254,25 @@ assert missing_gradients(llm, lambda: llm(inputs_embeds=embeds, labels=ids).loss
     say("adapters get no gradient when inputs_embeds bypass the embedding module",
         "inputs_embeds 绕过嵌入模块时，适配器得不到梯度")
 with_checkpointing = adapter_grads(llm, lambda: llm(input_ids=ids, labels=ids).loss)
-compat.disable_checkpointing(llm)
-reference = adapter_grads(llm, lambda: llm(input_ids=ids, labels=ids).loss)
-compat.enable_checkpointing(llm, use_reentrant=False)
+unchecked = copy.deepcopy(llm)
+compat.disable_checkpointing(unchecked)
+reference = adapter_grads(unchecked, lambda: unchecked(input_ids=ids, labels=ids).loss)
+kept, kept_unchecked = (saved_activation_bytes(model, lambda: model(input_ids=ids, labels=ids).loss)
+                        for model in (llm, unchecked))
+assert kept < kept_unchecked, say(
+    f"checkpointing must really run: the fixed model keeps {kept:,} bytes for backward, as many as without it",
+    f"梯度检查点必须真正在运行：修复后的模型为反向传播保存了 {kept:,} 字节，和不开梯度检查点时一样多")
 for name in reference:
     torch.testing.assert_close(with_checkpointing[name], reference[name], msg=lambda m, name=name: say(
         f"{name}: gradient differs from the one without checkpointing\n{m}", f"{name}：梯度与不开梯度检查点时不同\n{m}"))
 ### BEGIN HIDDEN TESTS
 fix_gradient_flow(llm)
-assert compat.is_checkpointing(llm) and missing_gradients(llm, lambda: llm(input_ids=ids, labels=ids).loss) == []
+assert compat.is_checkpointing(llm)
+for compute_loss in (lambda: llm(input_ids=ids, labels=ids).loss, lambda: llm(inputs_embeds=embeds, labels=ids).loss):
+    for parameter in llm.parameters():
+        parameter.grad = None
+    compute_loss().backward()  # the reference diagnostic: the grade does not depend on the answer to Task 1
+    assert all(p.grad is not None for p in llm.parameters() if p.requires_grad)
 ### END HIDDEN TESTS
 print(say("All checks passed.", "全部检查通过。"))
 
@@ -274,7 +289,7 @@ print(say("All checks passed.", "全部检查通过。"))
 #
 # 梯度检查点用计算换显存：在每个做了检查点的层里，autograd 只保留这一层的输入，其余的在反向传播时重新计算。`vla_backbone.measure.saved_activation_bytes(model, compute_loss)` 统计 `compute_loss()` 运行期间 autograd 为反向传播保留的字节数（不含参数），然后执行反向传播。
 #
-# 编写 `checkpointing_savings(model, compute_loss)`，返回 `(bytes_without, bytes_with)`：分别是关闭和开启（非可重入）梯度检查点时保存的字节数。调用它时模型的梯度检查点是开着的，返回时也必须保持开着。
+# 编写 `checkpointing_savings(model, compute_loss)`，返回 `(bytes_without, bytes_with)`：分别是关闭梯度检查点、再按你的修复重新开启之后保存的字节数。调用它时模型已经修复过，梯度检查点是开着的；返回时也必须保持开着。
 
 # %% nbgrader={"grade": false, "grade_id": "checkpointing_savings", "locked": false, "schema_version": 3, "solution": true, "task": false}
 from vla_backbone.measure import saved_activation_bytes
@@ -304,6 +319,13 @@ assert 0 < with_ < without, say(f"checkpointing should save something: {with_:,}
                                 f"梯度检查点应该省下一些内存：{with_:,} 并不小于 {without:,}")
 ### BEGIN HIDDEN TESTS
 assert (without, with_) == checkpointing_savings(llm, lambda: llm(input_ids=ids, labels=ids).loss)
+longer = torch.randint(3, 1000, (2, 24), generator=torch.Generator().manual_seed(1))
+measured_longer = checkpointing_savings(llm, lambda: llm(input_ids=longer, labels=longer).loss)
+reference_with = saved_activation_bytes(llm, lambda: llm(input_ids=longer, labels=longer).loss)
+compat.disable_checkpointing(llm)
+reference_without = saved_activation_bytes(llm, lambda: llm(input_ids=longer, labels=longer).loss)
+compat.enable_checkpointing(llm, use_reentrant=False)
+assert measured_longer == (reference_without, reference_with)
 ### END HIDDEN TESTS
 print(say("All checks passed.", "全部检查通过。"))
 
@@ -368,7 +390,8 @@ torch.manual_seed(0)
 deeper = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=8,
                                       num_attention_heads=4, num_key_value_heads=2, use_cache=False))
 deeper.train()
-compat.enable_checkpointing(deeper, use_reentrant=False)
+compat.enable_checkpointing(deeper, use_reentrant=True)
+fix_gradient_flow(deeper)
 deep_without, deep_with = measure(deeper, 32)
 print(f"8 layers: {deep_without / 1024:.1f} KiB -> {deep_with / 1024:.1f} KiB ({1 - deep_with / deep_without:.0%} less)")
 assert 1 - deep_with / deep_without > shares[1] + 0.1
@@ -377,10 +400,10 @@ assert 1 - deep_with / deep_without > shares[1] + 0.1
 # ## 小结
 # - 权重冻结 + 可重入梯度检查点 + 没有输入梯度钩子 = 层内的任何参数都拿不到梯度；如果层外还有一个可训练模块，这个故障就是静默的。
 # - 写一个诊断函数，列出所有拿不到梯度的参数，一步就能同时抓到这两种故障；任何长时间的微调开始之前都值得先跑一次。
-# - 非可重入的梯度检查点（包里用的就是它，也是 transformers 5 的默认值）对 `input_ids` 和 `inputs_embeds` 都能修好；单靠钩子覆盖不了后者。
+# - 剩下可以去掉的两个条件里，只有一个能让 `input_ids` 和 `inputs_embeds` 都恢复梯度；单靠钩子覆盖不了后者。
 # - 梯度检查点省下的张量与序列长度成正比；由于 logits 不在它的覆盖范围内，省下的比例随层数增加而变大。
 #
 # ## 练习
-# 1. 在 `make_broken_model` 里把梯度检查点改成非可重入的，但仍然删掉钩子。现在 `missing_gradients` 对 `input_ids` 和 `inputs_embeds` 分别报告什么？
+# 1. 在 `make_broken_model` 里改为去掉另一个条件，而不是你的修复去掉的那个。现在 `missing_gradients` 对 `input_ids` 和 `inputs_embeds` 分别报告什么？
 # 2. 用 `vla_backbone.measure.median_seconds` 分别测量开启和关闭梯度检查点时一步训练的耗时。慢了多少？和 notebook 08 的结果相比如何？
 # 3. 把适配器放到 MLP 上，而不是注意力上。你的诊断函数或修复函数需要做任何改动吗？
