@@ -84,7 +84,9 @@ model.requires_grad_(False)
 adapters = []
 for layer in model.model.layers:
     for name in ("q_proj", "v_proj"):
-        adapter = LowRankAdapter(getattr(layer.self_attn, name))
+        current = getattr(layer.self_attn, name)
+        # Run again, this cell replaces the adapter of the earlier run instead of wrapping it.
+        adapter = LowRankAdapter(getattr(current, "base", current))
         setattr(layer.self_attn, name, adapter)
         adapters.append(adapter)
 adapter_params = [p for adapter in adapters for p in (adapter.down.weight, adapter.up.weight)]
@@ -217,6 +219,7 @@ head.requires_grad_(False)
 # %%
 import inspect
 
+remove_input_grad_hooks(model)  # so that running this cell again does not stack a second hook
 model.enable_input_require_grads()
 embedding = model.get_input_embeddings()
 handles = compat.input_grad_hooks(model)
@@ -237,6 +240,8 @@ assert "output.requires_grad_(True)" in inspect.getsource(hook_function)
 # graph.
 
 # %%
+remove_input_grad_hooks(model)
+model.enable_input_require_grads()  # as the cell above left it, so that this cell can run again on its own
 hooked = embedding(ids)
 remove_input_grad_hooks(model)
 plain = embedding(ids)
@@ -269,6 +274,7 @@ def our_hook(module, inputs, output):
 handle = embedding.register_forward_hook(our_hook)
 ours, _ = backward_step(input_ids=ids)
 handle.remove()
+remove_input_grad_hooks(model)  # a hook from an earlier run of this cell would stay behind, unreachable, on 5.x
 model.enable_input_require_grads()
 library, _ = backward_step(input_ids=ids)
 print("norm of each adapter's `up` gradient, our hook:    ", [round(g.norm().item(), 5) for g in ours[1::2]])
@@ -416,7 +422,7 @@ model.resize_token_embeddings(rows_before + extra_rows, mean_resizing=False)
 after = model.get_input_embeddings()
 print("hook after the resize: ", compat.has_input_grad_hook(model), "| rows:", after.weight.shape[0],
       "| same module:", after is before)
-assert tokenizer.pad_token == "<PAD>" and len(tokenizer) == 32000 + 1 and rows_before == 32064
+assert tokenizer.pad_token == "<PAD>" and len(tokenizer) == 32000 + 1
 assert after.weight.shape[0] == rows_before + extra_rows
 assert compat.has_input_grad_hook(model) and after is before
 grads, _ = backward_step(input_ids=ids)

@@ -304,7 +304,9 @@ ids = prompt_ids(QAPromptBuilder, gpt2_tokenizer)
 without = prompt_ids(QAWithoutBOSPromptBuilder, gpt2_tokenizer)
 print("with the builder's BOS:", ids[:4], "...", ids[-2:], "| without:", without[:4], "...")
 assert ids[0] == 50256 and ids[1] != 50256 and [i for i, t in enumerate(ids) if t == 50256] == [0, len(ids) - 1]
-assert without == ids[1:] and gpt2_tokenizer.convert_ids_to_tokens(without[0]) == "Q"
+# Without it, the prompt starts with the template's first word (`Q` here).
+assert without == ids[1:] and QAPromptBuilder("openvla").wrap_human("").startswith(
+    gpt2_tokenizer.convert_ids_to_tokens(without[0]))
 
 # %% [markdown]
 # **Try it.** Change the template in `wrap_human` to `f"User: {message}\nRobot: "` and re-run the cells of this

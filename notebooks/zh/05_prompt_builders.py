@@ -197,7 +197,7 @@ EXPECTED_TRAINING = {
 for cls in BUILDERS:
     prompt = build(cls, CONVERSATION).get_prompt()
     print(f"{cls.__name__:30s} {abbreviate(prompt)!r}")
-    assert prompt == EXPECTED_TRAINING[cls], cls.__name__
+    assert prompt == EXPECTED_TRAINING[cls], f"{cls.__name__}:\n got  {prompt!r}\n want {EXPECTED_TRAINING[cls]!r}"
 
 # %% [markdown]
 # 推理时机器人只提问：构造器里只有一个 human 轮次，剩下的由模型来写。下面就是此时各模板交给分词器的提示词。其中五个在冒号或 `[/INST]` 之后立即结束；Qwen 则保留了 `assistant` 后面的换行。
@@ -404,8 +404,9 @@ assert qwen.prompt == "<|im_start|>system\nYou are Qwen, created by Alibaba Clou
 # %%
 qwen = build(QwenPromptBuilder, CONVERSATION)
 assert qwen.get_potential_prompt("Where is it?").endswith("<|im_start|>assistant\n")
-assert qwen.prompt.endswith("A red cup.<|im_end|>\n")
-assert qwen.get_prompt().endswith("A red cup.<|im_end|><|endoftext|>")
+answer = CONVERSATION[1][1]
+assert qwen.prompt.endswith(f"{answer}<|im_end|>\n")
+assert qwen.get_prompt().endswith(f"{answer}<|im_end|><|endoftext|>")
 qwen.add_turn("human", "Where is it?")
 assert qwen.get_prompt().endswith("<|im_start|>assistant\n") and "<|endoftext|>" not in qwen.get_prompt()
 

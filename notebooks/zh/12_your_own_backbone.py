@@ -260,7 +260,9 @@ ids = prompt_ids(QAPromptBuilder, gpt2_tokenizer)
 without = prompt_ids(QAWithoutBOSPromptBuilder, gpt2_tokenizer)
 print("with the builder's BOS:", ids[:4], "...", ids[-2:], "| without:", without[:4], "...")
 assert ids[0] == 50256 and ids[1] != 50256 and [i for i, t in enumerate(ids) if t == 50256] == [0, len(ids) - 1]
-assert without == ids[1:] and gpt2_tokenizer.convert_ids_to_tokens(without[0]) == "Q"
+# Without it, the prompt starts with the template's first word (`Q` here).
+assert without == ids[1:] and QAPromptBuilder("openvla").wrap_human("").startswith(
+    gpt2_tokenizer.convert_ids_to_tokens(without[0]))
 
 # %% [markdown]
 # **动手试试。** 把 `wrap_human` 里的模板改成 `f"User: {message}\nRobot: "`，重新运行这一步的各个单元格：字符串层面的断言会失败，因为它们逐字符地钉死了模板；token 层面的断言则照样通过，因为 BOS 规则与措辞无关。无论你最后在这里留下什么模板，第 8 步的契约检查都会再检查一遍提示词。
