@@ -145,6 +145,15 @@ def test_contract_says_what_is_wrong():
         check_backbone_contract(backbone)
 
 
+def test_contract_refuses_a_max_length_past_the_models_positions():
+    """A tokenizer allowed 4096 tokens feeds a model with 2048 positions an index it does not have."""
+    from vla_backbone.families.opt import OPTLLMBackbone
+
+    backbone = OPTLLMBackbone("opt-125m", hf_hub_path=str(checkpoint_path("opt-125m")), llm_max_length=4096)
+    with pytest.raises(AssertionError, match="llm_max_length is 4096, but the model has 2048 positions"):
+        check_backbone_contract(backbone)
+
+
 def test_a_mistyped_member_is_reported_as_itself():
     """nn.Module reports an AttributeError raised inside a property as the property missing; a porter needs the real
     name. transformers 5 renamed GPT-NeoX's `embed_out`, so upstream-style code can hit exactly this."""

@@ -25,7 +25,8 @@ def _member(backbone, name: str):
 def check_backbone_contract(backbone, special_cases=SPECIAL_CASES) -> None:
     """Raise AssertionError, saying what is wrong, unless ``backbone`` keeps every promise of ``LLMBackbone``.
 
-    Checks: no abstract member left; tokenizer and pad token; right padding and ``model_max_length``; the BOS check
+    Checks: no abstract member left; tokenizer and pad token; right padding, ``model_max_length`` and a
+    ``llm_max_length`` within the model's positions; the BOS check
     (skipped for ids in ``special_cases``; it raises ``TokenizerBOSError``, a subclass of AssertionError);
     ``embed_dim`` is the input embeddings' width; embeddings padded to a multiple of 64; the input-grad hook in
     training mode and ``use_cache``; ``half_precision_dtype``; ``last_layer_finetune_modules``; the FSDP policy wraps
@@ -44,6 +45,10 @@ def check_backbone_contract(backbone, special_cases=SPECIAL_CASES) -> None:
     _require(tokenizer.padding_side == "right", f"{name}: tokenizer pads on the {tokenizer.padding_side}, OpenVLA pads right")
     _require(tokenizer.model_max_length == backbone.llm_max_length,
              f"{name}: tokenizer.model_max_length is {tokenizer.model_max_length}, expected {backbone.llm_max_length}")
+    positions = getattr(backbone.llm.config, "max_position_embeddings", None)
+    _require(positions is None or backbone.llm_max_length <= positions,
+             f"{name}: llm_max_length is {backbone.llm_max_length}, but the model has {positions} positions "
+             "(config.max_position_embeddings); a longer input indexes past them. Cap llm_max_length at the context.")
     if backbone.identifier not in special_cases:
         check_bos(tokenizer, backbone.identifier)
     width = backbone.llm.get_input_embeddings().embedding_dim

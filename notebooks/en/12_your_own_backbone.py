@@ -51,7 +51,9 @@ use_language(LANG)
 # `load_tokenizer` loads the tokenizer: `tokenizer_kwargs` passes extra arguments to `AutoTokenizer.from_pretrained`
 # (Qwen uses it on 4.57.3 to 4.57.x, Llama-2 for `legacy=True`), and `tokenizer_from_file = True` makes it split text exactly as the
 # checkpoint's tokenizer.json says (Llama-2, whose tokenizer transformers 5 would otherwise rebuild with other ids;
-# notebook 05).
+# notebook 05). Two more members have defaults a family may override: `extra_tokens()`, the tokens appended after
+# loading (Qwen's `-extra` ids add 256 `<|extra_i|>`), and `embed_dim`, the width `embed_input_ids` returns (OPT,
+# whose opt-350m embeds in 512 dimensions below a hidden size of 1024).
 
 # %%
 import torch
@@ -69,6 +71,8 @@ assert FamilyBackbone.__abstractmethods__ == {"prompt_builder_fn", "last_layer_f
 assert all(not family.__abstractmethods__ for family in FAMILIES)
 assert {family.family for family in FAMILIES} == {"llama2", "mistral", "phi", "qwen25", "opt"}
 assert [family.family for family in FAMILIES if family.tokenizer_from_file] == ["llama2"]
+assert [family.family for family in FAMILIES if family.extra_tokens is not FamilyBackbone.extra_tokens] == ["qwen25"]
+assert [family.family for family in FAMILIES if "embed_dim" in vars(family)] == ["opt"]
 
 # %% [markdown]
 # ## The architecture: GPT-2
@@ -360,7 +364,9 @@ with safe_open(Path(TINY_GPT2) / "model.safetensors", framework="pt") as weights
 # Now the family itself. `models` is the registry of step 2: backbone ids mapped to the hub repos of the real GPT-2
 # weights; `hf_hub_path=` overrides that path with our replica. GPT-2's tokenizer has no PAD token, so, like phi-2,
 # the family adds a token of its own, `<|pad|>`, which keeps padding apart from EOS. `last_layer_finetune_modules`
-# uses the generic accessors for the embeddings and the head.
+# uses the generic accessors for the embeddings and the head. And GPT-2 learned 1024 positions, one embedding each:
+# a longer input indexes past them and crashes, while the package's default `llm_max_length` is 2048 (the registry
+# passes it too). So the family caps it at the model's context.
 
 # %%
 from typing import Sequence
@@ -374,6 +380,10 @@ class GPT2LLMBackbone(FamilyBackbone):
     llm_cls_path = "transformers.GPT2LMHeadModel"
     decoder_layer_path = "transformers.models.gpt2.modeling_gpt2.GPT2Block"
     pad_token = "<|pad|>"
+    context = 1024  # GPT-2's learned positions (config.n_positions)
+
+    def __init__(self, llm_backbone_id: str, llm_max_length: int = 2048, **kwargs) -> None:
+        super().__init__(llm_backbone_id, llm_max_length=min(llm_max_length, self.context), **kwargs)
 
     @property
     def prompt_builder_fn(self) -> type[TurnPromptBuilder]:
@@ -400,6 +410,7 @@ assert isinstance(backbone.llm, GPT2LMHeadModel) and backbone.transformer_layer_
 assert len(tokenizer) == 50258 and tokenizer.pad_token == "<|pad|>" and backbone.pad_token_id == 50257
 assert rows == 50304 and backbone.llm.get_output_embeddings().weight is backbone.llm.get_input_embeddings().weight
 assert backbone.half_precision_dtype is torch.bfloat16
+assert backbone.llm_max_length == tokenizer.model_max_length == backbone.llm.config.n_positions == 1024
 
 # %% [markdown]
 # The parent checks the id against `models`, and an incomplete subclass fails at construction with the names of
@@ -429,8 +440,10 @@ with expect_error(TypeError, match="last_layer_finetune_modules"):
 # ## Step 6 · A registry entry
 #
 # `get_llm_backbone_and_tokenizer(id)` finds the family through `vla_backbone.registry.LLM_BACKBONES`, a dict from
-# backbone id to family class. Inside the package a new family becomes permanent by adding its class to `FAMILIES`
-# in `vla_backbone/families/__init__.py`. Here we only borrow the registry: a context manager inserts our ids and
+# backbone id to family class. Inside the package a new family becomes permanent with its class in `FAMILIES`
+# (`vla_backbone/families/__init__.py`), its `TinySpec` in `TINY_SPECS`, its tokenizer files in
+# `vla_backbone/tokenizers/` (listed in `SHA256SUMS`, licensed in `NOTICE`) and its hub facts in `tests/test_tiny.py`;
+# the notebooks pin the five built-in families and would need a look too. Here we only borrow the registry: a context manager inserts our ids and
 # removes them again, even if something inside fails. With the `TinySpec` of step 4 in place, the default
 # `source="tiny"` finds the replica for every GPT-2 id: the four sizes share one family replica.
 
@@ -493,7 +506,8 @@ assert counts[""] == sum(p.numel() for module in root_modules for p in module.pa
 # ## Step 8 · The contract every family passes
 #
 # The package ships the promises every backbone keeps as one function, `vla_backbone.contract.check_backbone_contract`:
-# no abstract member left, a PAD token that config and tokenizer agree on, right padding, the BOS check (skipped for
+# no abstract member left, a PAD token that config and tokenizer agree on, right padding, an `llm_max_length` within
+# the model's positions, the BOS check (skipped for
 # `SPECIAL_CASES`), embeddings padded to a multiple of 64, the input-grad hook, the last-layer modules, an FSDP plan
 # of exactly the decoder layers, and a forward pass with a finite loss. The package's own tests
 # (`tests/test_families.py`) run it on every registered id. It raises an `AssertionError` that says what is wrong.

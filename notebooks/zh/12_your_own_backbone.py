@@ -39,7 +39,7 @@ use_language(LANG)
 # | `prompt_builder_fn` | 提示词构造器类（`@property` 成员） | `-pure` id 用 `PurePromptBuilder` |
 # | `last_layer_finetune_modules` | 输入嵌入、最后一个解码器层、LM head（`@property` 成员） | 三个模块 |
 #
-# 在 `FamilyBackbone` 里仍是抽象的成员只剩这两个 `@property`；类路径写成字符串，是为了让 `import vla_backbone` 不必导入 transformers 的所有模型类。另有两个可选的类属性决定 `load_tokenizer` 怎样加载分词器：`tokenizer_kwargs` 给 `AutoTokenizer.from_pretrained` 传额外的参数（Qwen 在 4.57.3 到 4.57.x 上用它，Llama-2 用它传 `legacy=True`），`tokenizer_from_file = True` 则让它完全按 checkpoint 里的 tokenizer.json 切分文本（Llama-2 就是这样；否则 transformers 5 会重新构建它的分词器，得到不同的 id，见 notebook 05）。
+# 在 `FamilyBackbone` 里仍是抽象的成员只剩这两个 `@property`；类路径写成字符串，是为了让 `import vla_backbone` 不必导入 transformers 的所有模型类。另有两个可选的类属性决定 `load_tokenizer` 怎样加载分词器：`tokenizer_kwargs` 给 `AutoTokenizer.from_pretrained` 传额外的参数（Qwen 在 4.57.3 到 4.57.x 上用它，Llama-2 用它传 `legacy=True`），`tokenizer_from_file = True` 则让它完全按 checkpoint 里的 tokenizer.json 切分文本（Llama-2 就是这样；否则 transformers 5 会重新构建它的分词器，得到不同的 id，见 notebook 05）。还有两个成员带默认实现，家族可以按需覆盖：`extra_tokens()` 给出加载后追加的 token（Qwen 的 `-extra` id 会加上 256 个 `<|extra_i|>`），`embed_dim` 给出 `embed_input_ids` 返回的宽度（OPT 用到它：opt-350m 的嵌入只有 512 维，隐藏层却是 1024 维）。
 
 # %%
 import torch
@@ -57,6 +57,8 @@ assert FamilyBackbone.__abstractmethods__ == {"prompt_builder_fn", "last_layer_f
 assert all(not family.__abstractmethods__ for family in FAMILIES)
 assert {family.family for family in FAMILIES} == {"llama2", "mistral", "phi", "qwen25", "opt"}
 assert [family.family for family in FAMILIES if family.tokenizer_from_file] == ["llama2"]
+assert [family.family for family in FAMILIES if family.extra_tokens is not FamilyBackbone.extra_tokens] == ["qwen25"]
+assert [family.family for family in FAMILIES if "embed_dim" in vars(family)] == ["opt"]
 
 # %% [markdown]
 # ## 架构：GPT-2
@@ -302,7 +304,7 @@ with safe_open(Path(TINY_GPT2) / "model.safetensors", framework="pt") as weights
 # %% [markdown]
 # ## 第 5 步 · 子类
 #
-# 现在写家族本身。`models` 就是第 2 步的注册表：骨干网络 id 映射到真实 GPT-2 权重所在的 Hub 仓库；`hf_hub_path=` 用我们的微型副本替换这个路径。GPT-2 的分词器没有 PAD token，所以和 phi-2 一样，家族添加一个专属的 `<|pad|>`，让填充与 EOS 互不混淆。`last_layer_finetune_modules` 用通用的访问方法拿嵌入和 LM head。
+# 现在写家族本身。`models` 就是第 2 步的注册表：骨干网络 id 映射到真实 GPT-2 权重所在的 Hub 仓库；`hf_hub_path=` 用我们的微型副本替换这个路径。GPT-2 的分词器没有 PAD token，所以和 phi-2 一样，家族添加一个专属的 `<|pad|>`，让填充与 EOS 互不混淆。`last_layer_finetune_modules` 用通用的访问方法拿嵌入和 LM head。另外，GPT-2 学到的位置只有 1024 个，每个位置一个嵌入：输入再长就会越界、直接崩溃，而包里 `llm_max_length` 的默认值是 2048（注册表也传这个值）。所以这个家族把它限制在模型的上下文长度以内。
 
 # %%
 from typing import Sequence
@@ -316,6 +318,10 @@ class GPT2LLMBackbone(FamilyBackbone):
     llm_cls_path = "transformers.GPT2LMHeadModel"
     decoder_layer_path = "transformers.models.gpt2.modeling_gpt2.GPT2Block"
     pad_token = "<|pad|>"
+    context = 1024  # GPT-2's learned positions (config.n_positions)
+
+    def __init__(self, llm_backbone_id: str, llm_max_length: int = 2048, **kwargs) -> None:
+        super().__init__(llm_backbone_id, llm_max_length=min(llm_max_length, self.context), **kwargs)
 
     @property
     def prompt_builder_fn(self) -> type[TurnPromptBuilder]:
@@ -340,6 +346,7 @@ assert isinstance(backbone.llm, GPT2LMHeadModel) and backbone.transformer_layer_
 assert len(tokenizer) == 50258 and tokenizer.pad_token == "<|pad|>" and backbone.pad_token_id == 50257
 assert rows == 50304 and backbone.llm.get_output_embeddings().weight is backbone.llm.get_input_embeddings().weight
 assert backbone.half_precision_dtype is torch.bfloat16
+assert backbone.llm_max_length == tokenizer.model_max_length == backbone.llm.config.n_positions == 1024
 
 # %% [markdown]
 # 父类会拿 id 去 `models` 里核对；不完整的子类在构造时就会失败，并指出还缺哪些成员。这正是上游 OpenVLA 中 Mistral 和 Phi 类的缺陷（notebook 01），在这里还没加载任何权重就被发现了。
@@ -366,7 +373,7 @@ with expect_error(TypeError, match="last_layer_finetune_modules"):
 # %% [markdown]
 # ## 第 6 步 · 注册表条目
 #
-# `get_llm_backbone_and_tokenizer(id)` 通过 `vla_backbone.registry.LLM_BACKBONES` 找到家族，这是一个从骨干网络 id 到家族类的字典。在包内部，要让新家族永久生效，就把它的类加进 `vla_backbone/families/__init__.py` 里的 `FAMILIES`。这里我们只是临时借用注册表：一个上下文管理器插入我们的 id，结束时再把它们删掉，即使中途出错也一样。有了第 4 步的 `TinySpec`，默认的 `source="tiny"` 就能为每个 GPT-2 id 找到微型副本：四种尺寸共用这一个家族副本。
+# `get_llm_backbone_and_tokenizer(id)` 通过 `vla_backbone.registry.LLM_BACKBONES` 找到家族，这是一个从骨干网络 id 到家族类的字典。在包内部，要让新家族永久生效，需要把它的类加进 `FAMILIES`（`vla_backbone/families/__init__.py`），把它的 `TinySpec` 加进 `TINY_SPECS`，把分词器文件放进 `vla_backbone/tokenizers/`（登记在 `SHA256SUMS` 里，许可证写进 `NOTICE`），再把它在 Hub 上的事实写进 `tests/test_tiny.py`；这些 notebook 把内置的五个家族写死在断言里，也得跟着看一遍。这里我们只是临时借用注册表：一个上下文管理器插入我们的 id，结束时再把它们删掉，即使中途出错也一样。有了第 4 步的 `TinySpec`，默认的 `source="tiny"` 就能为每个 GPT-2 id 找到微型副本：四种尺寸共用这一个家族副本。
 
 # %%
 import contextlib
@@ -423,7 +430,7 @@ assert counts[""] == sum(p.numel() for module in root_modules for p in module.pa
 # %% [markdown]
 # ## 第 8 步 · 每个家族都要通过的契约
 #
-# 每个骨干网络都要遵守的约定，包里写成了一个函数：`vla_backbone.contract.check_backbone_contract`。它检查：没有遗留的抽象成员；有 PAD token，且配置与分词器一致；右侧填充；BOS 检查（`SPECIAL_CASES` 中的 id 跳过）；嵌入矩阵的行数补齐到 64 的倍数；输入梯度钩子；最后一层相关模块；FSDP 包装计划恰好是各解码器层；以及一次损失有限的前向传播。包自己的测试（`tests/test_families.py`）用它检查注册表里的每一个 id。检查不通过时，它抛出的 `AssertionError` 会写明哪里不对。
+# 每个骨干网络都要遵守的约定，包里写成了一个函数：`vla_backbone.contract.check_backbone_contract`。它检查：没有遗留的抽象成员；有 PAD token，且配置与分词器一致；右侧填充；`llm_max_length` 不超过模型的位置数；BOS 检查（`SPECIAL_CASES` 中的 id 跳过）；嵌入矩阵的行数补齐到 64 的倍数；输入梯度钩子；最后一层相关模块；FSDP 包装计划恰好是各解码器层；以及一次损失有限的前向传播。包自己的测试（`tests/test_families.py`）用它检查注册表里的每一个 id。检查不通过时，它抛出的 `AssertionError` 会写明哪里不对。
 #
 # 方案 B 把 BOS 挪进了提示词构造器，所以我们再加一项自己的检查，呼应 notebook 11：构造器生成的提示词必须恰好以一个 BOS 开头，因为图像紧跟在它后面。
 #
