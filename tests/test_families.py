@@ -154,6 +154,21 @@ def test_contract_refuses_a_max_length_past_the_models_positions():
         check_backbone_contract(backbone)
 
 
+def test_contract_refuses_a_prompt_builder_whose_eos_is_not_a_token():
+    """A builder copied from another family ends answers with a string this tokenizer splits into pieces."""
+    from vla_backbone.families.phi import PhiLLMBackbone
+    from vla_backbone.prompting import PurePromptBuilder
+
+    class PhiWithLlamaPrompts(PhiLLMBackbone):
+        @property
+        def prompt_builder_fn(self):
+            return PurePromptBuilder
+
+    backbone = PhiWithLlamaPrompts("phi-2-3b", hf_hub_path=str(checkpoint_path("phi-2-3b")))
+    with pytest.raises(AssertionError, match=r"ends each answer with '</s>', which the tokenizer reads as \['</', 's', '>'\]"):
+        check_backbone_contract(backbone)
+
+
 def test_a_mistyped_member_is_reported_as_itself():
     """nn.Module reports an AttributeError raised inside a property as the property missing; a porter needs the real
     name. transformers 5 renamed GPT-NeoX's `embed_out`, so upstream-style code can hit exactly this."""

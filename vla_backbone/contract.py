@@ -27,7 +27,8 @@ def check_backbone_contract(backbone, special_cases=SPECIAL_CASES) -> None:
 
     Checks: no abstract member left; tokenizer and pad token; right padding, ``model_max_length`` and a
     ``llm_max_length`` within the model's positions; the BOS check
-    (skipped for ids in ``special_cases``; it raises ``TokenizerBOSError``, a subclass of AssertionError);
+    (skipped for ids in ``special_cases``; it raises ``TokenizerBOSError``, a subclass of AssertionError); the prompt
+    builder's EOS is one special token;
     ``embed_dim`` is the input embeddings' width; embeddings padded to a multiple of 64; the input-grad hook in
     training mode and ``use_cache``; ``half_precision_dtype``; ``last_layer_finetune_modules``; the FSDP policy wraps
     exactly the decoder layers; ``embed_input_ids``, and a forward pass with labels from ids and from embeddings.
@@ -51,6 +52,12 @@ def check_backbone_contract(backbone, special_cases=SPECIAL_CASES) -> None:
              "(config.max_position_embeddings); a longer input indexes past them. Cap llm_max_length at the context.")
     if backbone.identifier not in special_cases:
         check_bos(tokenizer, backbone.identifier)
+    builder = backbone.prompt_builder_fn("openvla")
+    eos_ids = tokenizer(builder.eos, add_special_tokens=False).input_ids
+    _require(len(eos_ids) == 1 and eos_ids[0] in tokenizer.all_special_ids,
+             f"{name}: {type(builder).__name__} ends each answer with {builder.eos!r}, which the tokenizer reads as "
+             f"{tokenizer.convert_ids_to_tokens(eos_ids)}, not as one special token: the model would never learn "
+             f"where an answer stops. Set the builder's eos to the tokenizer's EOS, {tokenizer.eos_token!r}.")
     width = backbone.llm.get_input_embeddings().embedding_dim
     _require(backbone.embed_dim == width,
              f"{name}: embed_dim is {backbone.embed_dim}, but the input embeddings are {width} wide; the projector must "

@@ -507,7 +507,7 @@ assert counts[""] == sum(p.numel() for module in root_modules for p in module.pa
 #
 # The package ships the promises every backbone keeps as one function, `vla_backbone.contract.check_backbone_contract`:
 # no abstract member left, a PAD token that config and tokenizer agree on, right padding, an `llm_max_length` within
-# the model's positions, the BOS check (skipped for
+# the model's positions, a prompt builder whose EOS is one special token, the BOS check (skipped for
 # `SPECIAL_CASES`), embeddings padded to a multiple of 64, the input-grad hook, the last-layer modules, an FSDP plan
 # of exactly the decoder layers, and a forward pass with a finite loss. The package's own tests
 # (`tests/test_families.py`) run it on every registered id. It raises an `AssertionError` that says what is wrong.
