@@ -131,7 +131,9 @@ assert all(filecmp.cmp(TOKENIZERS / "llama2" / name, f"{checkpoint}/{name}", sha
 
 # %%
 parameters = sum(p.numel() for p in backbone.parameters())
-vocabulary_matrices = 2 * embedding.numel()
+# The input embedding and the LM head, each counted once (a family with tied embeddings shares one matrix).
+vocabulary_matrices = sum({id(m.weight): m.weight.numel() for m in (backbone.llm.get_input_embeddings(),
+                                                                     backbone.llm.get_output_embeddings())}.values())
 print(f"parameters: {parameters:,}, of which embedding + LM head: {vocabulary_matrices:,} "
       f"({vocabulary_matrices / parameters:.0%})")
 assert vocabulary_matrices == 2 * 32064 * 64 and vocabulary_matrices / parameters > 0.95

@@ -63,8 +63,9 @@ assert phi_tok("Test 123").input_ids == phi_tok("Test 123", add_special_tokens=F
 # %%
 from vla_backbone.prompting import PhiPromptBuilder, openvla_action_prompt
 
+instruction = "pick up the cup"
 builder = PhiPromptBuilder("openvla")
-builder.add_turn("human", openvla_action_prompt("pick up the cup"))
+builder.add_turn("human", openvla_action_prompt(instruction))
 phi_prompt = builder.get_prompt()
 phi_ids = phi_tok(phi_prompt).input_ids
 print(repr(phi_prompt))
@@ -80,6 +81,9 @@ assert phi_ids[0] == bos == 50256 and phi_ids.count(bos) == 1
 # `\n<|endoftext|>`. One id, two roles, told apart only by position.
 
 # %%
+# A fresh builder, so that this cell can run again after you change the answer.
+builder = PhiPromptBuilder("openvla")
+builder.add_turn("human", openvla_action_prompt(instruction))
 builder.add_turn("gpt", "1 2 3")
 conversation_ids = phi_tok(builder.get_prompt()).input_ids
 print(conversation_ids)
@@ -348,7 +352,6 @@ assert module_after.weight.shape[0] == fresh.get_output_embeddings().weight.shap
 assert hook_before and hook_after and module_before is module_after
 fresh.requires_grad_(False)
 assert fresh.get_input_embeddings()(torch.tensor([[1, 2, 3]])).requires_grad
-del fresh, module_before, module_after
 
 # %% [markdown]
 # The backbones above went through the same order (hook first, then the resize inside the family's
@@ -426,7 +429,6 @@ assert len(new_rows) == 64
 assert abs(new_rows.mean()) < 0.002 and abs(new_rows.std() - llama.llm.config.initializer_range) < 0.002
 torch.testing.assert_close(reloaded_llama.llm.get_input_embeddings().weight, llama.llm.get_input_embeddings().weight,
                            rtol=0, atol=0)
-del reloaded_llama
 
 # %% [markdown]
 # For contrast, transformers' own default on a fresh copy of the replica. `mean_resizing=True` draws the new rows
@@ -467,13 +469,13 @@ assert llama_tok.convert_ids_to_tokens(32050) is None and llama_tok.decode([3205
 # The *output* side is different. Every row of the LM head, PAD and the unused rows included, produces a logit
 # at every position and sits in the softmax denominator. Since these ids are never a label, the gradient of the
 # loss with respect to their logits is proportional to their (positive) probability, so training only ever
-# pushes them down. Two short texts keep the logits small: 2 x 17 positions x 32064 rows.
+# pushes them down. Two short texts keep the logits small: 2 texts x their padded length x 32064 rows.
 
 # %%
 texts = ["In: pick up the cup\nOut: 1 2 3</s>", "In: open the drawer\nOut:"]
 batch = llama_tok(texts, padding=True, return_tensors="pt")
 labels = batch.input_ids.masked_fill(batch.attention_mask == 0, -100)
-print(batch.input_ids)
+print(batch.input_ids.shape, batch.input_ids)
 
 
 def loss_and_logits():
@@ -483,17 +485,18 @@ def loss_and_logits():
 
 pad_id = llama_tok.pad_token_id
 embeddings = llama.llm.get_input_embeddings().weight
+pad_shift = 100.0
 loss_before, _ = loss_and_logits()
 with torch.no_grad():
     saved_pad_row = embeddings[pad_id].clone()
-    embeddings[pad_id] += 100.0
+    embeddings[pad_id] += pad_shift
 loss_changed_pad, _ = loss_and_logits()
 with torch.no_grad():
     embeddings[pad_id] = saved_pad_row
-print(f"loss {loss_before.item():.6f}, with the PAD row moved by 100: {loss_changed_pad.item():.6f}")
+print(f"loss {loss_before.item():.6f}, with the PAD row moved by {pad_shift:g}: {loss_changed_pad.item():.6f}")
 
 # %%
-assert pad_id == 32000 and (batch.input_ids == pad_id).sum() > 0 and batch.input_ids.shape == (2, 17)
+assert pad_id == 32000 and (batch.input_ids == pad_id).sum() > 0 and batch.input_ids.shape[0] == len(texts)
 torch.testing.assert_close(loss_changed_pad, loss_before, rtol=0, atol=0)
 
 llama.llm.zero_grad(set_to_none=True)
@@ -511,7 +514,8 @@ llama.llm.zero_grad(set_to_none=True)
 
 # %% [markdown]
 # **Try it:** move the PAD row by another amount, or change `texts`, and re-run: the loss stays put as long as
-# padding is labelled -100. Then label one padding position with the PAD id (32000) instead and watch it move.
+# padding is labelled -100. Then label a padding position with the PAD id (32000) instead and watch it move; take one
+# after the first, since the first padding label is predicted from the last real token, which never sees a PAD input.
 
 # %% [markdown]
 # ## Try it

@@ -56,13 +56,13 @@ source = inspect.getsource(type(backbone).enable_gradient_checkpointing)
 print(source)
 assert "compat.enable_checkpointing(self.llm, use_reentrant=False)" in source
 assert hasattr(llm, "activation_checkpointing_enable") == compat.IS_V5
+assert not compat.is_checkpointing(llm)
 
 # %% [markdown]
 # The HF model passes the request on to every decoder layer: each gets a flag `gradient_checkpointing` and a
 # checkpoint function, `torch.utils.checkpoint.checkpoint` with the keyword arguments we asked for.
 
 # %%
-assert not compat.is_checkpointing(llm)
 backbone.enable_gradient_checkpointing()
 layer = llm.model.layers[0]
 print("is_checkpointing:", compat.is_checkpointing(llm))

@@ -49,8 +49,9 @@ assert phi_tok("Test 123").input_ids == phi_tok("Test 123", add_special_tokens=F
 # %%
 from vla_backbone.prompting import PhiPromptBuilder, openvla_action_prompt
 
+instruction = "pick up the cup"
 builder = PhiPromptBuilder("openvla")
-builder.add_turn("human", openvla_action_prompt("pick up the cup"))
+builder.add_turn("human", openvla_action_prompt(instruction))
 phi_prompt = builder.get_prompt()
 phi_ids = phi_tok(phi_prompt).input_ids
 print(repr(phi_prompt))
@@ -65,6 +66,9 @@ assert phi_ids[0] == bos == 50256 and phi_ids.count(bos) == 1
 # 模型回答之后，同一个 id 会第二次出现，这次是作为 EOS：gpt 轮次以 `\n<|endoftext|>` 结尾。同一个 id 扮演两个角色，只能靠位置来区分。
 
 # %%
+# A fresh builder, so that this cell can run again after you change the answer.
+builder = PhiPromptBuilder("openvla")
+builder.add_turn("human", openvla_action_prompt(instruction))
 builder.add_turn("gpt", "1 2 3")
 conversation_ids = phi_tok(builder.get_prompt()).input_ids
 print(conversation_ids)
@@ -293,7 +297,6 @@ assert module_after.weight.shape[0] == fresh.get_output_embeddings().weight.shap
 assert hook_before and hook_after and module_before is module_after
 fresh.requires_grad_(False)
 assert fresh.get_input_embeddings()(torch.tensor([[1, 2, 3]])).requires_grad
-del fresh, module_before, module_after
 
 # %% [markdown]
 # 上面那些骨干网络也经历了同样的顺序（先注册钩子，再在家族的构造函数里 resize），无论矩阵变大还是变小，钩子都还在：
@@ -360,7 +363,6 @@ assert len(new_rows) == 64
 assert abs(new_rows.mean()) < 0.002 and abs(new_rows.std() - llama.llm.config.initializer_range) < 0.002
 torch.testing.assert_close(reloaded_llama.llm.get_input_embeddings().weight, llama.llm.get_input_embeddings().weight,
                            rtol=0, atol=0)
-del reloaded_llama
 
 # %% [markdown]
 # 作为对比，在一份全新的副本上看看 transformers 自己的默认做法。`mean_resizing=True` 从一个以旧行均值为中心的正态分布中采样新行，协方差是旧行协方差乘以 1e-9，所以实际上每个新行*就是*平均嵌入（transformers 会打印一条相关提示）。
@@ -393,13 +395,13 @@ assert llama_tok.convert_ids_to_tokens(32050) is None and llama_tok.decode([3205
 # %% [markdown]
 # ### PAD 行与损失
 #
-# 在填充后的 batch 里，填充位置的标签是 -100，注意力掩码也让其他位置看不到填充。所以 PAD 的*输入*行里放什么都无所谓：损失不变，这一行也得不到梯度。*输出*一侧则不同。LM head 的每一行——包括 PAD 和那些不用的行——都会在每个位置产生一个 logit，并出现在 softmax 的分母里。由于这些 id 从来不是标签，损失对它们 logit 的梯度与它们（为正的）概率成正比，所以训练只会把它们往下压。只用两段短文本，logits 张量就不大：2 x 17 个位置 x 32064 行。
+# 在填充后的 batch 里，填充位置的标签是 -100，注意力掩码也让其他位置看不到填充。所以 PAD 的*输入*行里放什么都无所谓：损失不变，这一行也得不到梯度。*输出*一侧则不同。LM head 的每一行——包括 PAD 和那些不用的行——都会在每个位置产生一个 logit，并出现在 softmax 的分母里。由于这些 id 从来不是标签，损失对它们 logit 的梯度与它们（为正的）概率成正比，所以训练只会把它们往下压。只用两段短文本，logits 张量就不大：2 段文本 x 填充后的长度 x 32064 行。
 
 # %%
 texts = ["In: pick up the cup\nOut: 1 2 3</s>", "In: open the drawer\nOut:"]
 batch = llama_tok(texts, padding=True, return_tensors="pt")
 labels = batch.input_ids.masked_fill(batch.attention_mask == 0, -100)
-print(batch.input_ids)
+print(batch.input_ids.shape, batch.input_ids)
 
 
 def loss_and_logits():
@@ -409,17 +411,18 @@ def loss_and_logits():
 
 pad_id = llama_tok.pad_token_id
 embeddings = llama.llm.get_input_embeddings().weight
+pad_shift = 100.0
 loss_before, _ = loss_and_logits()
 with torch.no_grad():
     saved_pad_row = embeddings[pad_id].clone()
-    embeddings[pad_id] += 100.0
+    embeddings[pad_id] += pad_shift
 loss_changed_pad, _ = loss_and_logits()
 with torch.no_grad():
     embeddings[pad_id] = saved_pad_row
-print(f"loss {loss_before.item():.6f}, with the PAD row moved by 100: {loss_changed_pad.item():.6f}")
+print(f"loss {loss_before.item():.6f}, with the PAD row moved by {pad_shift:g}: {loss_changed_pad.item():.6f}")
 
 # %%
-assert pad_id == 32000 and (batch.input_ids == pad_id).sum() > 0 and batch.input_ids.shape == (2, 17)
+assert pad_id == 32000 and (batch.input_ids == pad_id).sum() > 0 and batch.input_ids.shape[0] == len(texts)
 torch.testing.assert_close(loss_changed_pad, loss_before, rtol=0, atol=0)
 
 llama.llm.zero_grad(set_to_none=True)
@@ -436,7 +439,7 @@ assert (logits.grad[..., 32000:] >= 0).all() and (logits.grad[..., 32000:] > 0).
 llama.llm.zero_grad(set_to_none=True)
 
 # %% [markdown]
-# **动手试试：** 把 PAD 行挪动别的幅度，或者修改 `texts`，然后重新运行：只要填充位置的标签是 -100，损失就纹丝不动。再把某个填充位置的标签改成 PAD 的 id（32000），看看损失怎么变。
+# **动手试试：** 把 PAD 行挪动别的幅度，或者修改 `texts`，然后重新运行：只要填充位置的标签是 -100，损失就纹丝不动。再把某个填充位置的标签改成 PAD 的 id（32000），看看损失怎么变；要选第一个填充位置之后的，因为第一个填充位置的标签是由最后一个真实 token 预测的，而它根本看不到 PAD 输入。
 
 # %% [markdown]
 # ## 动手试试

@@ -227,14 +227,14 @@ def qualified_names(model, modules):
     names = {id(module): name for name, module in model.named_modules()}
     return [names[id(module)] for module in modules]
 
-for family, backbone in backbones.items():
-    print(f"{family:8s}", qualified_names(backbone, backbone.last_layer_finetune_modules))
+for family, family_backbone in backbones.items():
+    print(f"{family:8s}", qualified_names(family_backbone, family_backbone.last_layer_finetune_modules))
 
 # %%
-for family, backbone in backbones.items():
-    llm = backbone.llm
-    embeddings, last_layer, head = backbone.last_layer_finetune_modules
-    decoder_layers = [module for module in llm.modules() if isinstance(module, backbone.transformer_layer_cls)]
+for family, family_backbone in backbones.items():
+    llm = family_backbone.llm
+    embeddings, last_layer, head = family_backbone.last_layer_finetune_modules
+    decoder_layers = [module for module in llm.modules() if isinstance(module, family_backbone.transformer_layer_cls)]
     assert embeddings is llm.get_input_embeddings(), family
     assert last_layer is decoder_layers[-1] and len(decoder_layers) == llm.config.num_hidden_layers, family
     assert head is llm.get_output_embeddings(), family
@@ -461,11 +461,11 @@ assert result == counts["align"]
 # Qwen-2.5 和 OPT 设置了 `tie_word_embeddings`：LM head 没有自己的权重，而是复用输入嵌入矩阵（微型副本也保留了这一点）。两个模块是不同的对象，但它们的 `weight` 是同一个 `nn.Parameter`，位于同一块内存地址。
 
 # %%
-for family, backbone in backbones.items():
-    embeddings, _, head = backbone.last_layer_finetune_modules
+for family, family_backbone in backbones.items():
+    embeddings, _, head = family_backbone.last_layer_finetune_modules
     shared = embeddings.weight.data_ptr() == head.weight.data_ptr()
-    print(f"{family:8s} tie_word_embeddings={backbone.llm.config.tie_word_embeddings!s:5s} one shared weight: {shared}")
-    assert shared == (family in {"qwen25", "opt"}) == backbone.llm.config.tie_word_embeddings
+    print(f"{family:8s} tie_word_embeddings={family_backbone.llm.config.tie_word_embeddings!s:5s} one shared weight: {shared}")
+    assert shared == (family in {"qwen25", "opt"}) == family_backbone.llm.config.tie_word_embeddings
 qwen = backbones["qwen25"]
 q_embeddings, _, q_head = qwen.last_layer_finetune_modules
 assert q_embeddings is not q_head and q_embeddings.weight is q_head.weight

@@ -156,11 +156,12 @@ assert counts[""] / total > 0.98
 
 # %%
 from transformers import LlamaConfig, LlamaForCausalLM
+from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
 with torch.device("meta"):
     llama2_7b = LlamaForCausalLM(LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
                                              num_attention_heads=32, num_key_value_heads=32, vocab_size=32064))
-big_counts = unit_parameter_counts(llama2_7b, functools.partial(transformer_auto_wrap_policy, transformer_layer_cls={backbone.transformer_layer_cls}))
+big_counts = unit_parameter_counts(llama2_7b, functools.partial(transformer_auto_wrap_policy, transformer_layer_cls={LlamaDecoderLayer}))
 print(f"{len(big_counts)} units; root {big_counts[''] / 1e6:.1f} M; each layer {big_counts['model.layers.0'] / 1e6:.1f} M; "
       f"total {sum(big_counts.values()) / 1e9:.2f} B")
 assert len(big_counts) == 33 and len(set(list(big_counts.values())[1:])) == 1
@@ -272,7 +273,8 @@ from torch.distributed.fsdp._flat_param import FlatParameter
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.tensor import DTensor, Shard
 
-dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+if not dist.is_initialized():  # running this cell again keeps the group of the first run
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
 
 fsdp1_backbone, _ = get_llm_backbone_and_tokenizer(BACKBONE_ID)
 with warnings.catch_warnings(record=True) as caught:

@@ -408,7 +408,6 @@ assert loaded_tokenizer is loaded.get_tokenizer()
 assert not any(backbone_id.startswith("gpt2") for backbone_id in vla_backbone.list_backbones())
 with expect_error(UnknownBackboneError, match="Unknown backbone id 'gpt2-124m'"):
     vla_backbone.get_llm_backbone_and_tokenizer("gpt2-124m")
-del loaded, loaded_tokenizer
 
 # %% [markdown]
 # ## 第 7 步 · FSDP 包装策略
