@@ -147,6 +147,18 @@ def test_bos_rule_for_every_id(notebook, answer):
         if answer is not None:
             assert ids[-1] == bos, say(f"'{backbone_id}': the training prompt must end with <|endoftext|> as EOS",
                                        f"'{backbone_id}'：训练用的提示词必须以 <|endoftext|>（EOS）结尾")
+    # Two rounds: BOS once at the very start, and one EOS after each answer; never a BOS before a later turn.
+    builder = backbone.prompt_builder_fn("openvla")
+    for turn in (ACTION_PROMPT, "And now?"):
+        builder.add_turn("human", turn)
+        builder.add_turn("gpt", answer or "move left")
+    ids = backbone.get_tokenizer()(builder.get_prompt(), add_special_tokens=True).input_ids
+    positions = [index for index, token in enumerate(ids) if token == bos]
+    assert len(positions) == 3 and positions[0] == 0 and positions[-1] == len(ids) - 1, say(
+        f"'{backbone_id}': a two-round conversation has <|endoftext|> at positions {positions}; expected three: position "
+        "0 (BOS), and one EOS after each answer. BOS belongs to the first turn only.",
+        f"'{backbone_id}'：两轮对话里 <|endoftext|> 出现在位置 {positions}；应当正好三次：位置 0（BOS），以及每个回答之后各一个 EOS。"
+        "BOS 只属于第一轮。")
 
 
 def test_other_families_keep_their_bos_check(notebook):

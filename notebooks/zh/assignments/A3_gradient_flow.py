@@ -201,7 +201,11 @@ with warnings.catch_warnings():
     through_embedding = missing_gradients(silent_llm, lambda: silent_llm(input_ids=ids, labels=ids).loss)
     around_embedding = missing_gradients(silent_llm, lambda: silent_llm(inputs_embeds=direct_embeds, labels=ids).loss)
 print("missing with input_ids:", len(through_embedding), "| with inputs_embeds:", len(around_embedding))
-assert through_embedding == [] and around_embedding == adapters
+assert through_embedding == [] and around_embedding == adapters, say(
+    f"your missing_gradients gives {through_embedding} with input_ids and {around_embedding} with inputs_embeds; "
+    "expected none and every adapter. Does it call backward() on the loss, as Task 1 asks?",
+    f"你的 missing_gradients 对 input_ids 给出 {through_embedding}，对 inputs_embeds 给出 {around_embedding}；"
+    "应分别为空列表和全部适配器。它有没有按任务 1 的要求对损失调用 backward()？")
 
 
 # %% [markdown]
@@ -375,10 +379,12 @@ print("vocabulary (embedding rows):", vocab, "| hidden size:", llm.config.hidden
 shares = [1 - b / a for a, b in measured]
 logits_share = [2 * length * vocab * 4 / b for length, (_, b) in zip(lengths, measured, strict=True)]
 print("share saved:", [f"{s:.1%}" for s in shares], "| logits in what is left:", [f"{s:.0%}" for s in logits_share])
+proportional = say("the bytes should grow in proportion to the length: does checkpointing_savings measure the "
+                   "compute_loss it is given?", "字节数应当与长度成正比：checkpointing_savings 测的是传给它的 compute_loss 吗？")
 for length, (a, b) in zip(lengths, measured, strict=True):
-    assert math.isclose(a / length, measured[0][0] / lengths[0], rel_tol=0.01 if compat.IS_V5 else 0.05)
-    assert math.isclose(b / length, measured[0][1] / lengths[0], rel_tol=0.01)
-assert max(shares) - min(shares) < (0.01 if compat.IS_V5 else 0.05) and all(s > 0.5 for s in logits_share)
+    assert math.isclose(a / length, measured[0][0] / lengths[0], rel_tol=0.01 if compat.IS_V5 else 0.05), proportional
+    assert math.isclose(b / length, measured[0][1] / lengths[0], rel_tol=0.01), proportional
+assert max(shares) - min(shares) < (0.01 if compat.IS_V5 else 0.05) and all(s > 0.5 for s in logits_share), proportional
 
 # %% [markdown]
 # 真实模型有几十层，输出头却只有一个，所以层占了大头，梯度检查点省下的比例也就大得多。同样的宽度、把 2 层换成 8 层，就已经能看出这个趋势：
@@ -394,7 +400,9 @@ compat.enable_checkpointing(deeper, use_reentrant=True)
 fix_gradient_flow(deeper)
 deep_without, deep_with = measure(deeper, 32)
 print(f"8 layers: {deep_without / 1024:.1f} KiB -> {deep_with / 1024:.1f} KiB ({1 - deep_with / deep_without:.0%} less)")
-assert 1 - deep_with / deep_without > shares[1] + 0.1
+assert 1 - deep_with / deep_without > shares[1] + 0.1, say(
+    "8 layers should save a larger share than 2: are fix_gradient_flow and checkpointing_savings done?",
+    "8 层应当比 2 层省下更大的比例：fix_gradient_flow 和 checkpointing_savings 都完成了吗？")
 
 # %% [markdown]
 # ## 小结
