@@ -43,7 +43,8 @@ def family_tokenizer(backbone_id: str):
 
 
 llama_tok = family_tokenizer("llama2-7b-pure")
-prompt = "In: What action should the robot take to pick up the cup?\nOut:"
+ACTION_PROMPT = "In: What action should the robot take to pick up the cup?\nOut:"
+prompt = ACTION_PROMPT
 with_bos = llama_tok(prompt).input_ids
 without_bos = llama_tok(prompt, add_special_tokens=False).input_ids
 print("with BOS:   ", with_bos)
@@ -51,8 +52,10 @@ print("without BOS:", without_bos)
 print(llama_tok.convert_ids_to_tokens(with_bos))
 
 # %%
-assert with_bos == [1, 512, 29901, 1724, 3158, 881, 278, 19964, 2125, 304, 5839, 701, 278, 18002, 29973, 13, 3744, 29901]
 assert without_bos == with_bos[1:] and llama_tok.bos_token == "<s>" and llama_tok.bos_token_id == 1
+if prompt == ACTION_PROMPT:  # the ids the real Llama-2 tokenizer gives OpenVLA's prompt
+    assert with_bos == [1, 512, 29901, 1724, 3158, 881, 278, 19964, 2125, 304, 5839, 701, 278, 18002, 29973, 13, 3744,
+                        29901]
 
 
 # %% [markdown]
@@ -77,7 +80,9 @@ print("without BOS:", spliced_bad.squeeze().tolist()[:8], "...")
 bos_id = llama_tok.bos_token_id
 assert spliced_good.shape == (1, len(with_bos) + 3, 1) and spliced_bad.shape == (1, len(without_bos) + 3, 1)
 assert spliced_good[0, 0, 0] == bos_id and spliced_good[0, 1:4, 0].tolist() == [-1.0, -2.0, -3.0]
-assert int(spliced_bad[0, 0, 0]) == 512 and llama_tok.convert_ids_to_tokens(512) == "▁In"
+assert int(spliced_bad[0, 0, 0]) == without_bos[0] != bos_id
+if prompt == ACTION_PROMPT:
+    assert without_bos[0] == 512 and llama_tok.convert_ids_to_tokens(512) == "▁In"
 assert spliced_bad[0, 1:4, 0].tolist() == [-1.0, -2.0, -3.0]
 
 # %% [markdown]
@@ -273,7 +278,7 @@ for name, tokenizer in [("real Llama-2", llama_tok), ("always-BOS", always_bos)]
 # %%
 good_ids, bad_ids = tokenize_turns(llama_tok, turns), tokenize_turns(always_bos, turns)
 first_turn_length = len(llama_tok(turns[0]).input_ids)
-assert first_turn_length == 18 and good_ids[:first_turn_length] == with_bos
+assert first_turn_length == 18 and good_ids[:first_turn_length] == llama_tok(ACTION_PROMPT).input_ids
 assert [i for i, t in enumerate(good_ids) if t == 1] == [0]
 assert [i for i, t in enumerate(bad_ids) if t == 1] == [0, 1, first_turn_length + 1] == [0, 1, 19]
 
@@ -454,6 +459,7 @@ else:
 # 选一个家族和一段文本；这个单元格会打印两次编码的结果、对应的 token，以及 `check_bos` 的结论。在 JupyterLab 或 Colab 中会出现下拉菜单；作为脚本运行时，则用第一个选项运行一次。试试空文本：哪些家族仍然会产生 token？再试试 `"<s>Test 123"`：哪些分词器会把 `<s>` 识别成一个特殊 token？
 
 # %%
+from vla_backbone.hf_causal import BOS_PROBE_TEXT
 from vla_backbone.notebook import explore
 
 
@@ -464,12 +470,15 @@ def bos_report(family: str, text: str) -> bool:
     print(f"{family}: bos_token = {tokenizer.bos_token!r}, bos_token_id = {tokenizer.bos_token_id}")
     print("  with special tokens:", with_special, tokenizer.convert_ids_to_tokens(with_special))
     print("  without:            ", without_special, tokenizer.convert_ids_to_tokens(without_special))
+    bos = tokenizer.bos_token_id
+    print(f"  this text: half 1 {'holds' if bos is not None and with_special[:1] == [bos] else 'fails'}, "
+          f"half 2 {'fails' if bos is not None and without_special[:1] == [bos] else 'holds'}")
     try:
         check_bos(tokenizer, FAMILY_IDS[family])
-        print("  check_bos: passes")
+        print(f"  check_bos (on its own probe, {BOS_PROBE_TEXT!r}): passes")
         return True
     except TokenizerBOSError as error:
-        print("  check_bos:", str(error).split(":", 1)[1].split(".")[0].strip())
+        print(f"  check_bos (on its own probe, {BOS_PROBE_TEXT!r}):", str(error).split(":", 1)[1].split(".")[0].strip())
         return False
 
 
