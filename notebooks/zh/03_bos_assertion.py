@@ -280,7 +280,9 @@ good_ids, bad_ids = tokenize_turns(llama_tok, turns), tokenize_turns(always_bos,
 first_turn_length = len(llama_tok(turns[0]).input_ids)
 assert first_turn_length == 18 and good_ids[:first_turn_length] == llama_tok(ACTION_PROMPT).input_ids
 assert [i for i, t in enumerate(good_ids) if t == 1] == [0]
-assert [i for i, t in enumerate(bad_ids) if t == 1] == [0, 1, first_turn_length + 1] == [0, 1, 19]
+bad_positions = [i for i, t in enumerate(bad_ids) if t == 1]
+assert bad_positions[:3] == [0, 1, first_turn_length + 1] == [0, 1, 19]
+assert len(bad_positions) == len(turns) + 1  # one BOS per turn, and the double one at the start
 
 # %% [markdown]
 # **动手试试：** 给构造器再加一轮 human 和 gpt，然后重新运行：在有缺陷的样本里，每多一轮，中间就多一个 BOS；而真实的分词器始终只在位置 0 有一个 BOS。
