@@ -83,9 +83,13 @@ for layer in llm.model.layers:
 # after the MLP would not do.)
 
 # %%
+# A freshly loaded backbone with checkpointing on, as above, so that this cell shows the state right after loading
+# however often it runs.
+backbone, tokenizer = vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure")
+llm = backbone.llm
+backbone.enable_gradient_checkpointing()
 entries = []
-for layer in llm.model.layers:
-    layer.mlp.register_forward_pre_hook(lambda module, args: entries.append(module))
+counting = [layer.mlp.register_forward_pre_hook(lambda module, args: entries.append(module)) for layer in llm.model.layers]
 ids = torch.randint(3, 1000, (2, 32), generator=torch.Generator().manual_seed(0))
 
 
@@ -104,6 +108,8 @@ counts = {"eval": mlp_entries()}
 backbone.train()
 assert llm.training
 counts["train"] = mlp_entries()
+for handle in counting:
+    handle.remove()
 print("MLP runs (forward, backward):", counts)
 layers = llm.config.num_hidden_layers
 assert counts == {"eval": (layers, 0), "train": (layers, layers)}

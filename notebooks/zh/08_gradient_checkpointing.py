@@ -67,9 +67,13 @@ for layer in llm.model.layers:
 # **只在训练模式下生效。** 解码器层每次被调用时都会检查 `self.training`。`from_pretrained` 返回的模型处于 eval 模式，骨干网络也没有改变这一点：刚加载完时，外层的包装说 `training=True`，里面的 LLM 却说 `False`。训练循环必须对模型调用 `.train()`；对骨干网络调用时，它也会传到 LLM。要看出区别，我们数一数每个解码器层的 MLP 在前向传播和反向传播中各被调用了几次：eval 模式下，反向传播什么也不重算；训练模式下，每一层都会再跑一遍。（我们用前向 *pre* 钩子计数，它在进入 MLP 时运行；为什么不能用 MLP 跑完之后才运行的钩子，见练习 4。）
 
 # %%
+# A freshly loaded backbone with checkpointing on, as above, so that this cell shows the state right after loading
+# however often it runs.
+backbone, tokenizer = vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure")
+llm = backbone.llm
+backbone.enable_gradient_checkpointing()
 entries = []
-for layer in llm.model.layers:
-    layer.mlp.register_forward_pre_hook(lambda module, args: entries.append(module))
+counting = [layer.mlp.register_forward_pre_hook(lambda module, args: entries.append(module)) for layer in llm.model.layers]
 ids = torch.randint(3, 1000, (2, 32), generator=torch.Generator().manual_seed(0))
 
 
@@ -88,6 +92,8 @@ counts = {"eval": mlp_entries()}
 backbone.train()
 assert llm.training
 counts["train"] = mlp_entries()
+for handle in counting:
+    handle.remove()
 print("MLP runs (forward, backward):", counts)
 layers = llm.config.num_hidden_layers
 assert counts == {"eval": (layers, 0), "train": (layers, layers)}
