@@ -570,6 +570,7 @@ assert first["use_cache"] is False and first["input-grad hook"] is True and firs
 assert describe(inference_mode=True, backbone_id="llama2-7b-pure")["pretrained weights"] is False
 
 # %%
+# Deletes the checkpoints written above: to load from them again, first re-run the cells that write them.
 shutil.rmtree(workdir, ignore_errors=True)
 
 # %% [markdown]
