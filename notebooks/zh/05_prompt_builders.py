@@ -686,7 +686,7 @@ for text in ("Out: ok</s> In: again", " </s>"):
     assert (legacy_tokenizer(text).input_ids != file_tokenizer.encode(text).ids) == compat.IS_V5
 
 # %% [markdown]
-# 有些 checkpoint 根本不带 `tokenizer.json`，只有 SentencePiece 模型文件 `tokenizer.model`（Vicuna v1.5 可能就是这样）。4.40 转换这个文件时，不管配置里怎么写，都按 `legacy` 为真处理，并按合并后词片的 SentencePiece 分数给 BPE 合并规则排序；上面那个 `tokenizer.json` 正是这个转换器写出来的。传入 `legacy=True` 后，4.57 的转换方式与之相同。5.x 则自己构建后端，按 id 给合并规则排序，于是 `" leading"` 会先切出 `▁▁`（id 259），而不是 `▁leading`；所以在 5.x 上，`load_tokenizer` 会按 4.x 的方式重新转换一遍（`compat.split_text_as_4x_converted`）。检验方法：把 checkpoint 复制一份、去掉其中的 `tokenizer.json`，它给出的 id 必须和文件给出的一致。
+# 有些 checkpoint 根本不带 `tokenizer.json`，只有 SentencePiece 模型文件 `tokenizer.model`（Vicuna v1.5 可能就是这样）。4.40 转换这个文件时，不管配置里怎么写，都按 `legacy` 为真处理，并按合并后词片的 SentencePiece 分数给 BPE 合并规则排序；上面那个 `tokenizer.json` 正是这个转换器写出来的。传入 `legacy=True` 后，4.57 的转换方式与之相同。5.x 则自己构建后端，按 id 给合并规则排序，于是 `" leading"` 会先切出 `▁▁`（id 259），而不是 `▁leading`；所以在 5.x 上，`load_tokenizer` 会按 4.x 的方式重新转换一遍（`compat.split_text_as_4x_converted`）。检验方法：把 checkpoint 复制一份、去掉其中的 `tokenizer.json`，这份副本给出的 id 必须和文件给出的一致。
 
 # %%
 import shutil

@@ -34,12 +34,12 @@ use_language(LANG)
 # | `family` | 简短的家族名 | `"llama2"` |
 # | `models` | 骨干网络 id → Hub 仓库 | `LLAMA2_MODELS` |
 # | `llm_cls_path` | `*ForCausalLM` 类，写成点分字符串 | `"transformers.LlamaForCausalLM"` |
-# | `decoder_layer_path` | FSDP 包装的那个 block（梯度检查点重算哪些模块由 transformers 自己决定，通常也是它） | `"...modeling_llama.LlamaDecoderLayer"` |
+# | `decoder_layer_path` | FSDP 包装的那个 block（梯度检查点重算哪些模块由 transformers 自己决定，通常也是这个 block） | `"...modeling_llama.LlamaDecoderLayer"` |
 # | `pad_token` | 分词器没有 PAD 时要添加的 PAD token | `"<PAD>"` |
 # | `prompt_builder_fn` | 提示词构造器类（`@property` 成员） | `-pure` id 用 `PurePromptBuilder` |
 # | `last_layer_finetune_modules` | 输入嵌入、最后一个解码器层、LM head（`@property` 成员） | 三个模块 |
 #
-# 在 `FamilyBackbone` 里仍是抽象的成员只剩这两个 `@property`；类路径写成字符串，是为了让 `import vla_backbone` 不必导入 transformers 的所有模型类。另有两个可选的类属性决定 `load_tokenizer` 怎样加载分词器：`tokenizer_kwargs` 给 `AutoTokenizer.from_pretrained` 传额外的参数（Qwen 在 4.57.3 到 4.57.x 上用它，Llama-2 用它传 `legacy=True`），`tokenizer_from_file = True` 则让它完全按 checkpoint 里的 tokenizer.json 切分文本（Llama-2 就是这样；否则 transformers 5 会重新构建它的分词器，得到不同的 id，见 notebook 05）。还有两个成员带默认实现，家族可以按需覆盖：`extra_tokens()` 给出加载后追加的 token（Qwen 的 `-extra` id 会加上 256 个 `<|extra_i|>`），`embed_dim` 给出 `embed_input_ids` 返回的宽度（OPT 用到它：opt-350m 的嵌入只有 512 维，隐藏层却是 1024 维）。
+# 在 `FamilyBackbone` 里仍是抽象的成员只剩这两个 `@property`；类路径写成字符串，是为了让 `import vla_backbone` 不必导入 transformers 的所有模型类。另有两个可选的类属性决定 `load_tokenizer` 怎样加载分词器：`tokenizer_kwargs` 给 `AutoTokenizer.from_pretrained` 传额外的参数（Qwen 在 4.57.3 到 4.57.x 上用它，Llama-2 用它传 `legacy=True`），`tokenizer_from_file = True` 则让它完全按 checkpoint 里的 tokenizer.json 切分文本（Llama-2 就是这样；否则 transformers 5 会重新构建它的分词器，得到不同的 id，见 notebook 05）。还有两个成员带默认实现，家族可以按需覆盖：`extra_tokens()` 给出加载后追加的 token（Qwen 的 `-extra` id 会加上 256 个 `<|extra_i|>`），`embed_dim` 给出 `embed_input_ids` 返回的嵌入维度（OPT 用到它：opt-350m 的嵌入只有 512 维，隐藏维度却是 1024）。
 
 # %%
 import torch
@@ -304,7 +304,7 @@ with safe_open(Path(TINY_GPT2) / "model.safetensors", framework="pt") as weights
 # %% [markdown]
 # ## 第 5 步 · 子类
 #
-# 现在写家族本身。`models` 就是第 2 步的注册表：骨干网络 id 映射到真实 GPT-2 权重所在的 Hub 仓库；`hf_hub_path=` 用我们的微型副本替换这个路径。GPT-2 的分词器没有 PAD token，所以和 phi-2 一样，家族添加一个专属的 `<|pad|>`，让填充与 EOS 互不混淆。`last_layer_finetune_modules` 用通用的访问方法拿嵌入和 LM head。另外，GPT-2 学到的位置只有 1024 个，每个位置一个嵌入：输入再长就会越界、直接崩溃，而包里 `llm_max_length` 的默认值是 2048（注册表也传这个值）。所以这个家族把它限制在模型的上下文长度以内。
+# 现在写家族本身。`models` 就是第 2 步的注册表：骨干网络 id 映射到真实 GPT-2 权重所在的 Hub 仓库；`hf_hub_path=` 用我们的微型副本替换这个路径。GPT-2 的分词器没有 PAD token，所以和 phi-2 一样，家族添加一个专属的 `<|pad|>`，让填充与 EOS 互不混淆。`last_layer_finetune_modules` 用通用的访问方法拿嵌入和 LM head。另外，GPT-2 只学了 1024 个位置嵌入，每个位置一个：输入再长就会越界、直接崩溃，而包里 `llm_max_length` 的默认值是 2048（注册表也传这个值）。所以这个家族把它限制在模型的上下文长度以内。
 
 # %%
 from typing import Sequence
@@ -373,7 +373,7 @@ with expect_error(TypeError, match="last_layer_finetune_modules"):
 # %% [markdown]
 # ## 第 6 步 · 注册表条目
 #
-# `get_llm_backbone_and_tokenizer(id)` 通过 `vla_backbone.registry.LLM_BACKBONES` 找到家族，这是一个从骨干网络 id 到家族类的字典。在包内部，要让新家族永久生效，需要把它的类加进 `FAMILIES`（`vla_backbone/families/__init__.py`），把它的 `TinySpec` 加进 `TINY_SPECS`，把分词器文件放进 `vla_backbone/tokenizers/`（登记在 `SHA256SUMS` 里，许可证写进 `NOTICE`），再把它在 Hub 上的事实写进 `tests/test_tiny.py`；这些 notebook 把内置的五个家族写死在断言里，也得跟着看一遍。这里我们只是临时借用注册表：一个上下文管理器插入我们的 id，结束时再把它们删掉，即使中途出错也一样。有了第 4 步的 `TinySpec`，默认的 `source="tiny"` 就能为每个 GPT-2 id 找到微型副本：四种尺寸共用这一个家族副本。
+# `get_llm_backbone_and_tokenizer(id)` 通过 `vla_backbone.registry.LLM_BACKBONES` 找到家族，这是一个从骨干网络 id 到家族类的字典。在包内部，要让新家族永久生效，需要把它的类加进 `FAMILIES`（`vla_backbone/families/__init__.py`），把它的 `TinySpec` 加进 `TINY_SPECS`，把分词器文件放进 `vla_backbone/tokenizers/`（登记在 `SHA256SUMS` 里，许可证写进 `NOTICE`），再把它在 Hub checkpoint 上实测的数据写进 `tests/test_tiny.py`（`HUB_FACTS`）；这些 notebook 把内置的五个家族写死在断言里，也得跟着看一遍。这里我们只是临时借用注册表：一个上下文管理器插入我们的 id，结束时再把它们删掉，即使中途出错也一样。有了第 4 步的 `TinySpec`，默认的 `source="tiny"` 就能为每个 GPT-2 id 找到微型副本：四种尺寸共用这一个家族副本。
 
 # %%
 import contextlib

@@ -150,7 +150,7 @@ def test_fix_gives_the_gradients_of_an_unchecked_model(notebook):
     assert kept < kept_unchecked, say(
         f"checkpointing must really run after the fix: the model keeps {kept:,} bytes for backward, as many as "
         "without checkpointing (a flag that says it is on is not enough)",
-        f"修复之后梯度检查点必须真正在运行：模型为反向传播保存了 {kept:,} 字节，和不开梯度检查点时一样多（只把标志设成开启是不够的）")
+        f"修复之后梯度检查点必须真正生效：模型为反向传播保存了 {kept:,} 字节，和不开梯度检查点时一样多（只把标志设成开启是不够的）")
     differ = sorted(fixed.keys() ^ reference.keys())
     assert fixed.keys() == reference.keys(), say(f"parameters with a gradient differ: {differ}", f"得到梯度的参数不一致：{differ}")
     for name, grad in reference.items():

@@ -230,7 +230,7 @@ print("missing with input_ids:", len(through_embedding), "| with inputs_embeds:"
 assert through_embedding == [] and around_embedding == adapters, say(
     f"your missing_gradients gives {through_embedding} with input_ids and {around_embedding} with inputs_embeds; "
     "expected none and every adapter. Does it call backward() on the loss, as Task 1 asks?",
-    f"你的 missing_gradients 对 input_ids 给出 {through_embedding}，对 inputs_embeds 给出 {around_embedding}；"
+    f"你的 missing_gradients 在输入 input_ids 时给出 {through_embedding}，在输入 inputs_embeds 时给出 {around_embedding}；"
     "应分别为空列表和全部适配器。它有没有按任务 1 的要求对损失调用 backward()？")
 
 
@@ -293,7 +293,7 @@ kept, kept_unchecked = (saved_activation_bytes(model, lambda: model(input_ids=id
                         for model in (llm, unchecked))
 assert kept < kept_unchecked, say(
     f"checkpointing must really run: the fixed model keeps {kept:,} bytes for backward, as many as without it",
-    f"梯度检查点必须真正在运行：修复后的模型为反向传播保存了 {kept:,} 字节，和不开梯度检查点时一样多")
+    f"梯度检查点必须真正生效：修复后的模型为反向传播保存了 {kept:,} 字节，和不开梯度检查点时一样多")
 for name in reference:
     torch.testing.assert_close(with_checkpointing[name], reference[name], msg=lambda m, name=name: say(
         f"{name}: gradient differs from the one without checkpointing\n{m}", f"{name}：梯度与不开梯度检查点时不同\n{m}"))

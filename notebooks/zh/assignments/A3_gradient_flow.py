@@ -204,7 +204,7 @@ print("missing with input_ids:", len(through_embedding), "| with inputs_embeds:"
 assert through_embedding == [] and around_embedding == adapters, say(
     f"your missing_gradients gives {through_embedding} with input_ids and {around_embedding} with inputs_embeds; "
     "expected none and every adapter. Does it call backward() on the loss, as Task 1 asks?",
-    f"你的 missing_gradients 对 input_ids 给出 {through_embedding}，对 inputs_embeds 给出 {around_embedding}；"
+    f"你的 missing_gradients 在输入 input_ids 时给出 {through_embedding}，在输入 inputs_embeds 时给出 {around_embedding}；"
     "应分别为空列表和全部适配器。它有没有按任务 1 的要求对损失调用 backward()？")
 
 
@@ -265,7 +265,7 @@ kept, kept_unchecked = (saved_activation_bytes(model, lambda: model(input_ids=id
                         for model in (llm, unchecked))
 assert kept < kept_unchecked, say(
     f"checkpointing must really run: the fixed model keeps {kept:,} bytes for backward, as many as without it",
-    f"梯度检查点必须真正在运行：修复后的模型为反向传播保存了 {kept:,} 字节，和不开梯度检查点时一样多")
+    f"梯度检查点必须真正生效：修复后的模型为反向传播保存了 {kept:,} 字节，和不开梯度检查点时一样多")
 for name in reference:
     torch.testing.assert_close(with_checkpointing[name], reference[name], msg=lambda m, name=name: say(
         f"{name}: gradient differs from the one without checkpointing\n{m}", f"{name}：梯度与不开梯度检查点时不同\n{m}"))
@@ -293,7 +293,7 @@ print(say("All checks passed.", "全部检查通过。"))
 #
 # 梯度检查点用计算换显存：在每个做了检查点的层里，autograd 只保留这一层的输入，其余的在反向传播时重新计算。`vla_backbone.measure.saved_activation_bytes(model, compute_loss)` 统计 `compute_loss()` 运行期间 autograd 为反向传播保留的字节数（不含参数），然后执行反向传播。
 #
-# 编写 `checkpointing_savings(model, compute_loss)`，返回 `(bytes_without, bytes_with)`：分别是关闭梯度检查点、再按你的修复重新开启之后保存的字节数。调用它时模型已经修复过，梯度检查点是开着的；返回时也必须保持开着。
+# 编写 `checkpointing_savings(model, compute_loss)`，返回 `(bytes_without, bytes_with)`：分别是关闭梯度检查点时、以及按你的修复重新开启梯度检查点后，autograd 为反向传播保留的字节数。调用它时模型已经修复过，梯度检查点是开着的；返回时也必须保持开着。
 
 # %% nbgrader={"grade": false, "grade_id": "checkpointing_savings", "locked": false, "schema_version": 3, "solution": true, "task": false}
 from vla_backbone.measure import saved_activation_bytes
@@ -412,6 +412,6 @@ assert 1 - deep_with / deep_without > shares[1] + 0.1, say(
 # - 梯度检查点省下的张量与序列长度成正比；由于 logits 不在它的覆盖范围内，省下的比例随层数增加而变大。
 #
 # ## 练习
-# 1. 在 `make_broken_model` 里改为去掉另一个条件，而不是你的修复去掉的那个。现在 `missing_gradients` 对 `input_ids` 和 `inputs_embeds` 分别报告什么？
+# 1. 在 `make_broken_model` 里改为去掉另一个条件，而不是你的修复去掉的那个。现在分别用 `input_ids` 和 `inputs_embeds` 作为输入时，`missing_gradients` 各报告什么？
 # 2. 用 `vla_backbone.measure.median_seconds` 分别测量开启和关闭梯度检查点时一步训练的耗时。慢了多少？和 notebook 08 的结果相比如何？
 # 3. 把适配器放到 MLP 上，而不是注意力上。你的诊断函数或修复函数需要做任何改动吗？
