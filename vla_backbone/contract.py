@@ -26,9 +26,8 @@ def check_backbone_contract(backbone, special_cases=SPECIAL_CASES) -> None:
     """Raise AssertionError, saying what is wrong, unless ``backbone`` keeps every promise of ``LLMBackbone``.
 
     Checks: no abstract member left; tokenizer and pad token; right padding, ``model_max_length`` and a
-    ``llm_max_length`` within the model's positions; the BOS check
-    (skipped for ids in ``special_cases``; it raises ``TokenizerBOSError``, a subclass of AssertionError); the prompt
-    builder's EOS is one special token;
+    ``llm_max_length`` within the model's positions; the BOS check (skipped for ids in ``special_cases``; it raises
+    ``TokenizerBOSError``, a subclass of AssertionError); the prompt builder's EOS is one special token;
     ``embed_dim`` is the input embeddings' width; embeddings padded to a multiple of 64; the input-grad hook in
     training mode and ``use_cache``; ``half_precision_dtype``; ``last_layer_finetune_modules``; the FSDP policy wraps
     exactly the decoder layers; ``embed_input_ids``, and a forward pass with labels from ids and from embeddings.
