@@ -1,12 +1,17 @@
 """Session-wide test settings: offline, a private replica cache, and which notebooks run on their own."""
 import os
+import shutil
 import tempfile
 
 import pytest
 
 # Set before anything imports huggingface_hub or starts a notebook kernel (kernels inherit the environment).
 os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ.setdefault("VLA_BACKBONE_HOME", tempfile.mkdtemp(prefix="vla_backbone_home_"))
+# The replica cache is private to this session and removed at its end (each session's replicas take about 80 MB).
+# Only the process that made it removes it: pytest-xdist workers inherit the variable and leave it alone.
+OWN_HOME = None
+if "VLA_BACKBONE_HOME" not in os.environ:
+    OWN_HOME = os.environ["VLA_BACKBONE_HOME"] = tempfile.mkdtemp(prefix="vla_backbone_home_")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Headless kernels (nbmake, the book) take explore()'s plain path: after widget messages nbclient can wait forever on an
 # idle kernel (jupyter/nbclient#312; seen here in a headless run on 2026-11-29). The widget path itself is tested
@@ -31,3 +36,8 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.notebooks)
             if item.path.name in EXCLUSIVE_NOTEBOOKS:
                 item.add_marker(pytest.mark.exclusive)
+
+
+def pytest_unconfigure(config):
+    if OWN_HOME is not None:
+        shutil.rmtree(OWN_HOME, ignore_errors=True)

@@ -328,8 +328,13 @@ from torch.distributed.fsdp._flat_param import FlatParameter
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.tensor import DTensor, Shard
 
-if not dist.is_initialized():  # running this cell again keeps the group of the first run
-    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+def one_rank_group():
+    """This kernel's gloo group of world size 1; the one that exists is kept, so every cell below can run again."""
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+
+
+one_rank_group()
 
 fsdp1_backbone, _ = get_llm_backbone_and_tokenizer(BACKBONE_ID)
 with warnings.catch_warnings(record=True) as caught:
@@ -355,6 +360,7 @@ assert all(isinstance(p, FlatParameter) and p.dim() == 1 for p in flat)
 assert [p.numel() for p in flat] == list(counts.values())
 
 def fsdp1_one_rank(model, **fsdp_kwargs):
+    one_rank_group()
     # In this one-rank group FSDP1 always switches to NO_SHARD, as just shown; only that warning is expected here.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="FSDP is switching to use `NO_SHARD`")
@@ -369,12 +375,19 @@ for strategy in (ShardingStrategy.FULL_SHARD, ShardingStrategy.SHARD_GRAD_OP, Sh
     fresh_backbone = get_llm_backbone_and_tokenizer(BACKBONE_ID)[0]
     fsdp1_one_rank(fresh_backbone, auto_wrap_policy=fresh_backbone.get_fsdp_wrapping_policy(), sharding_strategy=strategy)
 
+
 # %%
+def fsdp2_one_rank(model):
+    """FSDP2 as OpenVLA's policy plans it: every decoder layer a unit, then the root, on a one-rank CPU mesh."""
+    one_rank_group()
+    cpu_mesh = init_device_mesh("cpu", (1,))
+    for layer in [m for m in model.modules() if isinstance(m, model.transformer_layer_cls)]:
+        fully_shard(layer, mesh=cpu_mesh)
+    return fully_shard(model, mesh=cpu_mesh)
+
+
 fsdp2_backbone, _ = get_llm_backbone_and_tokenizer(BACKBONE_ID)
-cpu_mesh = init_device_mesh("cpu", (1,))
-for layer in [m for m in fsdp2_backbone.modules() if isinstance(m, fsdp2_backbone.transformer_layer_cls)]:
-    fully_shard(layer, mesh=cpu_mesh)
-fsdp2 = fully_shard(fsdp2_backbone, mesh=cpu_mesh)
+fsdp2 = fsdp2_one_rank(fsdp2_backbone)
 first_name, first = next(iter(fsdp2.named_parameters()))
 print(f"FSDP2  class {type(fsdp2).__name__} (bases: {', '.join(c.__name__ for c in type(fsdp2).__bases__)})")
 print(f"FSDP2  {first_name}: {type(first).__name__}, placements={first.placements}, local shape {tuple(first.to_local().shape)}")
@@ -382,7 +395,7 @@ print(f"FSDP2  {first_name}: {type(first).__name__}, placements={first.placement
 # %% [markdown]
 # FSDP2: the same object, now of a generated class `FSDP<original name>`; the original parameter names are kept;
 # every parameter is a DTensor sharded on dimension 0. FSDP2 has no `NO_SHARD` switch: on a mesh of one rank the
-# single shard is the whole tensor. (It trains further down, next to the real run's losses.)
+# single shard is the whole tensor. (A copy sharded this way trains further down, next to the real run's losses.)
 
 # %%
 assert fsdp2 is fsdp2_backbone and type(fsdp2).__name__ == "FSDP" + type(backbone).__name__
@@ -620,18 +633,20 @@ print(f"one process, same prompt as the demo: loss {single_loss:.4f}")
 assert all(abs(parsed[v][1][0] - single_loss) < 1e-3 for v in parsed)
 
 # %% [markdown]
-# Now FSDP2 against the run. The FSDP2 model from above trains here for the same steps as the demo: same prompt,
-# same AdamW with learning rate 1e-2. Sharding decides where the weights live, not the arithmetic, so its losses
+# Now FSDP2 against the run. A fresh tiny backbone, sharded with FSDP2 exactly as above, trains here for the same
+# steps as the demo: same prompt, same AdamW with learning rate 1e-2. Sharding decides where the weights live, not the arithmetic, so its losses
 # must match the two-process FSDP1 run (up to rounding in the reductions), and so must a two-process FSDP2 run if
 # one was started. Its gradients are DTensors, like its parameters.
 
 # %%
-optimizer = torch.optim.AdamW(fsdp2.parameters(), lr=1e-2)
+# A fresh copy, sharded the same way, so that this cell starts from the demo's weights every time it runs.
+trainee = fsdp2_one_rank(get_llm_backbone_and_tokenizer(BACKBONE_ID)[0])
+optimizer = torch.optim.AdamW(trainee.parameters(), lr=1e-2)
 fsdp2_losses = []
 for step in range(STEPS):
-    loss = fsdp2(input_ids=single.input_ids, attention_mask=single.attention_mask, labels=single.input_ids).loss
+    loss = trainee(input_ids=single.input_ids, attention_mask=single.attention_mask, labels=single.input_ids).loss
     loss.backward()
-    assert all(isinstance(p.grad, DTensor) for p in fsdp2.parameters())
+    assert all(isinstance(p.grad, DTensor) for p in trainee.parameters())
     optimizer.step()
     optimizer.zero_grad()
     fsdp2_losses.append(loss.item())
@@ -645,6 +660,7 @@ for step in range(STEPS):
 for column in columns.values():
     assert all(abs(a - b) < 2e-3 for a, b in zip(column, parsed[1][1]))
 
+# Done with this kernel's group; one_rank_group() starts a new one when a cell above runs again.
 dist.destroy_process_group()
 
 # %% [markdown]

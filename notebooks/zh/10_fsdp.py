@@ -273,8 +273,13 @@ from torch.distributed.fsdp._flat_param import FlatParameter
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.tensor import DTensor, Shard
 
-if not dist.is_initialized():  # running this cell again keeps the group of the first run
-    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+def one_rank_group():
+    """This kernel's gloo group of world size 1; the one that exists is kept, so every cell below can run again."""
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+
+
+one_rank_group()
 
 fsdp1_backbone, _ = get_llm_backbone_and_tokenizer(BACKBONE_ID)
 with warnings.catch_warnings(record=True) as caught:
@@ -298,6 +303,7 @@ assert all(isinstance(p, FlatParameter) and p.dim() == 1 for p in flat)
 assert [p.numel() for p in flat] == list(counts.values())
 
 def fsdp1_one_rank(model, **fsdp_kwargs):
+    one_rank_group()
     # In this one-rank group FSDP1 always switches to NO_SHARD, as just shown; only that warning is expected here.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="FSDP is switching to use `NO_SHARD`")
@@ -312,18 +318,25 @@ for strategy in (ShardingStrategy.FULL_SHARD, ShardingStrategy.SHARD_GRAD_OP, Sh
     fresh_backbone = get_llm_backbone_and_tokenizer(BACKBONE_ID)[0]
     fsdp1_one_rank(fresh_backbone, auto_wrap_policy=fresh_backbone.get_fsdp_wrapping_policy(), sharding_strategy=strategy)
 
+
 # %%
+def fsdp2_one_rank(model):
+    """FSDP2 as OpenVLA's policy plans it: every decoder layer a unit, then the root, on a one-rank CPU mesh."""
+    one_rank_group()
+    cpu_mesh = init_device_mesh("cpu", (1,))
+    for layer in [m for m in model.modules() if isinstance(m, model.transformer_layer_cls)]:
+        fully_shard(layer, mesh=cpu_mesh)
+    return fully_shard(model, mesh=cpu_mesh)
+
+
 fsdp2_backbone, _ = get_llm_backbone_and_tokenizer(BACKBONE_ID)
-cpu_mesh = init_device_mesh("cpu", (1,))
-for layer in [m for m in fsdp2_backbone.modules() if isinstance(m, fsdp2_backbone.transformer_layer_cls)]:
-    fully_shard(layer, mesh=cpu_mesh)
-fsdp2 = fully_shard(fsdp2_backbone, mesh=cpu_mesh)
+fsdp2 = fsdp2_one_rank(fsdp2_backbone)
 first_name, first = next(iter(fsdp2.named_parameters()))
 print(f"FSDP2  class {type(fsdp2).__name__} (bases: {', '.join(c.__name__ for c in type(fsdp2).__bases__)})")
 print(f"FSDP2  {first_name}: {type(first).__name__}, placements={first.placements}, local shape {tuple(first.to_local().shape)}")
 
 # %% [markdown]
-# FSDP2：还是同一个对象，只是类变成了自动生成的 `FSDP<原类名>`；原来的参数名保持不变；每个参数都是沿第 0 维分片的 DTensor。FSDP2 没有切换到 `NO_SHARD` 这一步：在只有一个 rank 的网格上，唯一的那个分片就是整个张量。（后面会用它来训练，并与真实运行的损失对照。）
+# FSDP2：还是同一个对象，只是类变成了自动生成的 `FSDP<原类名>`；原来的参数名保持不变；每个参数都是沿第 0 维分片的 DTensor。FSDP2 没有切换到 `NO_SHARD` 这一步：在只有一个 rank 的网格上，唯一的那个分片就是整个张量。（后面会按同样的方式分片一个新副本来训练，并与真实运行的损失对照。）
 
 # %%
 assert fsdp2 is fsdp2_backbone and type(fsdp2).__name__ == "FSDP" + type(backbone).__name__
@@ -521,15 +534,17 @@ print(f"one process, same prompt as the demo: loss {single_loss:.4f}")
 assert all(abs(parsed[v][1][0] - single_loss) < 1e-3 for v in parsed)
 
 # %% [markdown]
-# 现在把 FSDP2 和那次运行放在一起比较。上面的 FSDP2 模型在这里按演示程序的设置训练同样的步数：相同的提示词、相同的 AdamW、学习率 1e-2。分片决定的是权重放在哪里，而不是计算本身，所以它的损失必须与双进程 FSDP1 运行一致（差别只在归约中的舍入），如果启动了双进程 FSDP2 运行，它的损失也应如此。它的梯度和参数一样，也是 DTensor。
+# 现在把 FSDP2 和那次运行放在一起比较。这里新加载一个微型骨干网络，按上面的方式用 FSDP2 分片，再按演示程序的设置训练同样的步数：相同的提示词、相同的 AdamW、学习率 1e-2。分片决定的是权重放在哪里，而不是计算本身，所以它的损失必须与双进程 FSDP1 运行一致（差别只在归约中的舍入），如果启动了双进程 FSDP2 运行，它的损失也应如此。它的梯度和参数一样，也是 DTensor。
 
 # %%
-optimizer = torch.optim.AdamW(fsdp2.parameters(), lr=1e-2)
+# A fresh copy, sharded the same way, so that this cell starts from the demo's weights every time it runs.
+trainee = fsdp2_one_rank(get_llm_backbone_and_tokenizer(BACKBONE_ID)[0])
+optimizer = torch.optim.AdamW(trainee.parameters(), lr=1e-2)
 fsdp2_losses = []
 for step in range(STEPS):
-    loss = fsdp2(input_ids=single.input_ids, attention_mask=single.attention_mask, labels=single.input_ids).loss
+    loss = trainee(input_ids=single.input_ids, attention_mask=single.attention_mask, labels=single.input_ids).loss
     loss.backward()
-    assert all(isinstance(p.grad, DTensor) for p in fsdp2.parameters())
+    assert all(isinstance(p.grad, DTensor) for p in trainee.parameters())
     optimizer.step()
     optimizer.zero_grad()
     fsdp2_losses.append(loss.item())
@@ -543,6 +558,7 @@ for step in range(STEPS):
 for column in columns.values():
     assert all(abs(a - b) < 2e-3 for a, b in zip(column, parsed[1][1]))
 
+# Done with this kernel's group; one_rank_group() starts a new one when a cell above runs again.
 dist.destroy_process_group()
 
 # %% [markdown]

@@ -203,7 +203,12 @@ def write_page(facts, checks, demos, notebooks) -> None:
 def main() -> int:
     if not torch.cuda.is_available():
         sys.exit("no CUDA GPU visible to torch: tests/gpu/report.py only measures the GPU path")
-    home = tempfile.mkdtemp(prefix="vla_backbone_home_")
+    with tempfile.TemporaryDirectory(prefix="vla_backbone_home_") as home:
+        return measure(home)
+
+
+def measure(home: str) -> int:
+    """Run every check with `home` as the replica cache, rewriting docs/gpu.md after each; 0 when all passed."""
     # As conftest.py does for nbmake: a headless kernel takes explore()'s plain path (jupyter/nbclient#312).
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLA_BACKBONE_HOME": home, "VLA_BACKBONE_WIDGETS": "0",
            "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
