@@ -11,6 +11,7 @@
 #
 # **What you will learn here**
 # - that `embed_input_ids` is a row lookup in the embedding matrix, and `inputs_embeds` can replace `input_ids`;
+# - a trap when porting to Gemma: who multiplies the embeddings by √`hidden_size` moved in transformers 5.4.0;
 # - what `attention_mask` and `position_ids` do with right padding, and why the real positions are safe;
 # - how `labels` become the loss: the shift by one, `-100`, and which positions can never contribute;
 # - the KV cache: what `use_cache=True` returns, incremental decoding, and the `past_key_values` → `cache` rename;
@@ -145,6 +146,61 @@ with expect_error(ValueError, match="exactly one of input_ids or inputs_embeds")
     backbone(input_ids=input_ids, inputs_embeds=embeddings)
 with expect_error(ValueError, match="exactly one of input_ids or inputs_embeds"):
     backbone()
+
+# %% [markdown]
+# ### Who scales the embeddings? A trap when porting to Gemma
+#
+# Every family in this package hands the embedding rows to the first decoder layer as they are. Gemma multiplies
+# them by √`hidden_size` first, and where that multiplication happens moved in transformers 5.4.0:
+#
+# - up to 5.3 (including 4.40, which OpenVLA pinned, and 4.57) the embedding module is a plain `nn.Embedding`, and
+#   `GemmaModel.forward` multiplies whatever `inputs_embeds` it receives;
+# - from 5.4 on the module, `GemmaTextScaledWordEmbedding`, multiplies its own output, and `forward` passes
+#   `inputs_embeds` on untouched.
+#
+# Text goes through `embed_input_ids` and reaches the first layer scaled exactly once on every version, so ids and
+# `embed_input_ids(ids)` give the same logits, and the contract's check of that (notebook 12) passes either way.
+# The projected image patches are another story: before 5.4 the model scaled them, from 5.4 on nothing does. A
+# projector trained on one side of 5.4 hands a model on the other side patches √`hidden_size` times too large or
+# too small: about 45 for Gemma-2B's width of 2048, and 8 for the width of 64 used here. The port has to scale them
+# itself on one side, for instance multiply the projector's output by `hidden_size ** 0.5` from 5.4 on to match a
+# projector trained before. The cell builds a one-layer Gemma with random weights from a config (nothing to
+# download) and records what its first layer receives from ids and from "patches".
+
+# %%
+from packaging.version import Version
+from transformers import GemmaConfig, GemmaForCausalLM
+
+gemma_config = GemmaConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                           num_attention_heads=2, num_key_value_heads=1, head_dim=32)
+gemma = GemmaForCausalLM(gemma_config).eval()
+first_layer_inputs = []
+hook = gemma.model.layers[0].register_forward_pre_hook(
+    lambda module, args, kwargs: first_layer_inputs.append(args[0] if args else kwargs["hidden_states"]), with_kwargs=True)
+gemma_ids = torch.tensor([[2, 17, 42, 99]])
+patches = torch.randn(1, 4, gemma_config.hidden_size)  # what a projector hands over: vectors of the LLM's width
+gemma(input_ids=gemma_ids)
+gemma(inputs_embeds=patches)
+hook.remove()
+from_ids, from_patches = first_layer_inputs
+rows = gemma.get_input_embeddings().weight[gemma_ids]
+embedding_cls = type(gemma.get_input_embeddings())
+print(f"transformers {compat.TRANSFORMERS_VERSION}: embedding module {embedding_cls.__name__}; the first layer "
+      f"receives ids' rows x{(from_ids / rows).mean():.2f} and patches x{(from_patches / patches).mean():.2f}")
+
+# %% [markdown]
+# Checked on the version installed here: text is scaled once, by √64 = 8; the module scales from 5.4.0 on, and
+# then the patches arrive as they were given; before, the model scales them too. The ids and the embeddings path
+# agree in both cases.
+
+# %%
+scale = gemma_config.hidden_size ** 0.5
+assert scale == 8.0
+assert_close(from_ids, rows * scale)
+module_scales = embedding_cls is not torch.nn.Embedding
+assert module_scales == (Version(compat.TRANSFORMERS_VERSION) >= Version("5.4.0"))
+assert_close(from_patches, patches if module_scales else patches * scale)
+assert_close(gemma(inputs_embeds=gemma.get_input_embeddings()(gemma_ids)).logits, gemma(input_ids=gemma_ids).logits)
 
 # %% [markdown]
 # ### `attention_mask` with right padding
@@ -506,6 +562,9 @@ for other_id in ["mistral-v0.1-7b-pure", "phi-2-3b", "qwen25-0_5b-pure", "opt-12
 # - `embed_input_ids(ids)` is `llm.get_input_embeddings()(ids)`, a row lookup `weight[ids]`; feeding those
 #   embeddings as `inputs_embeds` gives the same logits as the ids, which is how the VLM adds image patches.
 #   Passing both (or neither) is a `ValueError`.
+# - Gemma scales embeddings by √`hidden_size`: before transformers 5.4.0 the model scales any `inputs_embeds`
+#   (projected patches too), from 5.4.0 on only the embedding module does. Text is unaffected; a projector trained
+#   on one side of 5.4.0 is off by that factor on the other.
 # - `forward` passes its ten arguments through; `compat.forward_kwargs` drops unset ones and renames
 #   `past_key_values` to `cache` where transformers renamed it. Read caches with `compat.output_cache`.
 # - With right padding the real positions are unaffected (causality alone guarantees it; the mask fixes the pad
