@@ -156,8 +156,9 @@ def split_text_as_4x_converted(tokenizer, sentencepiece_model: str) -> None:
     4.x converted the SentencePiece model with ``LlamaConverter`` (the converter that wrote Llama-2's hub
     tokenizer.json): BPE merges ranked by the SentencePiece score of the merged piece, and "▁" added by a normalizer.
     5.x ranks the merges by the merged piece's id instead, so "▁▁" (id 259, the lowest score) merges first
-    (" leading" -> 259, 25369 instead of 29871, 8236), and it splits with a Metaspace pre-tokenizer. 4.57 still
-    converts as 4.x always did and needs none of this.
+    ("a  leading" -> 263, 259, 25369 instead of 263, 29871, 8236), and it splits with a Metaspace pre-tokenizer,
+    which loses a space at the start of the text (" leading" -> 8236 instead of 29871, 8236). 4.57 still converts as
+    4.x always did and needs none of this.
     """
     import sentencepiece
     from tokenizers import normalizers

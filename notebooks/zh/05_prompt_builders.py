@@ -686,7 +686,7 @@ for text in ("Out: ok</s> In: again", " </s>"):
     assert (legacy_tokenizer(text).input_ids != file_tokenizer.encode(text).ids) == compat.IS_V5
 
 # %% [markdown]
-# 有些 checkpoint 根本不带 `tokenizer.json`，只有 SentencePiece 模型文件 `tokenizer.model`（Vicuna v1.5 可能就是这样）。4.40 转换这个文件时，不管配置里怎么写，都按 `legacy` 为真处理，并按合并后词片的 SentencePiece 分数给 BPE 合并规则排序；上面那个 `tokenizer.json` 正是这个转换器写出来的。传入 `legacy=True` 后，4.57 的转换方式与之相同。5.x 则自己构建后端，按 id 给合并规则排序，于是 `" leading"` 会先切出 `▁▁`（id 259），而不是 `▁leading`；所以在 5.x 上，`load_tokenizer` 会按 4.x 的方式重新转换一遍（`compat.split_text_as_4x_converted`）。检验方法：把 checkpoint 复制一份、去掉其中的 `tokenizer.json`，这份副本给出的 id 必须和文件给出的一致。
+# 有些 checkpoint 根本不带 `tokenizer.json`，只有 SentencePiece 模型文件 `tokenizer.model`（Vicuna v1.5 可能就是这样）。4.40 转换这个文件时，不管配置里怎么写，都按 `legacy` 为真处理，并按合并后词片的 SentencePiece 分数给 BPE 合并规则排序；上面那个 `tokenizer.json` 正是这个转换器写出来的。传入 `legacy=True` 后，4.57 的转换方式与之相同。5.x 则自己构建后端（在 5.24 上实测），结果有两处不同：文本开头的空格会丢掉（`" leading"` 只剩 `▁leading`，而文件给出的是 `▁` 和 `▁leading`）；合并规则按 id 排序，所以 `"a  leading"` 里的两个空格会变成 `▁▁`（id 259，分数最低）加 `leading`，而不是 `▁` 加 `▁leading`。因此在 5.x 上，`load_tokenizer` 会按 4.x 的方式重新转换一遍（`compat.split_text_as_4x_converted`）。检验方法：把 checkpoint 复制一份、去掉其中的 `tokenizer.json`，这份副本给出的 id 必须和文件给出的一致，而 5.x 上普通的 `AutoTokenizer` 做不到这一点。
 
 # %%
 import shutil
@@ -695,14 +695,22 @@ import tempfile
 with tempfile.TemporaryDirectory() as model_only:
     for name in ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"):
         shutil.copy(tiny_checkpoint("llama2") / name, model_only)
+    model_only_plain = AutoTokenizer.from_pretrained(model_only, legacy=True)
     model_only_tokenizer = LLaMa2LLMBackbone.load_tokenizer(model_only)
-for text in (MULTI_TURN, " </s>", " leading space"):
-    print(f"{text[-22:]!r:26} file {file_tokenizer.encode(text).ids[-5:]}  "
-          f"tokenizer.model only {model_only_tokenizer(text).input_ids[-5:]}")
+print("tokenizer.model only:")
+for text in (MULTI_TURN, " </s>", " leading space", "a  leading"):
+    print(f"{text[-22:]!r:26} file {file_tokenizer.encode(text).ids[-4:]}  plain {model_only_plain(text).input_ids[-4:]}"
+          f"  load_tokenizer {model_only_tokenizer(text).input_ids[-4:]}")
 
 # %%
 assert file_tokenizer.encode(" leading space").tokens == ["<s>", "▁", "▁leading", "▁space"]
-for text in (MULTI_TURN, "Out: ok</s> In: again", " </s>", " leading space"):
+assert file_tokenizer.encode("a  leading").tokens == ["<s>", "▁a", "▁", "▁leading"]
+plain_tokens = {text: model_only_plain.convert_ids_to_tokens(model_only_plain(text).input_ids) for text in (" leading space", "a  leading")}
+if compat.IS_V5:
+    assert plain_tokens == {" leading space": ["<s>", "▁leading", "▁space"], "a  leading": ["<s>", "▁a", "▁▁", "leading"]}
+else:
+    assert all(model_only_plain(text).input_ids == file_tokenizer.encode(text).ids for text in plain_tokens)
+for text in (MULTI_TURN, "Out: ok</s> In: again", " </s>", " leading space", "a  leading"):
     assert model_only_tokenizer(text).input_ids == file_tokenizer.encode(text).ids
 
 # %% [markdown]
