@@ -188,6 +188,8 @@ assert check_bos(llama_tok, "llama2-7b-pure") is None
 # probe and the action prompt); then we replace its template by `$A` alone.
 
 # %%
+import json
+
 from tokenizers import Tokenizer, processors
 from transformers import PreTrainedTokenizerFast
 
@@ -203,6 +205,10 @@ def wrap(pipeline: Tokenizer) -> PreTrainedTokenizerFast:
 real_pipeline = Tokenizer.from_file(str(LLAMA_TOKENIZER_JSON))
 print("post-processor in tokenizer.json:", real_pipeline.post_processor)
 assert all(wrap(real_pipeline)(text).input_ids == llama_tok(text).input_ids for text in (BOS_PROBE_TEXT, prompt))
+# The model is BPE, and the template for one text is `<s> $A`, as the file stores it.
+stored = json.loads(real_pipeline.to_str())
+assert stored["model"]["type"] == "BPE" and stored["post_processor"]["type"] == "TemplateProcessing"
+assert stored["post_processor"]["single"] == [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}]
 
 never_pipeline = Tokenizer.from_file(str(LLAMA_TOKENIZER_JSON))
 never_pipeline.post_processor = processors.TemplateProcessing(single="$A", pair="$A $B")
@@ -270,6 +276,7 @@ assert PurePromptBuilder("openvla").finish("<s>In: hi\nOut: ") == "In: hi\nOut:"
 from tokenizers import AddedToken, Regex, normalizers
 
 print("normalizer in tokenizer.json:", real_pipeline.normalizer)
+assert real_pipeline.normalizer.normalize_str("pick up") == "▁pick▁up"  # prepends ▁ and turns spaces into ▁
 always_pipeline = Tokenizer.from_file(str(LLAMA_TOKENIZER_JSON))
 always_pipeline.normalizer = normalizers.Sequence(
     [normalizers.Replace(Regex(r"\A(?!<s>)"), "<s>▁"), normalizers.Replace(" ", "▁")]

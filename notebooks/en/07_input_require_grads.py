@@ -55,6 +55,7 @@ model = backbone.llm
 print(type(model).__name__, "| transformers 5.x:", compat.IS_V5)
 print("input-grad hook on the embedding after loading:", compat.has_input_grad_hook(model))
 assert compat.has_input_grad_hook(model)
+assert torch.get_num_threads() == 1  # setup() set it
 
 
 # %% [markdown]
@@ -355,6 +356,20 @@ for checkpointing in ("reentrant", "non-reentrant", None):
 assert table["reentrant", False, False] == "RuntimeError at backward"
 assert table["reentrant", False, True] == "silent: adapters get no gradient"
 assert all(v == "adapters get gradients" for k, v in table.items() if k[:2] != ("reentrant", False))
+
+# %% [markdown]
+# Why full fine-tuning never needed the hook: there the embedding weight itself trains, so the embedding output
+# requires grad on its own, and reentrant checkpointing sees an input that needs a gradient. The worst row of the
+# table, with a trainable embedding matrix instead of the hook:
+
+# %%
+configure("reentrant", hook=False)
+embedding.weight.requires_grad_(True)
+full_grads, _ = backward_step(input_ids=ids)
+embedding.weight.requires_grad_(False)
+print("reentrant, no hook, trainable embeddings: adapter gradient norms", [round(g.norm().item(), 5) for g in full_grads[1::2]])
+assert all(g is not None and g.norm() > 0 for g in full_grads) and embedding.weight.grad is not None
+torch.testing.assert_close(full_grads, fixed_grads["no checkpointing"])
 
 
 # %% [markdown]

@@ -57,6 +57,7 @@ print(source)
 assert "compat.enable_checkpointing(self.llm, use_reentrant=False)" in source
 assert hasattr(llm, "activation_checkpointing_enable") == compat.IS_V5
 assert not compat.is_checkpointing(llm)
+assert torch.get_num_threads() == 1  # setup() set it
 
 # %% [markdown]
 # The HF model passes the request on to every decoder layer: each gets a flag `gradient_checkpointing` and a

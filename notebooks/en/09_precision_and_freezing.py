@@ -589,7 +589,8 @@ for backbone_id in ("llama2-7b-pure", "qwen25-0_5b-pure"):
 #
 # ## Summary
 # - Every family's `half_precision_dtype` is `torch.bfloat16`: fp32's range (max 3.4e38, tiny 1.2e-38) with 7
-#   mantissa bits (eps 2^-7); fp16 is 8 times finer but overflows above 65504 and flushes values below 6e-8 to 0.
+#   mantissa bits (eps 2^-7); fp16 is 8 times finer but overflows above 65504 and flushes values below 2^-25 (about
+#   3e-8, half its smallest subnormal) to 0.
 # - OpenVLA trains under `torch.autocast` to `half_precision_dtype` together with FSDP mixed precision (bf16
 #   parameters for compute, fp32 gradient reduction), and generates under the same autocast.
 # - Under `torch.autocast(..., dtype=bfloat16)` the linear layers and the logits are bf16 while weights, embeddings,

@@ -403,7 +403,7 @@ print(type(backbone.llm).__name__, "| tokens:", len(tokenizer), "| pad:", tokeni
 # %% [markdown]
 # `<|pad|>` gets the next free id, 50257, so the tokenizer has 50258 tokens, and the resize to a multiple of 64
 # grows the 50257 rows to 50304: the figure nanoGPT uses for GPT-2 (notebook 04). The head is tied, so it grows
-# with the embedding.
+# with the embedding. The length is capped at 1024, and one token more is indeed past the position table.
 
 # %%
 assert isinstance(backbone.llm, GPT2LMHeadModel) and backbone.transformer_layer_cls is GPT2Block
@@ -411,6 +411,8 @@ assert len(tokenizer) == 50258 and tokenizer.pad_token == "<|pad|>" and backbone
 assert rows == 50304 and backbone.llm.get_output_embeddings().weight is backbone.llm.get_input_embeddings().weight
 assert backbone.half_precision_dtype is torch.bfloat16
 assert backbone.llm_max_length == tokenizer.model_max_length == backbone.llm.config.n_positions == 1024
+with expect_error(IndexError, match="index out of range"), torch.no_grad():
+    backbone.llm(input_ids=torch.zeros(1, 1025, dtype=torch.long))
 
 # %% [markdown]
 # The parent checks the id against `models`, and an incomplete subclass fails at construction with the names of

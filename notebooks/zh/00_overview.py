@@ -40,7 +40,11 @@ for backbone_id in ids:
 # %%
 families = {backbone_class(i).family for i in ids}
 assert families == {"llama2", "mistral", "phi", "qwen25", "opt"}
-assert {"llama2-7b-pure", "vicuna-v15-7b", "mistral-v0.1-7b-instruct", "phi-2-3b", "qwen25-0_5b-pure", "opt-125m"} <= set(ids)
+# Every id OpenVLA's and MiniVLA's registries define (their upstream lists), plus OPT's.
+UPSTREAM_IDS = {"llama2-7b-pure", "llama2-13b-pure", "llama2-7b-chat", "llama2-13b-chat", "vicuna-v15-7b", "vicuna-v15-13b",
+                "mistral-v0.1-7b-pure", "mistral-v0.1-7b-instruct", "phi-2-3b",
+                "qwen25-0_5b-pure", "qwen25-0_5b-extra", "qwen25-1_5b-pure", "qwen25-3b-pure", "qwen25-7b-pure"}
+assert UPSTREAM_IDS <= set(ids) and all(backbone_class(i).family == "opt" for i in set(ids) - UPSTREAM_IDS)
 
 # %% [markdown]
 # ## 微型副本：真实的分词器和模型类，玩具级的尺寸，完全离线

@@ -65,8 +65,9 @@ assert type(OnlyAModule) is type and not getattr(OnlyAModule, "__abstractmethods
 # %%
 from vla_backbone.notebook import expect_error
 
-with expect_error(TypeError, match="Can't instantiate abstract class LLMBackbone"):
+with expect_error(TypeError, match="Can't instantiate abstract class LLMBackbone") as caught:
     LLMBackbone("llama2-7b-pure")
+assert all(name in str(caught[0]) for name in LLMBackbone.__abstractmethods__)
 
 # %% [markdown]
 # ## 八个抽象成员

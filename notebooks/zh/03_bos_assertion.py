@@ -165,6 +165,8 @@ assert check_bos(llama_tok, "llama2-7b-pure") is None
 # 我们用 `tokenizers` 库读入这个文件本身，再配上 Llama-2 的特殊 token，把它包装成 transformers 的分词器。先不做任何改动，它给出的 id 必须和骨干网络加载的分词器完全一致（探测文本和动作提示词都要一致）；然后再把它的模板换成只有 `$A`。
 
 # %%
+import json
+
 from tokenizers import Tokenizer, processors
 from transformers import PreTrainedTokenizerFast
 
@@ -180,6 +182,10 @@ def wrap(pipeline: Tokenizer) -> PreTrainedTokenizerFast:
 real_pipeline = Tokenizer.from_file(str(LLAMA_TOKENIZER_JSON))
 print("post-processor in tokenizer.json:", real_pipeline.post_processor)
 assert all(wrap(real_pipeline)(text).input_ids == llama_tok(text).input_ids for text in (BOS_PROBE_TEXT, prompt))
+# The model is BPE, and the template for one text is `<s> $A`, as the file stores it.
+stored = json.loads(real_pipeline.to_str())
+assert stored["model"]["type"] == "BPE" and stored["post_processor"]["type"] == "TemplateProcessing"
+assert stored["post_processor"]["single"] == [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}]
 
 never_pipeline = Tokenizer.from_file(str(LLAMA_TOKENIZER_JSON))
 never_pipeline.post_processor = processors.TemplateProcessing(single="$A", pair="$A $B")
@@ -235,6 +241,7 @@ assert PurePromptBuilder("openvla").finish("<s>In: hi\nOut: ") == "In: hi\nOut:"
 from tokenizers import AddedToken, Regex, normalizers
 
 print("normalizer in tokenizer.json:", real_pipeline.normalizer)
+assert real_pipeline.normalizer.normalize_str("pick up") == "▁pick▁up"  # prepends ▁ and turns spaces into ▁
 always_pipeline = Tokenizer.from_file(str(LLAMA_TOKENIZER_JSON))
 always_pipeline.normalizer = normalizers.Sequence(
     [normalizers.Replace(Regex(r"\A(?!<s>)"), "<s>▁"), normalizers.Replace(" ", "▁")]

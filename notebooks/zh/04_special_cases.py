@@ -359,7 +359,11 @@ print(f"new rows: {len(new_rows)}, mean {new_rows.mean():.5f}, std {new_rows.std
 reloaded_llama, _ = get_llm_backbone_and_tokenizer("llama2-7b-pure")
 
 # %%
-assert len(new_rows) == 64
+import inspect
+from transformers import PreTrainedModel
+
+assert inspect.signature(PreTrainedModel.resize_token_embeddings).parameters["mean_resizing"].default is True
+assert len(new_rows) == 64 and llama.llm.config.initializer_range == 0.02
 assert abs(new_rows.mean()) < 0.002 and abs(new_rows.std() - llama.llm.config.initializer_range) < 0.002
 torch.testing.assert_close(reloaded_llama.llm.get_input_embeddings().weight, llama.llm.get_input_embeddings().weight,
                            rtol=0, atol=0)

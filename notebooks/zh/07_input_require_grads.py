@@ -43,6 +43,7 @@ model = backbone.llm
 print(type(model).__name__, "| transformers 5.x:", compat.IS_V5)
 print("input-grad hook on the embedding after loading:", compat.has_input_grad_hook(model))
 assert compat.has_input_grad_hook(model)
+assert torch.get_num_threads() == 1  # setup() set it
 
 
 # %% [markdown]
@@ -303,6 +304,18 @@ for checkpointing in ("reentrant", "non-reentrant", None):
 assert table["reentrant", False, False] == "RuntimeError at backward"
 assert table["reentrant", False, True] == "silent: adapters get no gradient"
 assert all(v == "adapters get gradients" for k, v in table.items() if k[:2] != ("reentrant", False))
+
+# %% [markdown]
+# 全量微调为什么从来用不着这个钩子：那时嵌入矩阵本身就在训练，嵌入的输出自然需要梯度，可重入检查点看到的输入也就需要梯度。下面用表里最糟的那一行来验证，只是把钩子换成可训练的嵌入矩阵：
+
+# %%
+configure("reentrant", hook=False)
+embedding.weight.requires_grad_(True)
+full_grads, _ = backward_step(input_ids=ids)
+embedding.weight.requires_grad_(False)
+print("reentrant, no hook, trainable embeddings: adapter gradient norms", [round(g.norm().item(), 5) for g in full_grads[1::2]])
+assert all(g is not None and g.norm() > 0 for g in full_grads) and embedding.weight.grad is not None
+torch.testing.assert_close(full_grads, fixed_grads["no checkpointing"])
 
 
 # %% [markdown]

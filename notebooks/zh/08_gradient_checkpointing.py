@@ -48,6 +48,7 @@ print(source)
 assert "compat.enable_checkpointing(self.llm, use_reentrant=False)" in source
 assert hasattr(llm, "activation_checkpointing_enable") == compat.IS_V5
 assert not compat.is_checkpointing(llm)
+assert torch.get_num_threads() == 1  # setup() set it
 
 # %% [markdown]
 # HF 模型再把请求传给每个解码器层：每层得到一个标志 `gradient_checkpointing` 和一个检查点函数，即 `torch.utils.checkpoint.checkpoint`，并带上我们指定的关键字参数。

@@ -512,7 +512,7 @@ for backbone_id in ("llama2-7b-pure", "qwen25-0_5b-pure"):
 # 所以在绑定权重下，“最后一层微调”会通过 head 更新输入嵌入的每一行，包括输入中从未出现过的 token 的行；你也无法在训练输出端的同时保持输入端不变。要做到这一点，得先解除绑定：给 head 一份自己的副本 `head.weight = nn.Parameter(embeddings.weight.detach().clone())`，并设置 `config.tie_word_embeddings = False`，这样保存再加载之后两者仍然是分开的（见练习 3）。
 #
 # ## 小结
-# - 每个模型家族的 `half_precision_dtype` 都是 `torch.bfloat16`：拥有 fp32 的范围（max 3.4e38，tiny 1.2e-38），尾数只有 7 位（eps 2^-7）；fp16 的精度高 8 倍，但超过 65504 就溢出，小于 6e-8 的值会下溢为 0。
+# - 每个模型家族的 `half_precision_dtype` 都是 `torch.bfloat16`：拥有 fp32 的范围（max 3.4e38，tiny 1.2e-38），尾数只有 7 位（eps 2^-7）；fp16 的精度高 8 倍，但超过 65504 就溢出，小于 2^-25（约 3e-8，即最小次正规数的一半）的值会下溢为 0。
 # - OpenVLA 训练时既在 `torch.autocast` 下以 `half_precision_dtype` 计算，又使用 FSDP 混合精度（bf16 参数用于计算，fp32 归约梯度）；生成时也用同样的 autocast。
 # - 在 `torch.autocast(..., dtype=bfloat16)` 下，线性层和 logits 是 bf16，而权重、嵌入、归一化、残差流和损失保持 fp32；logits 与 fp32 结果的差距不超过其尺度的 8 个 bf16 单位舍入误差。
 # - 每个模型家族的 `last_layer_finetune_modules` 都是（输入嵌入、最后一个解码器层、LM head）；在 Llama-2-7B 上这只占 7% 的参数，在微型副本上却几乎是全部。

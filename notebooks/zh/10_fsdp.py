@@ -166,6 +166,9 @@ print(f"{len(big_counts)} units; root {big_counts[''] / 1e6:.1f} M; each layer {
       f"total {sum(big_counts.values()) / 1e9:.2f} B")
 assert len(big_counts) == 33 and len(set(list(big_counts.values())[1:])) == 1
 assert 262e6 < big_counts[""] < 263e6 and 202e6 < big_counts["model.layers.0"] < 203e6
+# The opening's arithmetic: fp32 weight, gradient and Adam's two moments are 4 x 4 bytes per parameter.
+print(f"fp32 training state with Adam: {16 * sum(big_counts.values()) / 1e9:.0f} GB")
+assert 16 * sum(big_counts.values()) > 100e9
 
 
 # %% [markdown]

@@ -41,6 +41,7 @@ from torch import nn
 
 import vla_backbone
 
+assert torch.get_num_threads() == 1  # setup() set it
 backbone, tokenizer = vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure")
 
 
@@ -271,6 +272,8 @@ print("read:   ", read_back, phi_tokenizer.convert_ids_to_tokens(read_back))
 # %%
 assert phi_tokenizer.convert_ids_to_tokens(written[1:3]) == ["======", "======"]
 assert phi_tokenizer.convert_ids_to_tokens(read_back[1]) == "============" and written[1] not in read_back
+# Seven in, six out: the two pieces became one, the other five came back as written (then phi-2's "\n" and EOS).
+assert len(written) == 7 and read_back[:6] == [written[0], read_back[1], *written[3:]]
 assert not survives(phi, phi_tokenizer, phi_actions, merging)
 
 # %% [markdown]

@@ -339,7 +339,7 @@ print(type(backbone.llm).__name__, "| tokens:", len(tokenizer), "| pad:", tokeni
       f"| embedding rows: {replica_config.vocab_size} -> {rows}")
 
 # %% [markdown]
-# `<|pad|>` 拿到下一个空闲 id 50257，所以分词器有 50258 个 token，resize 到 64 的倍数后，50257 行变大为 50304 行：正是 nanoGPT 给 GPT-2 用的那个数（notebook 04）。LM head 与嵌入绑定，所以跟着一起变大。
+# `<|pad|>` 拿到下一个空闲 id 50257，所以分词器有 50258 个 token，resize 到 64 的倍数后，50257 行变大为 50304 行：正是 nanoGPT 给 GPT-2 用的那个数（notebook 04）。LM head 与嵌入绑定，所以跟着一起变大。长度被限制在 1024，而多一个 token 就确实超出了位置表。
 
 # %%
 assert isinstance(backbone.llm, GPT2LMHeadModel) and backbone.transformer_layer_cls is GPT2Block
@@ -347,6 +347,8 @@ assert len(tokenizer) == 50258 and tokenizer.pad_token == "<|pad|>" and backbone
 assert rows == 50304 and backbone.llm.get_output_embeddings().weight is backbone.llm.get_input_embeddings().weight
 assert backbone.half_precision_dtype is torch.bfloat16
 assert backbone.llm_max_length == tokenizer.model_max_length == backbone.llm.config.n_positions == 1024
+with expect_error(IndexError, match="index out of range"), torch.no_grad():
+    backbone.llm(input_ids=torch.zeros(1, 1025, dtype=torch.long))
 
 # %% [markdown]
 # 父类会拿 id 去 `models` 里核对；不完整的子类在构造时就会失败，并指出还缺哪些成员。这正是上游 OpenVLA 中 Mistral 和 Phi 类的缺陷（notebook 01），在这里还没加载任何权重就被发现了。
