@@ -247,7 +247,8 @@ with expect_error(TokenizerBOSError, match="does not prepend BOS when add_specia
 # ## 4. Breaking half 2: BOS that does not come from the special-token step
 #
 # Why insist that BOS is *absent* without special tokens? Because code that builds training examples counts on
-# it. Prismatic's fine-tuning dataset (which OpenVLA inherits) tokenizes a conversation one turn at a time, with
+# it. Prismatic's fine-tuning dataset (which OpenVLA inherits; `FinetuneDataset.__getitem__` in
+# `prismatic/preprocessing/datasets/datasets.py`) tokenizes a conversation one turn at a time, with
 # `add_special_tokens=(turn_idx == 0)`, and concatenates the pieces: BOS once, at the start.
 #
 # The simplest way to get a BOS from somewhere else is a text that already starts with `<s>`. The real tokenizer

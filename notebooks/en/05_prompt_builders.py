@@ -369,7 +369,8 @@ assert not any(build(cls, CONVERSATION).prompt.startswith("<s>") for cls in BUIL
 #
 # Meta's Llama-2-chat format opens the system block with `<<SYS>>`. Prismatic's builder writes `<<SYS>` — one `>`
 # short — and closes it correctly with `<</SYS>>`. It is a typo, and we keep it: Prismatic's released
-# `llama2-chat+7b` and `llama2-chat+13b` VLMs were trained on the typo, so those checkpoints expect it. "Fixing" it
+# `llama2-chat+7b` and `llama2-chat+13b` VLMs use the backbones `llama2-7b-chat` and `llama2-13b-chat` (Prismatic's
+# `prismatic/conf/models.py`), whose builder is this one, so they were trained on the typo and expect it. "Fixing" it
 # would hand them different tokens at inference from the ones they learned, with no error anywhere, only a quiet
 # drop in quality.
 
@@ -599,8 +600,9 @@ assert training_ids[len(repaired_ids)] == action_ids[0]
 #
 # ### Turn by turn, as Prismatic does
 #
-# Prismatic's dataset calls `add_turn` for each turn and tokenizes the text it returns, on its own: BOS only for
-# the first turn, trailing whitespace stripped (a Llama tokenizer would otherwise add a separate space token). The
+# Prismatic's dataset (`FinetuneDataset.__getitem__`, notebook 03) calls `add_turn` for each turn and tokenizes the
+# text it returns, on its own: BOS only for the first turn, trailing whitespace stripped for Llama tokenizers (which
+# would otherwise add a separate space token, as its comment says). The
 # labels follow one rule: every token of a human turn gets `-100` (the index the cross-entropy ignores), every
 # token of a gpt turn gets its own id. The model is graded on answers only, never on the questions.
 

@@ -383,7 +383,8 @@ assert out.logits.shape[1] == batch.input_ids.shape[1] + 16
 # language model is all, nothing, or only its `last_layer_finetune_modules`. Setting `requires_grad` on every
 # parameter is all a stage does; the optimizer later receives only the parameters that require grad. OpenVLA's VLA
 # training scripts use the names `vla-train`, `vla-full-train` and `vla-last-layer-train` for the same settings as
-# `finetune`, `full-finetune` and `last-layer-finetune`; the aliases map them. Note the order inside
+# `finetune`, `full-finetune` and `last-layer-finetune` (upstream's `PrismaticVLM.freeze_backbones` accepts either
+# name); the aliases map them. Note the order inside
 # `apply_stage`: freeze the whole language model first, then unfreeze the last-layer modules.
 
 # %%

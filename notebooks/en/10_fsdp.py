@@ -483,7 +483,9 @@ assert {p.dtype for p in openvla_fsdp.parameters()} == {torch.float32} == {p.gra
 # the same choice as
 # `fully_shard(module, mp_policy=MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32))`,
 # which is what the demo passes on GPUs with bf16. In OpenVLA a *frozen* vision encoder is cast to bf16 outright
-# before wrapping, since no optimizer needs its fp32 copy.
+# before wrapping, since no optimizer needs its fp32 copy (`FSDPStrategy.run_setup` in
+# `prismatic/training/strategies/fsdp.py`, in every stage but `full-finetune`, `vla-full-train` and
+# `vla-sandwich-train`).
 #
 # ## The LoRA pitfall: "uniform requires_grad"
 #
@@ -637,9 +639,9 @@ assert all(abs(parsed[v][1][0] - single_loss) < 1e-3 for v in parsed)
 
 # %% [markdown]
 # Now FSDP2 against the run. A fresh tiny backbone, sharded with FSDP2 exactly as above, trains here for the same
-# steps as the demo: same prompt, same AdamW with learning rate 1e-2. Sharding decides where the weights live, not the arithmetic, so its losses
-# must match the two-process FSDP1 run (up to rounding in the reductions), and so must a two-process FSDP2 run if
-# one was started. Its gradients are DTensors, like its parameters.
+# steps as the demo: same prompt, same AdamW with learning rate 1e-2. Sharding decides where the weights live, not
+# the arithmetic, so its losses must match the two-process FSDP1 run (up to rounding in the reductions), and so must
+# a two-process FSDP2 run if one was started. Its gradients are DTensors, like its parameters.
 
 # %%
 # A fresh copy, sharded the same way, so that this cell starts from the demo's weights every time it runs.

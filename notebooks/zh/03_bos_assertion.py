@@ -220,7 +220,7 @@ with expect_error(TokenizerBOSError, match="does not prepend BOS when add_specia
 # %% [markdown]
 # ## 4. 违反条件二：不是由特殊 token 步骤加上的 BOS
 #
-# 为什么要坚持不带特殊 token 时*不能*出现 BOS？因为构造训练样本的代码依赖这一点。Prismatic 的微调数据集（OpenVLA 沿用了它）按轮次逐段对对话做分词，参数是 `add_special_tokens=(turn_idx == 0)`，再把各段拼起来：BOS 只出现一次，就在开头。
+# 为什么要坚持不带特殊 token 时*不能*出现 BOS？因为构造训练样本的代码依赖这一点。Prismatic 的微调数据集（OpenVLA 沿用了它，见 `prismatic/preprocessing/datasets/datasets.py` 中的 `FinetuneDataset.__getitem__`）按轮次逐段对对话做分词，参数是 `add_special_tokens=(turn_idx == 0)`，再把各段拼起来：BOS 只出现一次，就在开头。
 #
 # 让 BOS 从别处冒出来，最简单的途径就是文本本身已经以 `<s>` 开头。真实的分词器会把写出来的 `<s>` 识别成那个特殊 token，于是不带特殊 token 的编码也以 BOS 开头，正常编码则有两个 BOS。正因为如此，凡是分词器会自己加 BOS 的提示词构造器，都会去掉文本开头的 `<s>`（见 notebook 05）。
 

@@ -322,7 +322,7 @@ assert not any(build(cls, CONVERSATION).prompt.startswith("<s>") for cls in BUIL
 # %% [markdown]
 # ### LLaMa2Chat：只有一个 `>` 的 `<<SYS>`
 #
-# Meta 官方的 Llama-2-chat 格式用 `<<SYS>>` 开启系统提示词块。Prismatic 的构造器写成了 `<<SYS>`——少了一个 `>`——结尾的 `<</SYS>>` 倒是正确的。这是个笔误，但我们保留它：Prismatic 发布的 `llama2-chat+7b` 和 `llama2-chat+13b` 这两个 VLM 就是在这个笔误上训练的，这些 checkpoint 认的就是它。如果把它“修好”，推理时模型拿到的 token 就和训练时学到的不一样，不会有任何报错，效果却会悄悄变差。
+# Meta 官方的 Llama-2-chat 格式用 `<<SYS>>` 开启系统提示词块。Prismatic 的构造器写成了 `<<SYS>`——少了一个 `>`——结尾的 `<</SYS>>` 倒是正确的。这是个笔误，但我们保留它：Prismatic 发布的 `llama2-chat+7b` 和 `llama2-chat+13b` 这两个 VLM 用的骨干网络是 `llama2-7b-chat` 和 `llama2-13b-chat`（见 Prismatic 的 `prismatic/conf/models.py`），用的正是这个构造器，所以它们是在这个笔误上训练的，这些 checkpoint 认的就是它。如果把它“修好”，推理时模型拿到的 token 就和训练时学到的不一样，不会有任何报错，效果却会悄悄变差。
 
 # %%
 chat_prompt = build(LLaMa2ChatPromptBuilder, CONVERSATION).get_prompt()
@@ -519,7 +519,7 @@ assert training_ids[len(repaired_ids)] == action_ids[0]
 #
 # ### 逐轮分词：Prismatic 的做法
 #
-# Prismatic 的数据集对每个轮次调用 `add_turn`，并把返回的文本单独分词：只有第一个轮次加 BOS，末尾空白去掉（否则 Llama 分词器会多出一个单独的空格 token）。标签只遵循一条规则：human 轮次的每个 token 都标为 `-100`（交叉熵会忽略的索引），gpt 轮次的每个 token 标为它自己的 id。损失只在回答上计算，问题部分从不计入。
+# Prismatic 的数据集（`FinetuneDataset.__getitem__`，见 notebook 03）对每个轮次调用 `add_turn`，并把返回的文本单独分词：只有第一个轮次加 BOS；对 Llama 分词器还要去掉末尾空白（否则它会多出一个单独的空格 token，那段代码的注释里就是这么说的）。标签只遵循一条规则：human 轮次的每个 token 都标为 `-100`（交叉熵会忽略的索引），gpt 轮次的每个 token 标为它自己的 id。损失只在回答上计算，问题部分从不计入。
 
 # %%
 IGNORE_INDEX = -100
