@@ -292,6 +292,34 @@ def test_llama2_ids_are_the_4x_ids_checkpoints_were_trained_on(backbone_id):
     ]
 
 
+# Measured with transformers 4.40.1 (the version OpenVLA pins) on the shipped tokenizer files, 2026-11-30: texts where
+# 5.x, even with legacy=True, gives other ids (REFERENCE §9 says legacy=True restores the 4.x ids; it does so for
+# the multi-turn prompt above, not for these).
+IDS_4_40_1 = {
+    "llama2": {"Out: ok</s> In: again": [1, 4451, 29901, 3431, 2, 29871, 512, 29901, 1449], " </s>": [1, 259, 2],
+               "a  leading": [1, 263, 29871, 8236], " leading space": [1, 29871, 8236, 2913]},
+    "mistral": {"Out: ok</s> In: again": [1, 4655, 28747, 3614, 2, 28705, 560, 28747, 1076], " </s>": [1, 259, 2],
+                "a  leading": [1, 264, 28705, 5374], " leading space": [1, 28705, 5374, 2764]},
+}
+
+
+@pytest.mark.parametrize("backbone_id", ["llama2-7b-pure", "vicuna-v15-7b", "mistral-v0.1-7b-pure"])
+@pytest.mark.parametrize("tokenizer_json", [True, False], ids=["tokenizer.json", "tokenizer.model-only"])
+def test_ids_match_transformers_4_40_1_where_legacy_true_does_not(backbone_id, tokenizer_json, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    source = Path(checkpoint_path(backbone_id))
+    if tokenizer_json:
+        _, tokenizer = load(backbone_id)
+    else:
+        for name in ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"):
+            shutil.copy(source / name, tmp_path / name)
+        tokenizer = backbone_class(backbone_id).load_tokenizer(str(tmp_path))
+    expected = IDS_4_40_1[backbone_class(backbone_id).family]
+    assert {text: tokenizer(text).input_ids for text in expected} == expected
+
+
 def whitespace_and_special_token_texts(specials: list[str], count: int = 300) -> list[str]:
     """Seeded texts that mix words, runs of whitespace and special tokens written in the text, in any order."""
     import random
