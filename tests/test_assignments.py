@@ -279,3 +279,4 @@ def test_masters_pass_their_graders_and_student_versions_fail_them_cleanly(relea
             if lang == "zh":
                 assert "is not implemented yet" not in text, f"{where} speaks English to a zh notebook:\n{text[:800]}"
             assert not OTHER_ERRORS.search(text), f"{where} failed with another error:\n{text[:800]}"
+            assert "During handling of the above exception" not in text, f"{where} shows a chained traceback:\n{text[:800]}"

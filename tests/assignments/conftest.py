@@ -281,6 +281,7 @@ def pytest_pyfunc_call(pyfuncitem):
         frames = traceback.extract_tb(exc.__traceback__)
         inside = [f for f in frames if f.filename == str(notebook.path)]
         what = f"`{inside[-1].name}`" if inside else notebook.say("a function this test calls", "本测试调用的某个函数")
-        pytest.fail(notebook.say(
-            f"{notebook.number}: {what} is not implemented yet (it raised NotImplementedError: {exc}).",
-            f"{notebook.number}：{what} 尚未实现（它抛出了 NotImplementedError: {exc}）。"), pytrace=False)
+        message = notebook.say(f"{notebook.number}: {what} is not implemented yet (it raised NotImplementedError: {exc}).",
+                               f"{notebook.number}：{what} 尚未实现（它抛出了 NotImplementedError: {exc}）。")
+    # Outside the except block, so that pytest shows the one line and not the NotImplementedError chained to it.
+    pytest.fail(message, pytrace=False)
