@@ -169,6 +169,26 @@ def test_contract_refuses_a_prompt_builder_whose_eos_is_not_a_token():
         check_backbone_contract(backbone)
 
 
+def test_contract_checks_that_checkpointing_turns_on_and_leaves_the_backbone_as_it_was():
+    from vla_backbone import compat
+    from vla_backbone.families.opt import OPTLLMBackbone
+
+    class NoCheckpointing(OPTLLMBackbone):
+        def enable_gradient_checkpointing(self) -> None:
+            pass
+
+    backbone = NoCheckpointing("opt-125m", hf_hub_path=str(checkpoint_path("opt-125m")))
+    with pytest.raises(AssertionError, match=r"enable_gradient_checkpointing\(\) left checkpointing off"):
+        check_backbone_contract(backbone)
+
+    backbone, _ = vla_backbone.get_llm_backbone_and_tokenizer("opt-125m")
+    check_backbone_contract(backbone)
+    assert not compat.is_checkpointing(backbone.llm) and compat.has_input_grad_hook(backbone.llm)
+    backbone.enable_gradient_checkpointing()
+    check_backbone_contract(backbone)
+    assert compat.is_checkpointing(backbone.llm)
+
+
 def test_a_mistyped_member_is_reported_as_itself():
     """nn.Module reports an AttributeError raised inside a property as the property missing; a porter needs the real
     name. transformers 5 renamed GPT-NeoX's `embed_out`, so upstream-style code can hit exactly this."""

@@ -22,6 +22,26 @@ def _member(backbone, name: str):
     return member.fget(backbone) if isinstance(member, property) else getattr(backbone, name)
 
 
+def _check_checkpointing(backbone, name: str) -> None:
+    """``enable_gradient_checkpointing()`` turns HF checkpointing on and keeps the input-grad hook; the backbone is
+    left as it was found."""
+    was_on = compat.is_checkpointing(backbone.llm)
+    try:
+        backbone.enable_gradient_checkpointing()
+    except Exception as exc:  # e.g. transformers' ValueError for a class without checkpointing support
+        raise AssertionError(f"{name}: enable_gradient_checkpointing() raised {type(exc).__name__}: {exc}") from exc
+    try:
+        _require(compat.is_checkpointing(backbone.llm),
+                 f"{name}: enable_gradient_checkpointing() left checkpointing off; delegate to the HF model, as "
+                 "HFCausalLLMBackbone does (compat.enable_checkpointing)")
+        _require(compat.has_input_grad_hook(backbone.llm),
+                 f"{name}: enable_gradient_checkpointing() removed the input-grad hook; a frozen backbone would then "
+                 "train no adapter inside a checkpointed layer (notebook 07)")
+    finally:
+        if not was_on:
+            compat.disable_checkpointing(backbone.llm)
+
+
 def check_backbone_contract(backbone, special_cases=SPECIAL_CASES) -> None:
     """Raise AssertionError, saying what is wrong, unless ``backbone`` keeps every promise of ``LLMBackbone``.
 
@@ -29,7 +49,8 @@ def check_backbone_contract(backbone, special_cases=SPECIAL_CASES) -> None:
     ``llm_max_length`` within the model's positions; the BOS check (skipped for ids in ``special_cases``; it raises
     ``TokenizerBOSError``, a subclass of AssertionError); the prompt builder's EOS is one special token;
     ``embed_dim`` is the input embeddings' width; embeddings padded to a multiple of 64; the input-grad hook in
-    training mode and ``use_cache``; ``half_precision_dtype``; ``last_layer_finetune_modules``; the FSDP policy wraps
+    training mode, where ``enable_gradient_checkpointing()`` must turn checkpointing on and keep the hook (the check
+    turns it off again); ``use_cache``; ``half_precision_dtype``; ``last_layer_finetune_modules``; the FSDP policy wraps
     exactly the decoder layers; ``embed_input_ids``, and a forward pass with labels from ids and from embeddings.
     """
     from vla_backbone.fsdp import wrap_plan
@@ -69,6 +90,7 @@ def check_backbone_contract(backbone, special_cases=SPECIAL_CASES) -> None:
     if not backbone.inference_mode:
         _require(compat.has_input_grad_hook(backbone.llm),
                  f"{name}: in training mode the input-grad hook must sit on the current input embeddings")
+        _check_checkpointing(backbone, name)
     _require(isinstance(backbone.half_precision_dtype, torch.dtype), f"{name}: half_precision_dtype must be a torch.dtype")
     layer_cls = _member(backbone, "transformer_layer_cls")
     layers = [(n, m) for n, m in backbone.named_modules() if isinstance(m, layer_cls)]

@@ -509,8 +509,9 @@ assert counts[""] == sum(p.numel() for module in root_modules for p in module.pa
 # The package ships the promises every backbone keeps as one function, `vla_backbone.contract.check_backbone_contract`:
 # no abstract member left, a PAD token that config and tokenizer agree on, right padding, an `llm_max_length` within
 # the model's positions, a prompt builder whose EOS is one special token, the BOS check (skipped for
-# `SPECIAL_CASES`), embeddings padded to a multiple of 64, the input-grad hook, the last-layer modules, an FSDP plan
-# of exactly the decoder layers, and a forward pass with a finite loss. The package's own tests
+# `SPECIAL_CASES`), embeddings padded to a multiple of 64, the input-grad hook, an `enable_gradient_checkpointing()`
+# that turns checkpointing on and keeps that hook (the check turns it off again), the last-layer modules, an FSDP
+# plan of exactly the decoder layers, and a forward pass with a finite loss. The package's own tests
 # (`tests/test_families.py`) run it on every registered id. It raises an `AssertionError` that says what is wrong.
 #
 # Option B moved BOS into the prompt builder, so we add one check of our own that ties back to notebook 11: the
