@@ -32,6 +32,9 @@ fi
 bash book/build.sh
 HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -n 2 --nbmake --nbmake-timeout=$CELL_TIMEOUT_S -m "not exclusive and not browser"
 HF_HUB_OFFLINE=1 .venv/bin/python -m pytest --nbmake --nbmake-timeout=$CELL_TIMEOUT_S -m "exclusive and not browser"
+# A4's optional check against two real processes (instructors opt in with VLA_GRADE_TORCHRUN=1), on the master, here
+# where both cores are free.
+HF_HUB_OFFLINE=1 VLA_GRADE_TORCHRUN=1 .venv/bin/python -m pytest tests/assignments/test_a4_fsdp_plan.py -k real_two_process_run
 
 # --- The learner in a real browser: JupyterLab in Debian's Chromium. Screenshots land in test-artifacts/browser/.
 # Two workers, each with its own JupyterLab server and Chromium.

@@ -214,6 +214,14 @@ def test_bos_failure_names_class_ids_and_fix():
     assert "SPECIAL_CASES" in message and "post-processor" in message
 
 
+def test_construction_runs_the_bos_check_unless_the_id_is_a_special_case(monkeypatch):
+    """REFERENCE §2, step 7: the constructor checks BOS; phi-2 passes only because it is in SPECIAL_CASES."""
+    vla_backbone.get_llm_backbone_and_tokenizer("phi-2-3b")
+    monkeypatch.setattr(hf_causal, "SPECIAL_CASES", hf_causal.SPECIAL_CASES - {"phi-2-3b"})
+    with pytest.raises(TokenizerBOSError, match="'phi-2-3b' fails the BOS check"):
+        vla_backbone.get_llm_backbone_and_tokenizer("phi-2-3b")
+
+
 def test_bos_check_survives_python_O():
     code = (
         "import vla_backbone\n"

@@ -189,6 +189,19 @@ def test_contract_checks_that_checkpointing_turns_on_and_leaves_the_backbone_as_
     assert compat.is_checkpointing(backbone.llm)
 
 
+def test_contract_refuses_an_embedding_lookup_that_skips_the_module():
+    """Indexing the weight gives the same values, but the input-grad hook on the module never fires."""
+    from vla_backbone.families.opt import OPTLLMBackbone
+
+    class IndexingEmbeddings(OPTLLMBackbone):
+        def embed_input_ids(self, input_ids):
+            return self.llm.get_input_embeddings().weight[input_ids]
+
+    backbone = IndexingEmbeddings("opt-125m", hf_hub_path=str(checkpoint_path("opt-125m")))
+    with pytest.raises(AssertionError, match="embed_input_ids must call the input embedding module"):
+        check_backbone_contract(backbone)
+
+
 def test_a_mistyped_member_is_reported_as_itself():
     """nn.Module reports an AttributeError raised inside a property as the property missing; a porter needs the real
     name. transformers 5 renamed GPT-NeoX's `embed_out`, so upstream-style code can hit exactly this."""
@@ -254,8 +267,21 @@ def test_checkpointing_policy_and_plan(backbone_id, recwarn):
     assert not [w for w in recwarn if issubclass(w.category, (FutureWarning, DeprecationWarning))]
     policy = backbone.get_fsdp_wrapping_policy()
     plan = wrap_plan(backbone, policy)
-    layers = [n for n, m in backbone.named_modules() if isinstance(m, backbone.transformer_layer_cls)]
-    assert plan == ["", *layers]
+    layers = [(n, m) for n, m in backbone.named_modules() if isinstance(m, backbone.transformer_layer_cls)]
+    assert plan == ["", *(n for n, _ in layers)]
+    # Upstream differences, row 4: non-reentrant, where transformers 4.40's default was reentrant.
+    assert all(m._gradient_checkpointing_func.keywords == {"use_reentrant": False} for _, m in layers)
+
+
+def test_new_embedding_rows_get_the_ordinary_initialisation_as_in_4_40():
+    """Upstream differences, row 13: transformers 4.40 (OpenVLA's) drew rows added by a resize from N(0,
+    initializer_range); newer versions default to mean_resizing=True, which makes every new row the mean embedding."""
+    backbone, _ = load("llama2-7b-pure")
+    weight = backbone.llm.get_input_embeddings().weight.detach()
+    new_rows, old_mean = weight[32000:], weight[:32000].mean(dim=0)
+    assert backbone.llm.config.initializer_range == 0.02
+    assert abs(new_rows.mean()) < 0.002 and abs(new_rows.std() - 0.02) < 0.002
+    assert (new_rows - old_mean).norm(dim=1).min() > 0.05  # mean_resizing puts every new row within 1e-4 of the mean
 
 
 def test_inference_mode_has_architecture_without_pretrained_weights():

@@ -163,6 +163,35 @@ def test_world_size_one_turns_fsdp1_into_no_shard_without_a_stray_warning(single
     assert not [w for w in caught if "NO_SHARD" in str(w.message)]
 
 
+def test_fsdp1_gets_openvlas_arguments(single_process_group):
+    """REFERENCE §6: use_orig_params=True, limit_all_gathers=True; bf16 compute with fp32 reduction and buffers."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    backbone, _ = vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure")
+    model = fsdp.shard_with_fsdp1(backbone, backbone.get_fsdp_wrapping_policy(), torch.device("cpu"), "HYBRID_SHARD",
+                                  init_device_mesh("cpu", (1, 1)), Precision("bf16", "test"))
+    assert model._use_orig_params and model.limit_all_gathers
+    mixed = model.mixed_precision
+    assert (mixed.param_dtype, mixed.reduce_dtype, mixed.buffer_dtype) == (torch.bfloat16, torch.float32, torch.float32)
+
+
+@pytest.mark.parametrize("sharding", ["full-shard", "shard-grad-op"])
+def test_fsdp2_gets_the_same_precision_and_resharding_as_fsdp1(single_process_group, sharding):
+    """bf16 compute with fp32 reduction, as FSDP1's MixedPrecision; OpenVLA's shard-grad-op (ZeRO-2, FSDP1's
+    _HYBRID_SHARD_ZERO2) keeps the gathered parameters after forward, which FSDP2 spells reshard_after_forward=False."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    zero2 = "ZERO2" in fsdp.OPENVLA_SHARDING[sharding]
+    assert fsdp.FSDP2_RESHARD_AFTER_FORWARD[sharding] is not zero2
+    backbone, _ = vla_backbone.get_llm_backbone_and_tokenizer("llama2-7b-pure")
+    model = fsdp.shard_with_fsdp2(backbone, backbone.transformer_layer_cls, init_device_mesh("cpu", (1,)),
+                                  Precision("bf16", "test"), reshard_after_forward=fsdp.FSDP2_RESHARD_AFTER_FORWARD[sharding])
+    for unit in [model, *(m for m in model.modules() if isinstance(m, backbone.transformer_layer_cls))]:
+        state = unit._get_fsdp_state()
+        assert (state._mp_policy.param_dtype, state._mp_policy.reduce_dtype) == (torch.bfloat16, torch.float32)
+        assert (state._fsdp_param_group.post_forward_mesh_info is None) == zero2
+
+
 def test_fsdp2_shards_before_anything_is_moved(single_process_group):
     """Sharding must need no weights in memory: a model on the meta device shards, then materialises on the target."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict

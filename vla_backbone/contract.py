@@ -102,8 +102,17 @@ def check_backbone_contract(backbone, special_cases=SPECIAL_CASES) -> None:
     plan = wrap_plan(backbone, backbone.get_fsdp_wrapping_policy())
     _require(plan == ["", *(n for n, _ in layers)], f"{name}: the FSDP policy should wrap exactly the decoder layers, got {plan}")
     ids = tokenizer(["pick up the cup"], return_tensors="pt").input_ids
-    _require(torch.equal(backbone.embed_input_ids(ids), backbone.llm.get_input_embeddings()(ids)),
-             f"{name}: embed_input_ids must call the input embedding module")
+    # Equal values are not enough: a lookup that skips the module (weight[ids]) gives them too, but the module's hooks,
+    # the input-grad hook among them, never fire (notebook 07).
+    calls = []
+    handle = backbone.llm.get_input_embeddings().register_forward_hook(lambda *_: calls.append(True))
+    try:
+        embedded = backbone.embed_input_ids(ids)
+    finally:
+        handle.remove()
+    _require(bool(calls) and torch.equal(embedded, backbone.llm.get_input_embeddings()(ids)),
+             f"{name}: embed_input_ids must call the input embedding module, llm.get_input_embeddings()(input_ids), "
+             "so that its hooks fire")
     with torch.no_grad():
         loss = backbone(input_ids=ids, labels=ids).loss
         # The VLM's path: embeddings of width embed_dim (projected patches among them) instead of ids.
