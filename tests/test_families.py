@@ -25,15 +25,20 @@ ALL_IDS = vla_backbone.list_backbones()
 # One id per family is enough for the expensive checks; every id is still loaded once below.
 ONE_PER_FAMILY = [next(iter(family.models)) for family in FAMILIES]
 
+# REFERENCE §3: `*-pure` Pure, `*-chat` LLaMa2Chat, `vicuna*` VicunaV15, Mistral Pure / MistralInstruct, Phi, Qwen;
+# OPT (this package's addition) Pure.
 EXPECTED_BUILDER = {
     "llama2-7b-pure": PurePromptBuilder,
+    "llama2-13b-pure": PurePromptBuilder,
+    "llama2-7b-chat": LLaMa2ChatPromptBuilder,
     "llama2-13b-chat": LLaMa2ChatPromptBuilder,
     "vicuna-v15-7b": VicunaV15ChatPromptBuilder,
+    "vicuna-v15-13b": VicunaV15ChatPromptBuilder,
     "mistral-v0.1-7b-pure": PurePromptBuilder,
     "mistral-v0.1-7b-instruct": MistralInstructPromptBuilder,
     "phi-2-3b": PhiPromptBuilder,
-    "qwen25-0_5b-pure": QwenPromptBuilder,
-    "opt-125m": PurePromptBuilder,
+    **{f"qwen25-{size}": QwenPromptBuilder for size in ("0_5b-pure", "0_5b-extra", "1_5b-pure", "3b-pure", "7b-pure")},
+    **{f"opt-{size}": PurePromptBuilder for size in ("125m", "350m", "1.3b", "2.7b", "6.7b")},
 }
 
 REFERENCE_IDS = {
@@ -127,8 +132,7 @@ def test_every_id_loads_with_its_contract(backbone_id):
     assert compat.has_input_grad_hook(backbone.llm)
     gen = backbone.llm.generation_config
     assert (gen.do_sample, gen.temperature, gen.top_p) == (False, 1.0, 1.0)
-    if backbone_id in EXPECTED_BUILDER:
-        assert backbone.prompt_builder_fn is EXPECTED_BUILDER[backbone_id]
+    assert backbone.prompt_builder_fn is EXPECTED_BUILDER[backbone_id]
     embeddings, last_layer, head = backbone.last_layer_finetune_modules
     layers = [m for m in backbone.llm.modules() if isinstance(m, backbone.transformer_layer_cls)]
     assert embeddings is backbone.llm.get_input_embeddings() and head is backbone.llm.get_output_embeddings()
