@@ -322,7 +322,7 @@ assert not any(build(cls, CONVERSATION).prompt.startswith("<s>") for cls in BUIL
 # %% [markdown]
 # ### LLaMa2Chat：只有一个 `>` 的 `<<SYS>`
 #
-# Meta 官方的 Llama-2-chat 格式用 `<<SYS>>` 开启系统提示词块。Prismatic 的构造器写成了 `<<SYS>`——少了一个 `>`——结尾的 `<</SYS>>` 倒是正确的。这是个笔误，但我们保留它：Prismatic 发布的 `llama2-chat+7b` 和 `llama2-chat+13b` 这两个 VLM 用的骨干网络是 `llama2-7b-chat` 和 `llama2-13b-chat`（见 Prismatic 的 `prismatic/conf/models.py`），用的正是这个构造器，所以它们是在这个笔误上训练的，这些 checkpoint 认的就是它。如果把它“修好”，推理时模型拿到的 token 就和训练时学到的不一样，不会有任何报错，效果却会悄悄变差。
+# Meta 官方的 Llama-2-chat 格式用 `<<SYS>>` 开启系统提示词块。Prismatic 的构造器写成了 `<<SYS>`——少了一个 `>`——结尾的 `<</SYS>>` 倒是正确的。这是个笔误，但我们保留它：Prismatic 发布的 `llama2-chat+7b` 和 `llama2-chat+13b` 这两个 VLM 以 `llama2-7b-chat` 和 `llama2-13b-chat` 为骨干网络（见 Prismatic 的 `prismatic/conf/models.py`），而这两个骨干网络用的正是这个构造器，所以它们是在这个笔误上训练的，这些 checkpoint 认的就是它。如果把它“修好”，推理时模型拿到的 token 就和训练时学到的不一样，不会有任何报错，效果却会悄悄变差。
 
 # %%
 chat_prompt = build(LLaMa2ChatPromptBuilder, CONVERSATION).get_prompt()
@@ -686,7 +686,7 @@ for text in ("Out: ok</s> In: again", " </s>"):
     assert (legacy_tokenizer(text).input_ids != file_tokenizer.encode(text).ids) == compat.IS_V5
 
 # %% [markdown]
-# 有些 checkpoint 根本不带 `tokenizer.json`，只有 SentencePiece 模型文件 `tokenizer.model`（Vicuna v1.5 可能就是这样）。4.40 转换这个文件时，不管配置里怎么写，都按 `legacy` 为真处理，并按合并后词片的 SentencePiece 分数给 BPE 合并规则排序；上面那个 `tokenizer.json` 正是这个转换器写出来的。传入 `legacy=True` 后，4.57 的转换方式与之相同。5.x 则自己构建后端（在 5.24 上实测），结果有两处不同：文本开头的空格会丢掉（`" leading"` 只剩 `▁leading`，而文件给出的是 `▁` 和 `▁leading`）；合并规则按 id 排序，所以 `"a  leading"` 里的两个空格会变成 `▁▁`（id 259，分数最低）加 `leading`，而不是 `▁` 加 `▁leading`。因此在 5.x 上，`load_tokenizer` 会按 4.x 的方式重新转换一遍（`compat.split_text_as_4x_converted`）。检验方法：把 checkpoint 复制一份、去掉其中的 `tokenizer.json`，这份副本给出的 id 必须和文件给出的一致，而 5.x 上普通的 `AutoTokenizer` 做不到这一点。
+# 有些 checkpoint 根本不带 `tokenizer.json`，只有 SentencePiece 模型文件 `tokenizer.model`（Vicuna v1.5 可能就是这样）。4.40 转换这个文件时，不管配置里怎么写，都按 `legacy` 为真处理，并按合并后词片的 SentencePiece 分数给 BPE 合并规则排序；上面那个 `tokenizer.json` 正是这个转换器写出来的。传入 `legacy=True` 后，4.57 的转换方式与之相同。5.x 则自己构建后端（在 5.24 上实测），结果有两处不同：文本开头的空格会丢掉（`" leading"` 只剩 `▁leading`，而文件给出的是 `▁` 和 `▁leading`）；合并规则按 id 排序，所以 `"a  leading"` 里的两个空格会变成 `▁▁`（id 259，分数最低）加 `leading`，而不是 `▁` 加 `▁leading`。因此在 5.x 上，`load_tokenizer` 会按 4.x 的方式重新转换一遍（`compat.split_text_as_4x_converted`）。检验方法：把 checkpoint 复制一份、去掉其中的 `tokenizer.json`，这份副本给出的 id 必须和文件给出的一致，而在 5.x 上直接用 `AutoTokenizer` 做不到这一点。
 
 # %%
 import shutil

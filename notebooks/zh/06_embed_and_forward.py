@@ -127,12 +127,12 @@ with expect_error(ValueError, match="exactly one of input_ids or inputs_embeds")
 # %% [markdown]
 # ### 谁来缩放嵌入？移植到 Gemma 时的一个坑
 #
-# 本包里的每个家族都把嵌入矩阵的行原样交给第一个解码层。Gemma 则先把它们乘以 √`hidden_size`，而这一步乘法放在哪里，在 transformers 5.4.0 里换了地方：
+# 本包里的每个家族都把嵌入矩阵的行原样交给第一个解码器层。Gemma 则先把它们乘以 √`hidden_size`，而 transformers 5.4.0 改变了这一步乘法所在的位置：
 #
-# - 5.3 及以前（包括 OpenVLA 锁定的 4.40 和 4.57），嵌入模块就是普通的 `nn.Embedding`，由 `GemmaModel.forward` 去乘收到的任何 `inputs_embeds`；
-# - 从 5.4 起，乘法挪进了嵌入模块 `GemmaTextScaledWordEmbedding` 自己的输出里，`forward` 对 `inputs_embeds` 不再做任何处理。
+# - 5.3 及以前（包括 OpenVLA 锁定的 4.40，以及 4.57），嵌入模块就是普通的 `nn.Embedding`，由 `GemmaModel.forward` 对收到的任何 `inputs_embeds` 做这步乘法；
+# - 从 5.4 起，乘法挪进了嵌入模块 `GemmaTextScaledWordEmbedding`，由它缩放自己的输出，`forward` 则把 `inputs_embeds` 原样往下传。
 #
-# 文本经过 `embed_input_ids`，在每个版本上到达第一层时都恰好被缩放一次，所以传 id 和传 `embed_input_ids(ids)` 得到的 logits 相同，契约检查（notebook 12）里对这一点的检查在哪个版本上都能通过。投影后的图像 patch 就不一样了：5.4 以前模型会缩放它们，5.4 起谁都不管。在 5.4 一侧训练出的投影器，拿到另一侧的模型上，送进去的 patch 会大或小 √`hidden_size` 倍：Gemma-2B 的宽度是 2048，差不多 45 倍；这里用的宽度是 64，差 8 倍。移植时必须在某一侧自己补上这个缩放，例如要对齐 5.4 以前训练的投影器，就在 5.4 及以后把投影器的输出乘以 `hidden_size ** 0.5`。下面的单元格用一个配置搭出随机权重的单层 Gemma（不用下载任何东西），记录它的第一层分别从 id 和从"patch"收到了什么。
+# 文本经过 `embed_input_ids`，在每个版本上到达第一层时都恰好被缩放一次，所以传 id 和传 `embed_input_ids(ids)` 得到的 logits 相同，契约检查（notebook 12）里对这一点的检查在哪个版本上都能通过。投影后的图像 patch 就不一样了：5.4 以前模型会缩放它们，5.4 起谁都不管。以 5.4 为界，在一侧训练出的投影器拿到另一侧的模型上，送进去的 patch 会偏大或偏小 √`hidden_size` 倍：Gemma-2B 的宽度是 2048，约差 45 倍；这里用的宽度是 64，差 8 倍。移植时必须在某一侧自己补上这个缩放，例如要对齐 5.4 以前训练的投影器，就在 5.4 及以后把投影器的输出乘以 `hidden_size ** 0.5`。下面的单元格用一个配置搭出随机权重的单层 Gemma（不用下载任何东西），记录它的第一层分别从 id 和从“patch”收到了什么。
 
 # %%
 from packaging.version import Version
@@ -156,7 +156,7 @@ print(f"transformers {compat.TRANSFORMERS_VERSION}: embedding module {embedding_
       f"receives ids' rows x{(from_ids / rows).mean():.2f} and patches x{(from_patches / patches).mean():.2f}")
 
 # %% [markdown]
-# 在这里装的版本上检查：文本被缩放一次，乘的是 √64 = 8；从 5.4.0 起由嵌入模块负责缩放，patch 原样到达第一层；在此之前，模型也会缩放 patch。两种情况下，传 id 和传嵌入的结果都一致。
+# 在当前安装的版本上检查：文本被缩放一次，乘的是 √64 = 8；从 5.4.0 起由嵌入模块负责缩放，patch 原样到达第一层；在此之前，模型也会缩放 patch。两种情况下，传 id 和传嵌入的结果都一致。
 
 # %%
 scale = gemma_config.hidden_size ** 0.5
@@ -488,7 +488,7 @@ for other_id in ["mistral-v0.1-7b-pure", "phi-2-3b", "qwen25-0_5b-pure", "opt-12
 # %% [markdown]
 # ## 小结
 # - `embed_input_ids(ids)` 就是 `llm.get_input_embeddings()(ids)`，即按行查表 `weight[ids]`；把这些嵌入作为 `inputs_embeds` 传入，得到的 logits 与直接传 id 相同，VLM 正是这样加入图像 patch 的。两者都传（或都不传）会引发 `ValueError`。
-# - Gemma 会把嵌入乘以 √`hidden_size`：transformers 5.4.0 以前，模型会缩放任何 `inputs_embeds`（投影后的 patch 也在内）；从 5.4.0 起只有嵌入模块做这件事。文本不受影响；在 5.4.0 一侧训练的投影器，到了另一侧就差这个倍数。
+# - Gemma 会把嵌入乘以 √`hidden_size`：transformers 5.4.0 以前，模型会缩放任何 `inputs_embeds`（投影后的 patch 也在内）；从 5.4.0 起只有嵌入模块做这件事。文本不受影响；以 5.4.0 为界，在一侧训练的投影器到了另一侧，就会差这个倍数。
 # - `forward` 把十个参数原样传下去；`compat.forward_kwargs` 丢掉未设置的参数，并在 transformers 改了名的版本上把 `past_key_values` 换成 `cache`。读取缓存请用 `compat.output_cache`。
 # - 右侧填充时真实位置不受影响（仅凭因果性就能保证，掩码修正的是填充位置的输出）。Llama 的 RoPE 位置只通过位置之差起作用。
 # - 损失是 `logits[:, :-1]` 对 `labels[:, 1:]` 的交叉熵在非 `-100` 标签上的平均；被忽略的位置、`labels[:, 0]` 和最后一个位置的 logits 都不计入。

@@ -306,7 +306,7 @@ assert table["reentrant", False, True] == "silent: adapters get no gradient"
 assert all(v == "adapters get gradients" for k, v in table.items() if k[:2] != ("reentrant", False))
 
 # %% [markdown]
-# 全量微调为什么从来用不着这个钩子：那时嵌入矩阵本身就在训练，嵌入的输出自然需要梯度，可重入检查点看到的输入也就需要梯度。下面用表里最糟的那一行来验证，只是把钩子换成可训练的嵌入矩阵：
+# 全量微调为什么从来用不着这个钩子：那时嵌入矩阵本身就在训练，嵌入的输出自然需要梯度，可重入检查点看到的输入也就需要梯度。下面重跑表里最糟的那一行，只是用可训练的嵌入矩阵代替钩子：
 
 # %%
 configure("reentrant", hook=False)

@@ -324,7 +324,7 @@ assert out.logits.shape[1] == batch.input_ids.shape[1] + 16
 # %% [markdown]
 # ### 一个函数覆盖所有阶段
 #
-# 每个阶段针对每个组件规定它是否参与训练：视觉编码器和投影器要么全训、要么全冻；语言模型则是全训、全冻，或者只训练 `last_layer_finetune_modules`。一个阶段所做的，仅仅是给每个参数设置 `requires_grad`；之后优化器只会拿到需要梯度的参数。OpenVLA 的 VLA 训练脚本用 `vla-train`、`vla-full-train` 和 `vla-last-layer-train` 这几个名字，它们分别与 `finetune`、`full-finetune` 和 `last-layer-finetune` 的设置相同，（上游的 `PrismaticVLM.freeze_backbones` 两种名字都接受），由别名表做映射。注意 `apply_stage` 里的顺序：先冻结整个语言模型，再解冻最后一层的那几个模块。
+# 每个阶段针对每个组件规定它是否参与训练：视觉编码器和投影器要么全训、要么全冻；语言模型则是全训、全冻，或者只训练 `last_layer_finetune_modules`。一个阶段所做的，仅仅是给每个参数设置 `requires_grad`；之后优化器只会拿到需要梯度的参数。OpenVLA 的 VLA 训练脚本用 `vla-train`、`vla-full-train` 和 `vla-last-layer-train` 这几个名字，它们分别与 `finetune`、`full-finetune` 和 `last-layer-finetune` 的设置相同（上游的 `PrismaticVLM.freeze_backbones` 两种名字都接受），由别名表做映射。注意 `apply_stage` 里的顺序：先冻结整个语言模型，再解冻最后一层的那几个模块。
 
 # %%
 STAGES = {  # stage -> (vision encoder trains, projector trains, language model: "all", "none" or "last")

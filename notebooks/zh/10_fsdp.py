@@ -401,7 +401,7 @@ assert {p.dtype for p in openvla_fsdp.parameters()} == {torch.float32} == {p.gra
 
 
 # %% [markdown]
-# 在前向传播内部，权重是 bf16（来自 FSDP 的策略），autocast 也以同样的 dtype 开启；logits 是 bf16，损失是 fp32（transformers 用 fp32 计算交叉熵），而存储的参数及其梯度仍是 fp32。参与计算的 bf16 正是骨干网络的 `half_precision_dtype`（见 notebook 09）。FSDP2 用 `fully_shard(module, mp_policy=MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32))` 做同样的选择，在支持 bf16 的 GPU 上，演示程序传入的正是这个策略。在 OpenVLA 中，*冻结的*视觉编码器会在包装之前直接转成 bf16，因为没有优化器需要它的 fp32 副本（见 `prismatic/training/strategies/fsdp.py` 中的 `FSDPStrategy.run_setup`；`full-finetune`、`vla-full-train` 和 `vla-sandwich-train` 这三个阶段除外）。
+# 在前向传播内部，权重是 bf16（来自 FSDP 的策略），autocast 也以同样的 dtype 开启；logits 是 bf16，损失是 fp32（transformers 用 fp32 计算交叉熵），而存储的参数及其梯度仍是 fp32。参与计算的 bf16 正是骨干网络的 `half_precision_dtype`（见 notebook 09）。FSDP2 用 `fully_shard(module, mp_policy=MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32))` 做同样的选择，在支持 bf16 的 GPU 上，演示程序传入的正是这个策略。在 OpenVLA 中，除 `full-finetune`、`vla-full-train` 和 `vla-sandwich-train` 这三个阶段外，*冻结的*视觉编码器都会在包装之前直接转成 bf16，因为没有优化器需要它的 fp32 副本（见 `prismatic/training/strategies/fsdp.py` 中的 `FSDPStrategy.run_setup`）。
 #
 # ## LoRA 陷阱：“uniform requires_grad”
 #

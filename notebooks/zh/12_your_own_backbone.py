@@ -339,7 +339,7 @@ print(type(backbone.llm).__name__, "| tokens:", len(tokenizer), "| pad:", tokeni
       f"| embedding rows: {replica_config.vocab_size} -> {rows}")
 
 # %% [markdown]
-# `<|pad|>` 拿到下一个空闲 id 50257，所以分词器有 50258 个 token，resize 到 64 的倍数后，50257 行变大为 50304 行：正是 nanoGPT 给 GPT-2 用的那个数（notebook 04）。LM head 与嵌入绑定，所以跟着一起变大。长度被限制在 1024，而多一个 token 就确实超出了位置表。
+# `<|pad|>` 拿到下一个空闲 id 50257，所以分词器有 50258 个 token，resize 到 64 的倍数后，50257 行变大为 50304 行：正是 nanoGPT 给 GPT-2 用的那个数（notebook 04）。LM head 与嵌入绑定，所以跟着一起变大。长度上限是 1024，再多一个 token 就真的超出了位置表。
 
 # %%
 assert isinstance(backbone.llm, GPT2LMHeadModel) and backbone.transformer_layer_cls is GPT2Block
@@ -431,7 +431,7 @@ assert counts[""] == sum(p.numel() for module in root_modules for p in module.pa
 # %% [markdown]
 # ## 第 8 步 · 每个家族都要通过的契约
 #
-# 每个骨干网络都要遵守的约定，包里写成了一个函数：`vla_backbone.contract.check_backbone_contract`。它检查：没有遗留的抽象成员；有 PAD token，且配置与分词器一致；右侧填充；`llm_max_length` 不超过模型的位置数；提示词构造器的 EOS 是单个特殊 token；BOS 检查（`SPECIAL_CASES` 中的 id 跳过）；嵌入矩阵的行数补齐到 64 的倍数；输入梯度钩子；`enable_gradient_checkpointing()` 能打开检查点并保住这个钩子（检查完会再关掉）；最后一层相关模块；FSDP 包装计划恰好是各解码器层；以及一次损失有限的前向传播。包自己的测试（`tests/test_families.py`）用它检查注册表里的每一个 id。检查不通过时，它抛出的 `AssertionError` 会写明哪里不对。
+# 每个骨干网络都要遵守的约定，包里写成了一个函数：`vla_backbone.contract.check_backbone_contract`。它检查：没有遗留的抽象成员；有 PAD token，且配置与分词器一致；右侧填充；`llm_max_length` 不超过模型的位置数；提示词构造器的 EOS 是单个特殊 token；BOS 检查（`SPECIAL_CASES` 中的 id 跳过）；嵌入矩阵的行数补齐到 64 的倍数；输入梯度钩子；`enable_gradient_checkpointing()` 能开启梯度检查点且不丢掉这个钩子（检查完会再关掉）；最后一层相关模块；FSDP 包装计划恰好是各解码器层；以及一次损失有限的前向传播。包自己的测试（`tests/test_families.py`）用它检查注册表里的每一个 id。检查不通过时，它抛出的 `AssertionError` 会写明哪里不对。
 #
 # 方案 B 把 BOS 挪进了提示词构造器，所以我们再加一项自己的检查，呼应 notebook 11：构造器生成的提示词必须恰好以一个 BOS 开头，因为图像紧跟在它后面。
 #
