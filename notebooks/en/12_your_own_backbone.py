@@ -138,22 +138,34 @@ assert set(bpe["vocab"]) <= set(opt_vocab) and len(set(opt_vocab) - set(bpe["voc
 # Now we write GPT-2's tokenizer files: phi-2's `tokenizer.json` without the 38 whitespace tokens, and a
 # `tokenizer_config.json` with the only settings GPT-2 needs beyond the defaults of transformers' GPT-2 tokenizer
 # class: its context length, 1024, and `<|endoftext|>` as BOS, EOS and UNK (the class defaults, written out so the
-# files say it themselves). They go into a temporary directory that lives as long as this notebook's kernel.
+# files say it themselves). They go into a folder of the package's cache, next to the tiny replicas, where they stay
+# for the replica's sake (it is keyed by the files' bytes). A file is written under a hidden name and then renamed,
+# so a copy of this notebook running at the same time never reads half of one.
 
 # %%
 import filecmp
 import inspect
-import tempfile
+import os
 from pathlib import Path
 
 from transformers import AutoTokenizer, GPT2Tokenizer, GPT2TokenizerFast
 
-gpt2_dir = tempfile.TemporaryDirectory(prefix="gpt2_tokenizer_")
-GPT2_FILES = Path(gpt2_dir.name)
+from vla_backbone.tiny import tiny_home
+
+GPT2_FILES = tiny_home() / "notebook-12" / "gpt2-tokenizer"
+GPT2_FILES.mkdir(parents=True, exist_ok=True)
+
+
+def write_tokenizer_file(name: str, data: dict) -> None:
+    hidden = GPT2_FILES / f".{name}.{os.getpid()}"
+    hidden.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    os.replace(hidden, GPT2_FILES / name)
+
+
 gpt2_json = {**phi_files, "added_tokens": [token for token in phi_files["added_tokens"] if token["content"] == EOT]}
-(GPT2_FILES / "tokenizer.json").write_text(json.dumps(gpt2_json, ensure_ascii=False), encoding="utf-8")
+write_tokenizer_file("tokenizer.json", gpt2_json)
 special = {"bos_token": EOT, "eos_token": EOT, "unk_token": EOT}
-(GPT2_FILES / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 1024, **special}), encoding="utf-8")
+write_tokenizer_file("tokenizer_config.json", {"model_max_length": 1024, **special})
 
 gpt2_tokenizer = GPT2TokenizerFast.from_pretrained(GPT2_FILES)
 print(type(gpt2_tokenizer).__name__, "| len:", len(gpt2_tokenizer), "| vocab_size:", gpt2_tokenizer.vocab_size,
@@ -576,8 +588,8 @@ del builtin
 # `tokenizer_kwargs = {"add_bos_token": True}`. On transformers 5 it passes; on 4.57 the tokenizer ignores the
 # argument and the BOS check stops it at construction: the check doing its job.
 #
-# Everything the drop-down uses stays in place after "Run All": the replica in the package's cache, the tokenizer
-# files in their temporary directory (deleted when the kernel shuts down), and the GPT-2 ids in `SPECIAL_CASES`.
+# Everything the drop-down uses stays in place after "Run All": the replica and the tokenizer files in the package's
+# cache, and the GPT-2 ids in `SPECIAL_CASES`.
 
 # %%
 from transformers.models.gpt2.modeling_gpt2 import GPT2Attention

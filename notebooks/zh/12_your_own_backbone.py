@@ -110,22 +110,32 @@ assert opt_merges[0] == "#version: 0.2" and opt_merges[1:] == bpe["merges"]
 assert set(bpe["vocab"]) <= set(opt_vocab) and len(set(opt_vocab) - set(bpe["vocab"])) == 8
 
 # %% [markdown]
-# 现在写出 GPT-2 的分词器文件：去掉 38 个空白符 token 的 phi-2 `tokenizer.json`，以及一个 `tokenizer_config.json`。transformers 的 GPT-2 分词器类自有默认值，这个文件只补上 GPT-2 还需要的设置：上下文长度 1024，以及让 `<|endoftext|>` 充当 BOS、EOS 和 UNK（这本来就是类的默认值，写出来是为了让文件自己把话说清楚）。这些文件放在一个临时目录里，只要本 notebook 的内核还在运行，它就一直存在。
+# 现在写出 GPT-2 的分词器文件：去掉 38 个空白符 token 的 phi-2 `tokenizer.json`，以及一个 `tokenizer_config.json`。transformers 的 GPT-2 分词器类自有默认值，这个文件只补上 GPT-2 还需要的设置：上下文长度 1024，以及让 `<|endoftext|>` 充当 BOS、EOS 和 UNK（这本来就是类的默认值，写出来是为了让文件自己把话说清楚）。这些文件放在包缓存里的一个文件夹中，和微型副本放在一起，并且一直保留，因为微型副本是按这些文件的字节来区分的。每个文件先用隐藏文件名写出，再改名，这样同时运行的另一份本 notebook 永远不会读到写了一半的文件。
 
 # %%
 import filecmp
 import inspect
-import tempfile
+import os
 from pathlib import Path
 
 from transformers import AutoTokenizer, GPT2Tokenizer, GPT2TokenizerFast
 
-gpt2_dir = tempfile.TemporaryDirectory(prefix="gpt2_tokenizer_")
-GPT2_FILES = Path(gpt2_dir.name)
+from vla_backbone.tiny import tiny_home
+
+GPT2_FILES = tiny_home() / "notebook-12" / "gpt2-tokenizer"
+GPT2_FILES.mkdir(parents=True, exist_ok=True)
+
+
+def write_tokenizer_file(name: str, data: dict) -> None:
+    hidden = GPT2_FILES / f".{name}.{os.getpid()}"
+    hidden.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    os.replace(hidden, GPT2_FILES / name)
+
+
 gpt2_json = {**phi_files, "added_tokens": [token for token in phi_files["added_tokens"] if token["content"] == EOT]}
-(GPT2_FILES / "tokenizer.json").write_text(json.dumps(gpt2_json, ensure_ascii=False), encoding="utf-8")
+write_tokenizer_file("tokenizer.json", gpt2_json)
 special = {"bos_token": EOT, "eos_token": EOT, "unk_token": EOT}
-(GPT2_FILES / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 1024, **special}), encoding="utf-8")
+write_tokenizer_file("tokenizer_config.json", {"model_max_length": 1024, **special})
 
 gpt2_tokenizer = GPT2TokenizerFast.from_pretrained(GPT2_FILES)
 print(type(gpt2_tokenizer).__name__, "| len:", len(gpt2_tokenizer), "| vocab_size:", gpt2_tokenizer.vocab_size,
@@ -485,7 +495,7 @@ del builtin
 #
 # 最后一个变体是方案 A：把这些 id 从 `SPECIAL_CASES` 里拿掉，换一个不写 BOS 的构造器，并设 `tokenizer_kwargs = {"add_bos_token": True}`。在 transformers 5 上它能通过；在 4.57 上分词器忽略了这个参数，BOS 检查在构造时就把它拦下：这正是检查的本职。
 #
-# 下拉菜单用到的一切在“Run All”之后都还在：包缓存里的微型副本、临时目录里的分词器文件（内核关闭时删除），以及 `SPECIAL_CASES` 里的 GPT-2 id。
+# 下拉菜单用到的一切在“Run All”之后都还在：包缓存里的微型副本和分词器文件，以及 `SPECIAL_CASES` 里的 GPT-2 id。
 
 # %%
 from transformers.models.gpt2.modeling_gpt2 import GPT2Attention
