@@ -58,19 +58,29 @@ del toy
 
 # %%
 import json
-import tempfile
-from pathlib import Path
+import os
 
 import torch
 
-from vla_backbone.tiny import TINY_SPECS, TinySpec, tiny_checkpoint, tokenizer_files
+from vla_backbone.tiny import TINY_SPECS, TinySpec, tiny_checkpoint, tiny_home, tokenizer_files
 
-gpt2_files = Path(tempfile.mkdtemp(prefix="gpt2_tokenizer_"))
+# In the package's cache, next to the replica built from it. Each file is written under a hidden name and renamed,
+# so a copy of this notebook running at the same time never reads half a file.
+gpt2_files = tiny_home() / "A1" / "gpt2-tokenizer"
+gpt2_files.mkdir(parents=True, exist_ok=True)
+
+
+def write_tokenizer_file(name: str, data: dict) -> None:
+    hidden = gpt2_files / f".{name}.{os.getpid()}"
+    hidden.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    os.replace(hidden, gpt2_files / name)
+
+
 phi = json.loads((tokenizer_files(TINY_SPECS["phi"]) / "tokenizer.json").read_text(encoding="utf-8"))
 phi["added_tokens"] = [token for token in phi["added_tokens"] if token["content"] == "<|endoftext|>"]
-(gpt2_files / "tokenizer.json").write_text(json.dumps(phi, ensure_ascii=False), encoding="utf-8")
+write_tokenizer_file("tokenizer.json", phi)
 special = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}
-(gpt2_files / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 1024, **special}), encoding="utf-8")
+write_tokenizer_file("tokenizer_config.json", {"model_max_length": 1024, **special})
 
 TINY_SPECS.setdefault("gpt2", TinySpec(
     "gpt2", "GPT2Config", "GPT2LMHeadModel",
